@@ -1,0 +1,99 @@
+"""The engine interfaces the gateway programs against.
+
+Audio handed to and returned by engines is mono float32 in [-1, 1]. The VAD and
+the recogniser take 16 kHz; a synthesiser says which rate it produces.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+SAMPLE_RATE = 16_000
+
+
+class VadStream(abc.ABC):
+    """Per-call VAD state: feed fixed-size windows, get speech probabilities."""
+
+    window_samples: int
+
+    @abc.abstractmethod
+    async def probabilities(self, windows: FloatArray) -> list[float]:
+        """Speech probability of each row of ``windows`` (shape ``n × window_samples``)."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the recurrent state (e.g. after a long gap in the audio)."""
+
+
+class VoiceActivityDetector(abc.ABC):
+    """A loaded VAD model; ``stream()`` gives each call its own state."""
+
+    @abc.abstractmethod
+    def stream(self) -> VadStream: ...
+
+    async def warm_up(self) -> None:
+        """Run the model once so the first call pays no start-up cost."""
+        await self.stream().probabilities(np.zeros((1, self.stream().window_samples), np.float32))
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    audio_seconds: float
+    compute_seconds: float
+
+
+class SpeechRecognizer(abc.ABC):
+    """A batch recogniser; the gateway makes it streaming with VAD events."""
+
+    @abc.abstractmethod
+    async def transcribe(self, audio: FloatArray, *, partial: bool = False) -> Transcript:
+        """Transcribe 16 kHz mono audio.
+
+        ``partial`` marks an interim hypothesis: it yields to final work and may be
+        skipped (raising :class:`asyncio.CancelledError`) when newer work of the
+        same caller supersedes it.
+        """
+
+    @property
+    def queue_depth(self) -> int:
+        return 0
+
+    async def warm_up(self) -> None:
+        await self.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32))
+
+
+@dataclass(frozen=True)
+class SynthesizedAudio:
+    """One piece of synthesised speech."""
+
+    samples: FloatArray
+    sample_rate: int
+
+
+class SpeechSynthesizer(abc.ABC):
+    """Text to speech; ``synthesize`` streams audio for one clause or sentence."""
+
+    sample_rate: int
+    voices: tuple[str, ...] = ("default",)
+
+    @abc.abstractmethod
+    def synthesize(
+        self, text: str, *, voice: str | None = None, first: bool = False
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """Audio for ``text``; ``first`` marks the opening clause of a reply (it jumps the queue)."""
+
+    @property
+    def queue_depth(self) -> int:
+        return 0
+
+    async def warm_up(self) -> None:
+        async for _ in self.synthesize("Hello."):
+            pass

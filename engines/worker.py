@@ -1,0 +1,114 @@
+"""A small inference worker: threads fed from a bounded priority queue.
+
+Final transcripts must not wait behind partial ones, and the first clause of a
+reply must not wait behind later clauses, so jobs carry a priority (lower runs
+first). A job whose future was cancelled before it started is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from engines.errors import EngineError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRIORITY_HIGH = 0
+PRIORITY_NORMAL = 1
+PRIORITY_LOW = 2
+
+
+@dataclass(order=True)
+class _Job(Generic[T]):
+    priority: int
+    sequence: int
+    fn: Callable[[], T] = field(compare=False)
+    future: asyncio.Future[T] = field(compare=False)
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+
+
+class InferenceWorker:
+    """Runs blocking model calls off the event loop, most urgent first."""
+
+    def __init__(self, name: str, *, threads: int = 1, max_pending: int = 64) -> None:
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
+        self.name = name
+        self._queue: queue.PriorityQueue[_Job[Any] | tuple[int, int, None]] = queue.PriorityQueue()
+        self._max_pending = max_pending
+        self._counter = itertools.count()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs submitted and not yet finished."""
+        return self._pending
+
+    def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                raise EngineError(self.name, "worker is closed", retryable=False)
+            if self._pending >= self._max_pending:
+                raise EngineError(self.name, "too many queued jobs", retryable=True)
+            self._pending += 1
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(priority, next(self._counter), fn, future, loop))
+        return future
+
+    async def run(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> T:
+        return await self.submit(fn, priority=priority)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for _ in self._threads:
+            self._queue.put((1 << 30, next(self._counter), None))
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if not isinstance(job, _Job):
+                return
+            try:
+                if job.future.cancelled():
+                    continue
+                try:
+                    result = job.fn()
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                    job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
+                else:
+                    job.loop.call_soon_threadsafe(_set_result, job.future, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                logger.debug("%s: result dropped, event loop closed", self.name)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+
+def _set_result(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,1 @@
+"""The voice gateway application: config, calls, turn-taking, agents, CLI."""

@@ -1,0 +1,255 @@
+"""One WebRTC call: its peer connection, data channel, media tasks and conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from gateway import events
+from gateway.agents import ConversationItem
+from gateway.client_events import BadClientEvent, RateLimiter, parse_client_event
+from gateway.config import GatewayConfig
+from gateway.conversation import Conversation
+from gateway.engines import Engines
+from gateway.errors import InvalidOffer
+from gateway.events import Event
+from gateway.settings import InvalidSession, SessionSettings
+from media import InboundAudioReader, OutboundAudioTrack
+
+logger = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "oai-events"
+MAX_EVENTS_BEFORE_OPEN = 256
+
+
+class Call:
+    def __init__(
+        self,
+        call_id: str,
+        config: GatewayConfig,
+        engines: Engines,
+        settings: SessionSettings,
+        on_closed: Callable[[Call], None],
+    ) -> None:
+        self.id = call_id
+        self._config = config
+        self._engines = engines
+        self._on_closed = on_closed
+        self.created_at = time.monotonic()
+        self.end_reason: str | None = None
+        ice = [RTCIceServer(urls=url) for url in config.server.ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self.track = OutboundAudioTrack()
+        self._channel: RTCDataChannel | None = None
+        self._unsent: list[str] = []
+        self._limiter = RateLimiter(config.limits.max_events_per_second)
+        self._rate_limited_notice_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing: asyncio.Task[None] | None = None
+        self.conversation = Conversation(
+            call_id=call_id,
+            engines=engines,
+            track=self.track,
+            send=self.send,
+            settings=settings,
+            max_utterance_seconds=config.media.max_utterance_seconds,
+            tts_ahead_seconds=config.media.tts_ahead_seconds,
+            partial_interval_ms=config.engines.asr_partial_interval_ms,
+        )
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    # ------------------------------------------------------------- signaling
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the caller's offer and return our answer SDP (with ICE candidates)."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc's SDP parsing raises many types on hostile input
+            logger.info("call %s: offer rejected: %r", self.id, exc)
+            raise InvalidOffer("invalid_sdp", f"the SDP offer could not be applied: {exc}") from exc
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise InvalidOffer("no_audio", "the SDP offer has no audio media section")
+        self.pc.addTrack(self.track)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._spawn(self._ice_watchdog())
+        return self.pc.localDescription.sdp
+
+    async def _ice_watchdog(self) -> None:
+        await asyncio.sleep(self._config.limits.ice_timeout_seconds)
+        if self.pc.connectionState not in ("connected", "closed"):
+            logger.info("call %s: ICE did not complete within %.0f s", self.id, self._config.limits.ice_timeout_seconds)
+            self.close_soon("ice_timeout")
+
+    # ----------------------------------------------------------------- media
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._spawn(self._read_audio(track))
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        reader = InboundAudioReader(track)
+        try:
+            async for pcm in reader:
+                await self.conversation.feed(pcm)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("call %s: inbound audio failed", self.id)
+            self.close_soon("error")
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        logger.info("call %s: connection %s", self.id, state)
+        if state in ("failed", "closed"):
+            self.close_soon("connection_" + state)
+
+    # ---------------------------------------------------------------- events
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != EVENTS_CHANNEL or self._channel is not None:
+            logger.info("call %s: ignoring data channel %r", self.id, channel.label)
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+        if channel.readyState == "open":
+            self._on_channel_open()
+        else:
+            channel.on("open", self._on_channel_open)
+
+    def _on_channel_open(self) -> None:
+        channel = self._channel
+        assert channel is not None
+        channel.send(json.dumps(events.session_created(self.session_dict())))
+        unsent, self._unsent = self._unsent, []
+        for message in unsent:
+            channel.send(message)
+
+    def session_dict(self) -> dict[str, Any]:
+        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
+
+    def send(self, event: Event) -> None:
+        message = json.dumps(event)
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(message)
+        elif len(self._unsent) < MAX_EVENTS_BEFORE_OPEN:
+            self._unsent.append(message)
+
+    def _on_message(self, message: object) -> None:
+        if not self._limiter.allow():
+            now = time.monotonic()
+            if now - self._rate_limited_notice_at >= 1.0:
+                self._rate_limited_notice_at = now
+                self.send(events.error("rate_limited", "too many client events; events are being dropped"))
+            return
+        try:
+            event = parse_client_event(message, max_bytes=self._config.limits.max_event_bytes)
+            self._dispatch(event)
+        except BadClientEvent as exc:
+            self.send(events.error(exc.code, str(exc), event_id=exc.event_id))
+        except InvalidSession as exc:
+            self.send(events.error("invalid_value", str(exc), param=exc.param,
+                                   event_id=_event_id(message)))
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind, event_id = event["type"], event.get("event_id")
+        conversation = self.conversation
+        if kind == "session.update":
+            settings = conversation.settings.updated(
+                event.get("session"), voices=self._engines.tts.voices, agents=self._engines.agents.names
+            )
+            conversation.update_settings(settings)
+            self.send(events.session_updated(self.session_dict()))
+        elif kind == "input_audio_buffer.clear":
+            conversation.clear_input()
+            self.send(events.input_cleared())
+        elif kind == "input_audio_buffer.commit":
+            if not conversation.commit_input():
+                raise BadClientEvent("input_audio_buffer_commit_empty", "there is no speech to commit", event_id)
+        elif kind == "response.cancel":
+            if not conversation.cancel_response("client_cancelled"):
+                raise BadClientEvent("response_cancel_not_active", "there is no active response", event_id)
+        elif kind == "output_audio_buffer.clear":
+            if not conversation.cancel_response("client_cleared"):
+                raise BadClientEvent("no_active_output", "no audio is playing", event_id)
+        elif kind == "conversation.item.create":
+            conversation.add_item(_parse_item(event.get("item"), event_id))
+        elif kind == "response.create":
+            if not conversation.create_response():
+                raise BadClientEvent("conversation_already_has_active_response",
+                                     "a response is already in progress; cancel it first", event_id)
+        else:
+            raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
+
+    # ----------------------------------------------------------------- close
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close_soon(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.close(reason))
+
+    async def close(self, reason: str = "hangup") -> None:
+        """Hang up and free everything. Safe to call more than once."""
+        if self.end_reason is not None:
+            return
+        self.end_reason = reason
+        logger.info("call %s: closing (%s)", self.id, reason)
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await self.conversation.close()
+        self.track.stop()
+        try:
+            await asyncio.wait_for(self.pc.close(), self._config.limits.call_close_timeout_seconds)
+        except (asyncio.TimeoutError, Exception):
+            logger.warning("call %s: peer connection did not close cleanly", self.id)
+        pending = [t for t in self._tasks if t is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=self._config.limits.call_close_timeout_seconds)
+        self._on_closed(self)
+
+
+def _event_id(message: object) -> str | None:
+    with contextlib.suppress(Exception):
+        value = json.loads(message)  # type: ignore[arg-type]
+        if isinstance(value, dict) and isinstance(value.get("event_id"), str):
+            return value["event_id"]
+    return None
+
+
+def _parse_item(item: Any, event_id: str | None) -> ConversationItem:
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        raise BadClientEvent("invalid_item", "item must be an object of type 'message'", event_id)
+    role = item.get("role")
+    if role not in ("user", "assistant", "system"):
+        raise BadClientEvent("invalid_item", "item.role must be 'user', 'assistant' or 'system'", event_id)
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise BadClientEvent("invalid_item", "item.content must be a non-empty list", event_id)
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text", "text"):
+            raise BadClientEvent("invalid_item", "content parts must be text ('input_text', 'output_text', 'text')",
+                                 event_id)
+        if not isinstance(part.get("text"), str):
+            raise BadClientEvent("invalid_item", "content part text must be a string", event_id)
+        texts.append(part["text"])
+    item_id = item.get("id") if isinstance(item.get("id"), str) and item["id"] else events.new_id("item")
+    return ConversationItem(item_id, role, " ".join(texts))

@@ -1,0 +1,147 @@
+"""Server events on the ``oai-events`` data channel (OpenAI Realtime GA names).
+
+Each function returns one event as a dict. Extensions to OpenAI's protocol are
+named ``gateway.*`` and documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+Event = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _event(type_: str, **fields: Any) -> Event:
+    return {"type": type_, "event_id": new_id("event"), **fields}
+
+
+def error(code: str, message: str, *, error_type: str = "invalid_request_error", event_id: str | None = None,
+          param: str | None = None) -> Event:
+    return _event(
+        "error",
+        error={"type": error_type, "code": code, "message": message, "param": param, "event_id": event_id},
+    )
+
+
+def session_created(session: dict[str, Any]) -> Event:
+    return _event("session.created", session=session)
+
+
+def session_updated(session: dict[str, Any]) -> Event:
+    return _event("session.updated", session=session)
+
+
+def speech_started(item_id: str, audio_start_ms: int) -> Event:
+    return _event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms, item_id=item_id)
+
+
+def speech_stopped(item_id: str, audio_end_ms: int) -> Event:
+    return _event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)
+
+
+def input_committed(item_id: str, previous_item_id: str | None) -> Event:
+    return _event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous_item_id)
+
+
+def input_cleared() -> Event:
+    return _event("input_audio_buffer.cleared")
+
+
+def message_item(item_id: str, role: str, text: str | None, *, status: str, audio: bool) -> dict[str, Any]:
+    if role == "user":
+        content = [{"type": "input_audio", "transcript": text}] if audio else [{"type": "input_text", "text": text}]
+    else:
+        content = [{"type": "output_audio", "transcript": text}] if audio else [{"type": "output_text", "text": text}]
+    return {"id": item_id, "type": "message", "object": "realtime.item", "status": status, "role": role,
+            "content": content}
+
+
+def item_added(item: dict[str, Any], previous_item_id: str | None) -> Event:
+    return _event("conversation.item.added", previous_item_id=previous_item_id, item=item)
+
+
+def item_done(item: dict[str, Any], previous_item_id: str | None) -> Event:
+    return _event("conversation.item.done", previous_item_id=previous_item_id, item=item)
+
+
+def item_truncated(item_id: str, audio_end_ms: int) -> Event:
+    return _event("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=audio_end_ms)
+
+
+def transcription_delta(item_id: str, delta: str) -> Event:
+    return _event("conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=delta)
+
+
+def transcription_completed(item_id: str, transcript: str) -> Event:
+    return _event("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
+                  transcript=transcript)
+
+
+def transcription_failed(item_id: str, message: str) -> Event:
+    return _event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
+                  error={"type": "server_error", "code": "asr_failed", "message": message})
+
+
+def response_object(response_id: str, status: str, output: list[dict[str, Any]],
+                    status_details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": response_id, "object": "realtime.response", "status": status, "status_details": status_details,
+            "output": output, "output_modalities": ["audio"]}
+
+
+def response_created(response_id: str) -> Event:
+    return _event("response.created", response=response_object(response_id, "in_progress", []))
+
+
+def response_done(response_id: str, status: str, output: list[dict[str, Any]], reason: str | None = None) -> Event:
+    details = {"type": status, "reason": reason} if reason else None
+    return _event("response.done", response=response_object(response_id, status, output, details))
+
+
+def output_item_added(response_id: str, item: dict[str, Any]) -> Event:
+    return _event("response.output_item.added", response_id=response_id, output_index=0, item=item)
+
+
+def output_item_done(response_id: str, item: dict[str, Any]) -> Event:
+    return _event("response.output_item.done", response_id=response_id, output_index=0, item=item)
+
+
+def content_part_added(response_id: str, item_id: str) -> Event:
+    return _event("response.content_part.added", response_id=response_id, item_id=item_id, output_index=0,
+                  content_index=0, part={"type": "output_audio", "transcript": ""})
+
+
+def content_part_done(response_id: str, item_id: str, transcript: str) -> Event:
+    return _event("response.content_part.done", response_id=response_id, item_id=item_id, output_index=0,
+                  content_index=0, part={"type": "output_audio", "transcript": transcript})
+
+
+def audio_transcript_delta(response_id: str, item_id: str, delta: str) -> Event:
+    return _event("response.output_audio_transcript.delta", response_id=response_id, item_id=item_id,
+                  output_index=0, content_index=0, delta=delta)
+
+
+def audio_transcript_done(response_id: str, item_id: str, transcript: str) -> Event:
+    return _event("response.output_audio_transcript.done", response_id=response_id, item_id=item_id,
+                  output_index=0, content_index=0, transcript=transcript)
+
+
+def output_audio_started(response_id: str) -> Event:
+    return _event("output_audio_buffer.started", response_id=response_id)
+
+
+def output_audio_stopped(response_id: str) -> Event:
+    return _event("output_audio_buffer.stopped", response_id=response_id)
+
+
+def output_audio_cleared(response_id: str) -> Event:
+    return _event("output_audio_buffer.cleared", response_id=response_id)
+
+
+def turn_metrics(item_id: str, response_id: str | None, stages: dict[str, float | None], **extra: Any) -> Event:
+    """Extension: the per-turn latency breakdown, milliseconds after the end of speech."""
+    return _event("gateway.turn.metrics", item_id=item_id, response_id=response_id, stages_ms=stages, **extra)

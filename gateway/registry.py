@@ -1,0 +1,84 @@
+"""The live calls of this process: admission, lookup, hang-up, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway import events
+from gateway.call import Call
+from gateway.config import GatewayConfig
+from gateway.engines import Engines
+from gateway.errors import CallNotFound, InvalidSessionConfig, Unavailable
+from gateway.settings import InvalidSession, SessionSettings
+
+logger = logging.getLogger(__name__)
+
+
+class SessionRegistry:
+    def __init__(self, config: GatewayConfig) -> None:
+        self._config = config
+        self._calls: dict[str, Call] = {}
+        self._engines: Engines | None = None
+        self.draining = False
+
+    def set_engines(self, engines: Engines | None) -> None:
+        self._engines = engines
+
+    @property
+    def engines(self) -> Engines | None:
+        return self._engines
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def get(self, call_id: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallNotFound(call_id)
+        return call
+
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def check_admission(self) -> Engines:
+        if self._engines is None:
+            raise Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
+        if self.draining:
+            raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+        if len(self._calls) >= self._config.limits.max_calls:
+            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+        return self._engines
+
+    async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        """Admit a call, answer its offer; returns (call id, answer SDP)."""
+        engines = self.check_admission()
+        settings = SessionSettings.from_config(self._config, engines.tts.voices)
+        if session is not None:
+            try:
+                settings = settings.updated(session, voices=engines.tts.voices, agents=engines.agents.names)
+            except InvalidSession as exc:
+                raise InvalidSessionConfig("invalid_session", str(exc)) from exc
+        call_id = events.new_id("rtc")
+        call = Call(call_id, self._config, engines, settings, on_closed=self._forget)
+        self._calls[call_id] = call
+        try:
+            answer = await call.answer(offer_sdp)
+        except BaseException:
+            await call.close("rejected")
+            raise
+        logger.info("call %s: started (%d active)", call_id, len(self._calls))
+        return call_id, answer
+
+    async def hangup(self, call_id: str) -> None:
+        await self.get(call_id).close("hangup")
+
+    def _forget(self, call: Call) -> None:
+        if self._calls.pop(call.id, None) is not None:
+            logger.info("call %s: ended (%s), %d active", call.id, call.end_reason, len(self._calls))
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        calls = self.calls()
+        if calls:
+            await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)

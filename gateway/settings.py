@@ -1,0 +1,131 @@
+"""Per-call session settings, changed by ``session.update`` or the offer's session part.
+
+Accepts the GA shape (``audio.input.turn_detection``) and the older beta shape
+(``turn_detection`` at session level). Unknown keys are ignored, as OpenAI
+does; known keys with bad values raise :class:`InvalidSession` naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.config import GatewayConfig
+
+
+class InvalidSession(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    threshold: float
+    prefix_padding_ms: int
+    silence_duration_ms: int
+    create_response: bool
+    interrupt_response: bool
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    instructions: str
+    voice: str
+    agent: str
+    turn: TurnSettings
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, voices: tuple[str, ...]) -> SessionSettings:
+        td = config.turn_detection
+        return cls(
+            instructions=config.session.instructions,
+            voice=config.session.voice or voices[0],
+            agent=config.session.agent,
+            turn=TurnSettings(td.threshold, td.prefix_padding_ms, td.silence_duration_ms, td.create_response,
+                              td.interrupt_response),
+        )
+
+    def updated(self, session: Any, *, voices: tuple[str, ...], agents: tuple[str, ...]) -> SessionSettings:
+        """A copy with ``session`` (a ``session.update`` payload) applied; raises InvalidSession."""
+        if not isinstance(session, dict):
+            raise InvalidSession("session", "must be an object")
+        result = self
+        if "instructions" in session:
+            instructions = session["instructions"]
+            if not isinstance(instructions, str) or len(instructions) > 16_000:
+                raise InvalidSession("session.instructions", "must be a string of at most 16000 characters")
+            result = replace(result, instructions=instructions)
+        audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
+        voice = session.get("voice", (audio.get("output") or {}).get("voice") if isinstance(audio.get("output"), dict) else None)
+        if voice is not None:
+            if voice not in voices:
+                raise InvalidSession("session.audio.output.voice", f"unknown voice {voice!r}; available: {', '.join(voices)}")
+            result = replace(result, voice=voice)
+        if "agent" in session:
+            if session["agent"] not in agents:
+                raise InvalidSession("session.agent", f"agent {session['agent']!r} is not allowed; allowed: {', '.join(agents)}")
+            result = replace(result, agent=session["agent"])
+        input_ = audio.get("input") if isinstance(audio.get("input"), dict) else {}
+        if "turn_detection" in input_:
+            result = replace(result, turn=_turn(self.turn, input_["turn_detection"], "session.audio.input.turn_detection"))
+        elif "turn_detection" in session:
+            result = replace(result, turn=_turn(self.turn, session["turn_detection"], "session.turn_detection"))
+        return result
+
+    def to_dict(self, session_id: str, voices: tuple[str, ...]) -> dict[str, Any]:
+        turn_detection = {
+            "type": "server_vad",
+            "threshold": self.turn.threshold,
+            "prefix_padding_ms": self.turn.prefix_padding_ms,
+            "silence_duration_ms": self.turn.silence_duration_ms,
+            "create_response": self.turn.create_response,
+            "interrupt_response": self.turn.interrupt_response,
+        }
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session_id,
+            "model": "voice-gateway",
+            "output_modalities": ["audio"],
+            "instructions": self.instructions,
+            "agent": self.agent,
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": 16000},
+                    "transcription": {"model": "whisper"},
+                    "turn_detection": turn_detection,
+                },
+                "output": {"format": {"type": "audio/pcm", "rate": 48000}, "voice": self.voice, "voices": list(voices)},
+            },
+        }
+
+
+def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
+    if value is None:
+        raise InvalidSession(param, "turn detection cannot be disabled; this gateway always uses server_vad")
+    if not isinstance(value, dict):
+        raise InvalidSession(param, "must be an object")
+    kind = value.get("type", "server_vad")
+    if kind != "server_vad":
+        raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; only 'server_vad'")
+    turn = current
+    checks: list[tuple[str, type, float, float]] = [
+        ("threshold", float, 0.01, 0.99),
+        ("prefix_padding_ms", int, 0, 2000),
+        ("silence_duration_ms", int, 100, 5000),
+    ]
+    for key, kind_, low, high in checks:
+        if key in value:
+            raw = value[key]
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
+                raise InvalidSession(f"{param}.{key}", f"must be a number between {low} and {high}")
+            if kind_ is int and raw != int(raw):
+                raise InvalidSession(f"{param}.{key}", "must be a whole number")
+            turn = replace(turn, **{key: kind_(raw)})
+    for key in ("create_response", "interrupt_response"):
+        if key in value:
+            if not isinstance(value[key], bool):
+                raise InvalidSession(f"{param}.{key}", "must be true or false")
+            turn = replace(turn, **{key: value[key]})
+    return turn

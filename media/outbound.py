@@ -1,0 +1,155 @@
+"""The gateway's voice: one audio track paced at 20 ms against the wall clock.
+
+Audio is queued as tagged segments (a tag is the id of the reply it belongs
+to). ``recv()`` hands aiortc one 20 ms frame per tick, silence when the queue
+is empty. ``clear()`` drops everything queued, so the next frame is silence:
+audio stops within one frame. The track counts the samples of each tag it has
+actually sent; that playback position is what truncation is computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.audio.frame import AudioFrame
+
+from media.pcm import Int16Array
+
+RATE = 48_000
+PTIME = 0.020
+FRAME_SAMPLES = int(RATE * PTIME)
+
+
+class PlaybackListener(Protocol):
+    def playback_started(self, tag: str, at: float) -> None:
+        """The first frame holding ``tag``'s audio was handed to the encoder at ``at`` (monotonic)."""
+
+    def playback_finished(self, tag: str, played_samples: int) -> None:
+        """Everything queued for a finished ``tag`` has been sent."""
+
+
+@dataclass
+class _Segment:
+    tag: str
+    samples: Int16Array
+    offset: int = 0
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, listener: PlaybackListener | None = None, *, max_buffered_seconds: float = 60.0) -> None:
+        super().__init__()
+        self._listener = listener
+        self._segments: deque[_Segment] = deque()
+        self._buffered = 0
+        self._max_buffered = int(max_buffered_seconds * RATE)
+        self._played: dict[str, int] = {}
+        self._finished: set[str] = set()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._start: float | None = None
+        self._pts = 0
+
+    def set_listener(self, listener: PlaybackListener) -> None:
+        self._listener = listener
+
+    @property
+    def buffered_seconds(self) -> float:
+        return self._buffered / RATE
+
+    def played_samples(self, tag: str) -> int:
+        return self._played.get(tag, 0)
+
+    def push(self, tag: str, samples: Int16Array) -> None:
+        """Queue 48 kHz mono int16 audio for ``tag``. Raises if the buffer is full."""
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            raise ValueError("push() takes 1-D int16 samples at 48 kHz")
+        if not len(samples):
+            return
+        if self._buffered + len(samples) > self._max_buffered:
+            raise BufferError("outbound audio buffer is full")
+        self._segments.append(_Segment(tag, samples))
+        self._buffered += len(samples)
+        self._finished.discard(tag)
+        self._played.setdefault(tag, 0)
+
+    async def wait_for_space(self, ahead_seconds: float) -> None:
+        """Wait until at most ``ahead_seconds`` of audio is queued."""
+        while self._buffered > ahead_seconds * RATE:
+            self._space.clear()
+            await self._space.wait()
+
+    def finish(self, tag: str) -> None:
+        """No more audio will be pushed for ``tag``; report when it has all been sent."""
+        self._finished.add(tag)
+        if not any(segment.tag == tag for segment in self._segments):
+            self._report_finished(tag)
+
+    def clear(self) -> dict[str, int]:
+        """Drop all queued audio now. Returns the samples played of each dropped tag."""
+        dropped = {segment.tag: self._played.get(segment.tag, 0) for segment in self._segments}
+        self._segments.clear()
+        self._buffered = 0
+        self._space.set()
+        for tag in dropped:
+            self._finished.discard(tag)
+        return dropped
+
+    def forget(self, tag: str) -> None:
+        """Release the bookkeeping of a tag that is over."""
+        self._played.pop(tag, None)
+        self._finished.discard(tag)
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._pts += FRAME_SAMPLES
+            wait = self._start + self._pts / RATE - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -0.2:  # the loop stalled: resynchronise instead of bursting frames
+                self._start = time.time() - self._pts / RATE
+        frame_pcm = self._take(FRAME_SAMPLES)
+        frame = AudioFrame.from_ndarray(frame_pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+    def _take(self, count: int) -> Int16Array:
+        out = np.zeros(count, np.int16)
+        filled = 0
+        now = time.monotonic()
+        while filled < count and self._segments:
+            segment = self._segments[0]
+            n = min(count - filled, len(segment.samples) - segment.offset)
+            out[filled : filled + n] = segment.samples[segment.offset : segment.offset + n]
+            first = self._played.get(segment.tag, 0) == 0
+            segment.offset += n
+            filled += n
+            self._played[segment.tag] = self._played.get(segment.tag, 0) + n
+            self._buffered -= n
+            if first and self._listener is not None:
+                self._listener.playback_started(segment.tag, now)
+            if segment.offset >= len(segment.samples):
+                self._segments.popleft()
+                if segment.tag in self._finished and not any(s.tag == segment.tag for s in self._segments):
+                    self._report_finished(segment.tag)
+        self._space.set()
+        return out
+
+    def _report_finished(self, tag: str) -> None:
+        self._finished.discard(tag)
+        if self._listener is not None:
+            self._listener.playback_finished(tag, self._played.get(tag, 0))

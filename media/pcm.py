@@ -1,0 +1,61 @@
+"""PCM conversion with av's resampler (libswresample), never numpy interpolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+from av.audio.frame import AudioFrame
+
+FloatArray = npt.NDArray[np.float32]
+Int16Array = npt.NDArray[np.int16]
+
+
+class PcmConverter:
+    """Converts audio frames of any format/rate/layout to mono PCM at one rate.
+
+    The resampler keeps filter state between frames, so use one converter per
+    stream and feed it frames in order.
+    """
+
+    def __init__(self, rate: int, *, sample_format: str = "flt") -> None:
+        if sample_format not in ("flt", "s16"):
+            raise ValueError("sample_format must be 'flt' or 's16'")
+        self.rate = rate
+        self._format = sample_format
+        self._resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
+
+    def convert(self, frame: AudioFrame | None) -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
+        """Resample one frame (``None`` flushes the filter); returns mono samples."""
+        out = self._resampler.resample(frame)
+        dtype = np.float32 if self._format == "flt" else np.int16
+        if not out:
+            return np.zeros(0, dtype)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in out]).astype(dtype, copy=False)
+
+    def convert_array(self, samples: FloatArray, rate: int) -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
+        """Resample mono float32 samples at ``rate``."""
+        return self.convert(float_frame(samples, rate))
+
+
+def float_frame(samples: FloatArray, rate: int) -> AudioFrame:
+    """A mono float32 av frame holding ``samples``."""
+    data = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
+    frame = AudioFrame.from_ndarray(data, format="flt", layout="mono")
+    frame.sample_rate = rate
+    return frame
+
+
+def read_audio_file(path: str | Path, rate: int = 16_000) -> FloatArray:
+    """Decode any file av can read to mono float32 at ``rate``."""
+    converter = PcmConverter(rate)
+    chunks: list[FloatArray] = []
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path}: no audio stream")
+        for frame in container.decode(audio=0):
+            chunks.append(converter.convert(frame).astype(np.float32, copy=False))
+    chunks.append(converter.convert(None).astype(np.float32, copy=False))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)

@@ -1,0 +1,1 @@
+"""HTTP signaling: SDP in, SDP out; auth, CORS, limits; errors as JSON."""
