@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 RATE = 48_000
 FRAME = 960  # 20 ms
 AUDIBLE_RMS = 300.0  # int16 RMS over 10 ms: about -40 dBFS
+SPEECH_FLOOR = 10 ** (-30 / 20)  # speech is within 30 dB of the clip's loudest 10 ms
 
 
 class CallFailed(Exception):
@@ -134,13 +135,13 @@ class ReceivedAudio:
 
 
 def speech_end_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
-    """Index just after the last sample of speech (10 ms RMS within 40 dB of the peak)."""
+    """Index just after the last sample of speech (10 ms RMS within 30 dB of the clip's peak)."""
     block = rate // 100
     n = len(samples) // block
     if n == 0:
         return len(samples)
     rms = np.sqrt(np.mean(samples[: n * block].reshape(n, block) ** 2, axis=1))
-    loud = np.nonzero(rms >= rms.max() * 0.01)[0]
+    loud = np.nonzero(rms >= rms.max() * SPEECH_FLOOR)[0]
     return int((loud[-1] + 1) * block) if len(loud) else len(samples)
 
 
@@ -150,7 +151,7 @@ def speech_start_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
     if n == 0:
         return 0
     rms = np.sqrt(np.mean(samples[: n * block].reshape(n, block) ** 2, axis=1))
-    loud = np.nonzero(rms >= rms.max() * 0.01)[0]
+    loud = np.nonzero(rms >= rms.max() * SPEECH_FLOOR)[0]
     return int(loud[0] * block) if len(loud) else 0
 
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: real engines loaded once; a gateway on a real port per test."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.engines import Engines, load_engines, warm_up
+from gateway.qa.caller import Caller
+
+logging.getLogger("aioice").setLevel(logging.WARNING)
+logging.getLogger("aiortc").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[Engines]:
+    loaded = load_engines(GatewayConfig())
+    asyncio.run(warm_up(loaded))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+def gateway_config() -> GatewayConfig:
+    return GatewayConfig()
+
+
+@pytest.fixture
+async def gateway_server(engines: Engines, gateway_config: GatewayConfig) -> AsyncIterator[TestServer]:
+    server = TestServer(create_app(gateway_config, engines=engines), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def gateway_url(gateway_server: TestServer) -> str:
+    return str(gateway_server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def caller(gateway_url: str) -> AsyncIterator[Caller]:
+    call = Caller(gateway_url)
+    await call.connect()
+    try:
+        yield call
+    finally:
+        await call.hangup()
