@@ -88,20 +88,21 @@ class InferenceWorker:
             job = self._queue.get()
             if not isinstance(job, _Job):
                 return
-            try:
-                if job.future.cancelled():
-                    continue
+            skip = job.future.cancelled()
+            ok, value = True, None
+            if not skip:
                 try:
-                    result = job.fn()
+                    value = job.fn()
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                    job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
-                else:
-                    job.loop.call_soon_threadsafe(_set_result, job.future, result)
+                    ok, value = False, exc
+            with self._lock:
+                self._pending -= 1
+            if skip:
+                continue
+            try:
+                job.loop.call_soon_threadsafe(_set_result if ok else _set_exception, job.future, value)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.debug("%s: result dropped, event loop closed", self.name)
-            finally:
-                with self._lock:
-                    self._pending -= 1
 
 
 def _set_result(future: asyncio.Future[T], result: T) -> None:

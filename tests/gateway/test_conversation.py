@@ -1,0 +1,94 @@
+"""Conversation rules with fake engines, driven on the audio clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.conversation import Conversation
+from gateway.settings import SessionSettings
+from media import OutboundAudioTrack
+from media.outbound import FRAME_SAMPLES
+from tests.support.fakes import FloatArray, fake_engines, loud, quiet
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.engines, self.asr = fake_engines()
+        self.track = OutboundAudioTrack()
+        self.events: list[dict[str, Any]] = []
+        settings = SessionSettings.from_config(GatewayConfig(), self.engines.tts.voices)
+        self.conversation = Conversation(
+            call_id="rtc_test", engines=self.engines, track=self.track, send=self.events.append,
+            settings=settings, max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0,
+        )
+
+    async def feed(self, audio: FloatArray) -> None:
+        for i in range(0, len(audio), 320):  # 20 ms frames, as they arrive from the network
+            await self.conversation.feed(audio[i : i + 320])
+        await asyncio.sleep(0)
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type_]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_speech_resuming_after_the_turn_ended_but_before_the_reply_continues_the_turn() -> None:
+    h = Harness()
+    h.asr.release = asyncio.Event()  # the final transcript is slow
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.6))  # the turn ends (500 ms of silence)...
+    assert len(h.of("input_audio_buffer.speech_stopped")) == 1
+    await h.feed(loud(0.5))  # ...but the caller goes on before anything was committed
+    await h.feed(quiet(0.6))
+    h.asr.release.set()
+    await settle()
+    completed = h.of("conversation.item.input_audio_transcription.completed")
+    assert len(completed) == 1
+    assert completed[0]["transcript"].split() == ["word"] * 10  # all one second of speech
+    assert len(h.of("response.created")) == 1
+    started = h.of("input_audio_buffer.speech_started")
+    assert len(started) == 2 and started[0]["item_id"] == started[1]["item_id"] == completed[0]["item_id"]
+    await h.conversation.close()
+
+
+async def test_speculative_final_decode_starts_at_the_pause_and_is_reused() -> None:
+    h = Harness()
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.1))  # the pause: the final decode starts now
+    assert len(h.asr.finals) == 1
+    await h.feed(quiet(0.5))
+    await settle()
+    assert len(h.asr.finals) == 1  # the turn's end reused it
+    assert h.types().count("response.created") == 1
+    await h.conversation.close()
+
+
+async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
+    h = Harness()
+    await h.feed(loud(1.0))  # ten words heard: reply "You said: word × 10"
+    await h.feed(quiet(0.6))
+    await settle()
+    response_id = h.of("response.created")[0]["response"]["id"]
+    for _ in range(25):  # half a second of the reply is sent
+        await h.track.recv()
+    assert h.of("output_audio_buffer.started")
+    await h.feed(loud(0.1))  # the caller talks over it
+    assert h.track.buffered_seconds == 0
+    truncated = h.of("conversation.item.truncated")[0]
+    assert truncated["audio_end_ms"] == 25 * FRAME_SAMPLES * 1000 // 48000
+    done = [e for e in h.of("response.done") if e["response"]["id"] == response_id][0]
+    assert done["response"]["status"] == "cancelled"
+    heard = done["response"]["output"][0]["content"][0]["transcript"]
+    # 500 ms of 100-ms-per-word tone: "You said:" (200 ms) then three "word"s.
+    assert heard == "You said: word word word"
+    assert h.of("output_audio_buffer.cleared")[0]["response_id"] == response_id
+    await h.conversation.close()
