@@ -63,6 +63,8 @@ class Call:
             max_utterance_seconds=config.media.max_utterance_seconds,
             tts_ahead_seconds=config.media.tts_ahead_seconds,
             partial_interval_ms=config.engines.asr_partial_interval_ms,
+            speculative=config.pipeline.speculative_turns,
+            incremental_tts=config.pipeline.incremental_tts,
         )
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)

@@ -21,6 +21,12 @@ class ClauseSplitter:
         self._max = max_chars
         self._emitted = 0
 
+    @classmethod
+    def whole_text(cls) -> ClauseSplitter:
+        """A splitter that never splits: the whole text comes out of ``flush()`` (the naive baseline)."""
+        unlimited = 1 << 62
+        return cls(first_min_chars=unlimited, min_chars=unlimited, max_chars=unlimited)
+
     def push(self, text: str) -> list[str]:
         """Add streamed text; return the clauses that are now complete."""
         self._buffer += text

@@ -76,6 +76,14 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    """How replies are produced. Both off is the naive baseline the latency benchmark compares against."""
+
+    speculative_turns: bool = True  # decode the final transcript and prepare the reply during the silence
+    incremental_tts: bool = True  # synthesise clause by clause as text arrives, not the whole reply at once
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     max_sdp_bytes: int = 64 * 1024
     max_event_bytes: int = 64 * 1024
@@ -119,6 +127,7 @@ class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     engines: EngineConfig = field(default_factory=EngineConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
     session: SessionDefaults = field(default_factory=SessionDefaults)

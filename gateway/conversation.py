@@ -94,6 +94,8 @@ class Conversation:
         max_utterance_seconds: float,
         tts_ahead_seconds: float,
         partial_interval_ms: int,
+        speculative: bool = True,
+        incremental_tts: bool = True,
     ) -> None:
         self.call_id = call_id
         self._engines = engines
@@ -109,6 +111,8 @@ class Conversation:
         self._window = np.zeros(0, np.float32)
         self._ahead = tts_ahead_seconds
         self._partial_interval = partial_interval_ms * SAMPLE_RATE // 1000
+        self._speculative = speculative
+        self._incremental_tts = incremental_tts
         self._utterance: _Utterance | None = None
         self._active: _Active | None = None
         self._history: list[ConversationItem] = []
@@ -190,7 +194,7 @@ class Conversation:
 
     def _start_speculation(self, audio_end_ms: int) -> None:
         utterance = self._utterance
-        if utterance is None or utterance.finishing is not None:
+        if utterance is None or utterance.finishing is not None or not self._speculative:
             return
         self._drop_speculation(utterance)
         end_sample = self._audio.end
@@ -300,6 +304,7 @@ class Conversation:
             ahead_seconds=self._ahead,
             on_clause=lambda text: self._on_clause(response_id, item_id, text),
             on_error=lambda code, message: self._on_reply_error(response_id, code, message),
+            incremental=self._incremental_tts,
         )
 
     def _activate(self, reply: Reply, timing: _Timing | None) -> None:

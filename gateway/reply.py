@@ -49,6 +49,7 @@ class Reply:
         ahead_seconds: float,
         on_clause: Callable[[str], None],
         on_error: Callable[[str, str], None],
+        incremental: bool = True,
     ) -> None:
         self.response_id = response_id
         self.item_id = item_id
@@ -59,6 +60,7 @@ class Reply:
         self._ahead = ahead_seconds
         self._on_clause = on_clause
         self._on_error = on_error
+        self._incremental = incremental
         self._converter = PcmConverter(TRACK_RATE, sample_format="s16")
         self._clauses: list[_Clause] = []
         self._held: list[tuple[str, Int16Array]] = []
@@ -115,7 +117,7 @@ class Reply:
         await _aclose(self._pieces)
 
     async def _run(self) -> None:
-        splitter = ClauseSplitter()
+        splitter = ClauseSplitter() if self._incremental else ClauseSplitter.whole_text()
         try:
             async for piece in self._pieces:
                 if self.agent_first_text_at is None and piece.strip():
