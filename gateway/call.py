@@ -15,12 +15,14 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from gateway import events
 from gateway.agents import ConversationItem
+from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.client_events import BadClientEvent, RateLimiter, parse_client_event
 from gateway.config import GatewayConfig
 from gateway.conversation import Conversation
 from gateway.engines import Engines
 from gateway.errors import InvalidOffer
 from gateway.events import Event
+from gateway.observers import NULL_OBSERVER, CallObserver
 from gateway.settings import InvalidSession, SessionSettings
 from media import InboundAudioReader, OutboundAudioTrack
 
@@ -28,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "oai-events"
 MAX_EVENTS_BEFORE_OPEN = 256
+#: Ends the gateway decides on: the caller gets a ``gateway.session.ended`` event before the hang-up.
+NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error"})
+NOTICE_FLUSH_SECONDS = 1.0
 
 
 class Call:
@@ -38,11 +43,13 @@ class Call:
         engines: Engines,
         settings: SessionSettings,
         on_closed: Callable[[Call], None],
+        observer: CallObserver = NULL_OBSERVER,
     ) -> None:
         self.id = call_id
         self._config = config
         self._engines = engines
         self._on_closed = on_closed
+        self._observer = observer
         self.created_at = time.monotonic()
         self.end_reason: str | None = None
         ice = [RTCIceServer(urls=url) for url in config.server.ice_servers]
@@ -54,11 +61,13 @@ class Call:
         self._rate_limited_notice_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
+        self._text_stream: ClientTextStream | None = None  # the latest client-streamed response
         self.conversation = Conversation(
             call_id=call_id,
             engines=engines,
             track=self.track,
             send=self.send,
+            observer=observer,
             settings=settings,
             max_utterance_seconds=config.media.max_utterance_seconds,
             tts_ahead_seconds=config.media.tts_ahead_seconds,
@@ -142,6 +151,8 @@ class Call:
         return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
 
     def send(self, event: Event) -> None:
+        if event["type"] == "error":
+            self._observer.error(self.id, event["error"]["code"])
         message = json.dumps(event)
         channel = self._channel
         if channel is not None and channel.readyState == "open":
@@ -189,11 +200,45 @@ class Call:
         elif kind == "conversation.item.create":
             conversation.add_item(_parse_item(event.get("item"), event_id))
         elif kind == "response.create":
-            if not conversation.create_response():
+            stream = self._requested_text_stream(event)
+            if not conversation.create_response(agent=stream):
                 raise BadClientEvent("conversation_already_has_active_response",
                                      "a response is already in progress; cancel it first", event_id)
+            if stream is not None:
+                stream.response_id, self._text_stream = conversation.active_response_id, stream
+        elif kind in ("gateway.response.text.delta", "gateway.response.text.done"):
+            self._client_text(event, done=kind == "gateway.response.text.done")
         else:
             raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
+
+    def _requested_text_stream(self, event: dict[str, Any]) -> ClientTextStream | None:
+        """A stream for ``response.create`` with ``"response": {"text_stream": true}`` (extension)."""
+        response = event.get("response", {})
+        flag = response.get("text_stream", False) if isinstance(response, dict) else None
+        if not isinstance(flag, bool):
+            raise BadClientEvent("invalid_value", "response must be an object and response.text_stream a boolean",
+                                 event.get("event_id"))
+        return ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds) if flag else None
+
+    def _client_text(self, event: dict[str, Any], *, done: bool) -> None:
+        """``gateway.response.text.delta`` / ``.done``: text for the client-streamed response."""
+        event_id, stream = event.get("event_id"), self._text_stream
+        if stream is None or event.get("response_id", stream.response_id) != stream.response_id:
+            raise BadClientEvent("response_not_found", "no such streamed response; open one with response.create "
+                                 "and \"response\": {\"text_stream\": true}", event_id)
+        if stream.closed or self.conversation.active_response_id != stream.response_id:
+            logger.debug("call %s: text for ended response %s dropped", self.id, stream.response_id)
+            return  # cancelled (barge-in) or ended: response.done told the client
+        if done:
+            stream.finish()
+            return
+        delta = event.get("delta")
+        if not isinstance(delta, str):
+            raise BadClientEvent("invalid_value", "delta must be a string", event_id)
+        try:
+            stream.push(delta)
+        except ClientTextError as exc:
+            raise BadClientEvent(exc.code, str(exc), event_id) from exc
 
     # ----------------------------------------------------------------- close
 
@@ -218,6 +263,8 @@ class Call:
                 task.cancel()
         await self.conversation.close()
         self.track.stop()
+        if reason in NOTICE_REASONS:
+            await self._send_notice(reason)
         try:
             await asyncio.wait_for(self.pc.close(), self._config.limits.call_close_timeout_seconds)
         except (asyncio.TimeoutError, Exception):
@@ -226,6 +273,20 @@ class Call:
         if pending:
             await asyncio.wait(pending, timeout=self._config.limits.call_close_timeout_seconds)
         self._on_closed(self)
+
+    async def _send_notice(self, reason: str) -> None:
+        """Tell the caller that the gateway ends the session, and let the message leave first."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            return
+        sent = asyncio.Event()
+        channel.once("bufferedamountlow", sent.set)  # all buffered data went to the transport
+        self.send(events.session_ended(reason))
+        if channel.bufferedAmount > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sent.wait(), NOTICE_FLUSH_SECONDS)
+        with contextlib.suppress(KeyError):  # already removed if it fired
+            channel.remove_listener("bufferedamountlow", sent.set)
 
 
 def _event_id(message: object) -> str | None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
-from gateway.config_loader import ConfigSource, add_config_arguments, load_config
 from gateway.config import ConfigError
+from gateway.config_loader import ConfigSource, add_config_arguments, load_config
 
 logger = logging.getLogger("gateway")
 
@@ -20,7 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     add_config_arguments(serve)
-    serve.add_argument("--log-level", default="INFO")
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="print the effective configuration, secrets masked")
+    add_config_arguments(show)
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
+    from gateway.qa import call_cmd, loadtest
+
+    call_cmd.add_arguments(commands.add_parser("call", help="place a call and report what the caller heard"))
+    loadtest.add_arguments(commands.add_parser("loadtest", help="run concurrent callers and report latency"))
     return parser
 
 
@@ -28,23 +35,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "config":
+        return _config_show(args)
+    if args.command in ("call", "loadtest"):
+        from gateway.qa import call_cmd, loadtest
+
+        return call_cmd.main(args) if args.command == "call" else loadtest.main(args)
     return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(ConfigSource.from_args(args))
     except ConfigError as exc:
         print(f"voice-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
     from gateway.app import create_app
+    from gateway.logging_setup import configure_logging
+    from gateway.serve import serve
 
-    app = create_app(config)
-    host, port = config.server.host, config.server.port
-    logger.info("voice gateway: open http://%s:%d/ to talk to it", "localhost" if host in ("0.0.0.0", "::") else host,
-                port)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=10)
+    configure_logging(config.logging)
+
+    async def run() -> int:
+        return await serve(create_app(config), config)
+
+    return asyncio.run(run())
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(ConfigSource.from_args(args))
+    except ConfigError as exc:
+        print(f"voice-gateway: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from gateway.config_show import render_config
+
+    sys.stdout.write(render_config(config, args.format))
     return 0
 
 

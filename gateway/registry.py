@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from gateway import events
 from gateway.call import Call
 from gateway.config import GatewayConfig
 from gateway.engines import Engines
-from gateway.errors import CallNotFound, InvalidSessionConfig, Unavailable
+from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
+from gateway.observers import NULL_OBSERVER, CallObserver
 from gateway.settings import InvalidSession, SessionSettings
 
 logger = logging.getLogger(__name__)
 
 
 class SessionRegistry:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, observer: CallObserver = NULL_OBSERVER) -> None:
         self._config = config
+        self._observer = observer
         self._calls: dict[str, Call] = {}
+        self._started: set[str] = set()
         self._engines: Engines | None = None
         self.draining = False
 
@@ -53,6 +57,13 @@ class SessionRegistry:
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         """Admit a call, answer its offer; returns (call id, answer SDP)."""
+        try:
+            return await self._admit(offer_sdp, session)
+        except GatewayError as exc:
+            self._observer.call_rejected(exc.code)
+            raise
+
+    async def _admit(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         engines = self.check_admission()
         settings = SessionSettings.from_config(self._config, engines.tts.voices)
         if session is not None:
@@ -61,7 +72,7 @@ class SessionRegistry:
             except InvalidSession as exc:
                 raise InvalidSessionConfig("invalid_session", str(exc)) from exc
         call_id = events.new_id("rtc")
-        call = Call(call_id, self._config, engines, settings, on_closed=self._forget)
+        call = Call(call_id, self._config, engines, settings, on_closed=self._forget, observer=self._observer)
         self._calls[call_id] = call
         try:
             answer = await call.answer(offer_sdp)
@@ -69,6 +80,9 @@ class SessionRegistry:
             await call.close("rejected")
             raise
         logger.info("call %s: started (%d active)", call_id, len(self._calls))
+        if call.end_reason is None:  # not already closing: its end will be told
+            self._started.add(call_id)
+            self._observer.call_started(call_id)
         return call_id, answer
 
     async def hangup(self, call_id: str) -> None:
@@ -77,6 +91,10 @@ class SessionRegistry:
     def _forget(self, call: Call) -> None:
         if self._calls.pop(call.id, None) is not None:
             logger.info("call %s: ended (%s), %d active", call.id, call.end_reason, len(self._calls))
+        if call.id in self._started:
+            self._started.discard(call.id)
+            self._observer.call_ended(call.id, call.end_reason or "unknown", time.monotonic() - call.created_at,
+                                      call.conversation.turns)
 
     async def close_all(self, reason: str = "shutdown") -> None:
         calls = self.calls()

@@ -50,6 +50,7 @@ class Reply:
         on_clause: Callable[[str], None],
         on_error: Callable[[str, str], None],
         incremental: bool = True,
+        on_synthesized: Callable[[float, float], None] | None = None,
     ) -> None:
         self.response_id = response_id
         self.item_id = item_id
@@ -61,6 +62,7 @@ class Reply:
         self._on_clause = on_clause
         self._on_error = on_error
         self._incremental = incremental
+        self._on_synthesized = on_synthesized  # (audio s, wall s) of each clause: the TTS real-time factor
         self._converter = PcmConverter(TRACK_RATE, sample_format="s16")
         self._clauses: list[_Clause] = []
         self._held: list[tuple[str, Int16Array]] = []
@@ -126,23 +128,38 @@ class Reply:
                     await self._speak(clause)
             for clause in splitter.flush():
                 await self._speak(clause)
-            tail = self._converter.convert(None).astype(np.int16, copy=False)  # the resampler's last samples
-            if len(tail):
-                self._samples += len(tail)
-                self._queue_audio("", tail)
+            self._flush_audio()
         except AgentError as exc:
             self.failed = True
             self._on_error(exc.code, str(exc))
+            if exc.apology:
+                await self._apologize(exc.apology)
         except EngineError as exc:
             self.failed = True
             self._on_error("tts_failed", str(exc))
         finally:
             await _aclose(self._pieces)
 
+    def _flush_audio(self) -> None:
+        tail = self._converter.convert(None).astype(np.int16, copy=False)  # the resampler's last samples
+        if len(tail):
+            self._samples += len(tail)
+            self._queue_audio("", tail)
+
+    async def _apologize(self, text: str) -> None:
+        """After an agent failure: close the agent, then speak its apology in place of the rest."""
+        await _aclose(self._pieces)
+        try:
+            await self._speak(text)
+            self._flush_audio()
+        except EngineError as exc:
+            self._on_error("tts_failed", str(exc))
+
     async def _speak(self, text: str) -> None:
         first = not self._clauses
         start = self._samples
         label = text  # the clause's text travels with its first piece of audio
+        started = time.monotonic()
         async for audio in self._tts.synthesize(text, voice=self._voice, first=first):
             pcm = self._converter.convert_array(audio.samples, audio.sample_rate).astype(np.int16, copy=False)
             if not len(pcm):
@@ -152,6 +169,8 @@ class Reply:
             self._samples += len(pcm)
             self._queue_audio(label, pcm)
             label = ""
+        if self._on_synthesized is not None:
+            self._on_synthesized((self._samples - start) / TRACK_RATE, time.monotonic() - started)
         self._clauses.append(_Clause(text, start, self._samples))
         self.first_audio.set()
         if self._released:

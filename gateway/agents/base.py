@@ -22,11 +22,16 @@ class ConversationItem:
 
 
 class AgentError(Exception):
-    """The agent could not produce a reply (upstream failure, timeout, bad data)."""
+    """The agent could not produce a reply (upstream failure, timeout, bad data).
 
-    def __init__(self, code: str, message: str) -> None:
+    ``code`` goes to the caller in an ``error`` event; ``apology``, when not
+    empty, is spoken in place of the rest of the reply.
+    """
+
+    def __init__(self, code: str, message: str, *, apology: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.apology = apology
 
 
 class Agent(abc.ABC):
@@ -35,6 +40,8 @@ class Agent(abc.ABC):
     #: result away (no side effects, no cost): lets the reply be ready when the
     #: caller's silence ends. External agents say False.
     speculative: bool = False
+    #: The call this agent answers (set by the registry; used in logs and upstream requests).
+    call_id: str = ""
 
     @abc.abstractmethod
     def reply(self, history: Sequence[ConversationItem], instructions: str) -> AsyncIterator[str]:

@@ -24,6 +24,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 
+from gateway.qa.netem import ImpairmentRelay, NetworkImpairment
 from media.pcm import PcmConverter
 
 logger = logging.getLogger(__name__)
@@ -158,10 +159,13 @@ def speech_start_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
 class Caller:
     """One call to a gateway: ``await connect()``, ``say()``, read ``events``, ``hangup()``."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, session: dict[str, Any] | None = None) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, session: dict[str, Any] | None = None,
+                 network: NetworkImpairment | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.session_config = session
+        # With an impairment, all of the call's packets go through a local relay (see gateway.qa.netem).
+        self.relay = ImpairmentRelay(network) if network is not None and network.active else None
         self.pc = RTCPeerConnection()
         self.mic = _MicrophoneTrack()
         self.received = ReceivedAudio()
@@ -169,24 +173,27 @@ class Caller:
         self.location: str | None = None
         self._event_signal = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._notifications: set[asyncio.Future[None]] = set()
         self._channel = self.pc.createDataChannel("oai-events")
         self._channel_open = asyncio.Event()
         self._channel.on("open", self._channel_open.set)
         self._channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
 
-    async def connect(self, timeout: float = 20.0) -> None:
+    async def connect(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - public API
         self.pc.addTrack(self.mic)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = self.pc.localDescription.sdp
+        if self.relay is not None:
+            offer = await self.relay.rewrite_offer(offer)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with aiohttp.ClientSession() as http:
             if self.session_config is None:
                 headers["Content-Type"] = "application/sdp"
-                request = http.post(f"{self.base_url}/v1/realtime/calls", data=self.pc.localDescription.sdp,
-                                    headers=headers)
+                request = http.post(f"{self.base_url}/v1/realtime/calls", data=offer, headers=headers)
             else:
                 form = aiohttp.FormData()
-                form.add_field("sdp", self.pc.localDescription.sdp, content_type="application/sdp")
+                form.add_field("sdp", offer, content_type="application/sdp")
                 form.add_field("session", json.dumps(self.session_config), content_type="application/json")
                 request = http.post(f"{self.base_url}/v1/realtime/calls", data=form, headers=headers)
             async with request as response:
@@ -197,8 +204,12 @@ class Caller:
                         error = json.loads(body)["error"]
                         code, message = error.get("code"), error.get("message")
                     await self.pc.close()
+                    if self.relay is not None:
+                        self.relay.close()
                     raise CallFailed(response.status, message or body[:200], code)
                 self.location = response.headers.get("Location")
+        if self.relay is not None:
+            body = await self.relay.rewrite_answer(body)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         await asyncio.wait_for(self._channel_open.wait(), timeout)
 
@@ -219,7 +230,7 @@ class Caller:
         start = speech_start_sample(samples, rate) * RATE // rate
         end = min(len(pcm), speech_end_sample(samples, rate) * RATE // rate) - 1
         end_at = await self.mic.play(pcm, max(0, end))
-        while self.mic.busy:
+        while self.mic.busy:  # noqa: ASYNC110 - the track empties on the media clock
             await asyncio.sleep(0.01)
         return end_at - (end - start) / RATE, end_at
 
@@ -229,7 +240,7 @@ class Caller:
     def events_of(self, type_: str, since: float = 0.0) -> list[dict[str, Any]]:
         return [event for at, event in self.events if event.get("type") == type_ and at >= since]
 
-    async def wait_event(self, type_: str, *, timeout: float = 30.0, since: float = 0.0,
+    async def wait_event(self, type_: str, *, timeout: float = 30.0, since: float = 0.0,  # noqa: ASYNC109
                          where: Any = None) -> dict[str, Any]:
         async def find() -> dict[str, Any]:
             async with self._event_signal:
@@ -261,6 +272,8 @@ class Caller:
         self._tasks.clear()
         self.mic.stop()
         await self.pc.close()
+        if self.relay is not None:
+            self.relay.close()
 
     def _on_message(self, message: object) -> None:
         if not isinstance(message, str):
@@ -268,7 +281,9 @@ class Caller:
         with contextlib.suppress(json.JSONDecodeError):
             event = json.loads(message)
             self.events.append((time.monotonic(), event))
-            asyncio.ensure_future(self._notify())
+            notification = asyncio.ensure_future(self._notify())
+            self._notifications.add(notification)
+            notification.add_done_callback(self._notifications.discard)
 
     async def _notify(self) -> None:
         async with self._event_signal:

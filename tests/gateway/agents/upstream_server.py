@@ -1,0 +1,182 @@
+"""A scripted HTTP upstream for agent tests: streams, fails or stalls, and records what the client did.
+
+Each request takes the next behaviour from ``script`` (or ``default``). Every
+exchange records the request, when the response ended, and when the client
+went away before the end — that is how the tests see, on the server side, that
+a barge-in closed the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+
+@dataclass
+class Exchange:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    started_at: float
+    streamed: list[str] = field(default_factory=list)  # the text pieces sent
+    first_sent_at: float | None = None
+    ended_at: float | None = None  # the whole response was sent
+    disconnected_at: float | None = None  # the client left before the end
+
+    @property
+    def text(self) -> str:
+        return "".join(self.streamed)
+
+
+Behaviour = Callable[[web.Request, Exchange], Awaitable[web.StreamResponse]]
+
+
+class ScriptedUpstream:
+    def __init__(self, default: Behaviour) -> None:
+        self.default = default
+        self.url = ""  # set once it serves
+        self.script: list[Behaviour] = []
+        self.exchanges: list[Exchange] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = json.loads(raw) if raw else None
+        exchange = Exchange(request.path, dict(request.headers), body, time.monotonic())
+        self.exchanges.append(exchange)
+        behaviour = self.script.pop(0) if self.script else self.default
+        return await behaviour(request, exchange)
+
+    async def wait_for(self, count: int, timeout: float = 30.0) -> Exchange:
+        """The ``count``-th exchange (1-based), once it has arrived."""
+        await wait_until(lambda: len(self.exchanges) >= count, timeout)
+        return self.exchanges[count - 1]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------- encodings
+
+def plain(text: str) -> str:
+    return text
+
+
+def ndjson(text: str) -> str:
+    return json.dumps({"text": text}) + "\n"
+
+
+def sse(text: str) -> str:
+    return f"data: {json.dumps({'text': text})}\n\n"
+
+
+def chat_sse(text: str) -> str:
+    chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+# --------------------------------------------------------------- behaviours
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+def stream(pieces: Sequence[str], *, encode: Callable[[str], str] = plain, content_type: str = "text/plain",
+           delay: float = 0.0, trailer: str = "", raw: Sequence[str] = ()) -> Behaviour:
+    """Send each piece (encoded), ``delay`` seconds apart, then ``raw`` lines and ``trailer`` unencoded."""
+
+    async def behave(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        try:
+            for i, piece in enumerate(pieces):
+                if i and delay:
+                    await asyncio.sleep(delay)
+                if _gone(request):
+                    raise ConnectionResetError
+                await response.write(encode(piece).encode())
+                exchange.streamed.append(piece)
+                exchange.first_sent_at = exchange.first_sent_at or time.monotonic()
+            for line in (*raw, trailer):
+                if line:
+                    await response.write(line.encode())
+            await response.write_eof()
+            exchange.ended_at = time.monotonic()
+        except ConnectionResetError:
+            exchange.disconnected_at = time.monotonic()
+        return response
+
+    return behave
+
+
+def status(code: int, body: str = "upstream exploded") -> Behaviour:
+    async def behave(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        exchange.ended_at = time.monotonic()
+        return web.Response(status=code, text=body)
+
+    return behave
+
+
+def stall(*, content_type: str = "text/plain", limit: float = 30.0) -> Behaviour:
+    """Send the headers, then nothing until the client leaves."""
+
+    async def behave(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        deadline = time.monotonic() + limit
+        while not _gone(request) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        exchange.disconnected_at = time.monotonic()
+        return response
+
+    return behave
+
+
+def forward(base_url: str, *, delay: float = 0.0, endless: bool = False) -> Behaviour:
+    """Relay a Chat Completions request to a real server, ``delay`` s per streamed event.
+
+    ``endless`` bans SmolLM2's end tokens, so the model talks until ``max_tokens``.
+    """
+
+    async def behave(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        body = dict(exchange.body)
+        if endless:
+            body["logit_bias"] = {"0": -100.0, "2": -100.0}  # <|endoftext|>, <|im_end|>
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base_url.rstrip("/") + "/chat/completions", json=body) as upstream:
+                response = web.StreamResponse(
+                    status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")})
+                await response.prepare(request)
+                try:
+                    async for line in upstream.content:
+                        text = line.decode()
+                        if text.startswith("data:") and "[DONE]" not in text:
+                            if delay:
+                                await asyncio.sleep(delay)
+                            delta = json.loads(text[5:])["choices"][0]["delta"].get("content")
+                            if delta:
+                                exchange.streamed.append(delta)
+                                exchange.first_sent_at = exchange.first_sent_at or time.monotonic()
+                        if _gone(request):
+                            raise ConnectionResetError
+                        await response.write(line)
+                    await response.write_eof()
+                    exchange.ended_at = time.monotonic()
+                except ConnectionResetError:
+                    exchange.disconnected_at = time.monotonic()
+        return response
+
+    return behave
