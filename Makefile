@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install browser-deps lint bench clean
 
+# llama-cpp-python (the local-llm extra) compiles, about 6 minutes on 2 cores: a portable build, since a native
+# one can crash (general protection fault in libggml-cpu); --no-cache-dir so no earlier native wheel is reused.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir 'llama-cpp-python[server]>=0.3'
+	$(BIN)/pip install --quiet -e '.[test,bench,local-llm]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,8 +21,21 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/voice-gateway serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Browser tests (tests/browser): Debian's Chromium, installed when missing (as root), and the OpenAI Agents
+# SDK from npm. Without them those tests are skipped (outside CI).
+BROWSER_NPM := tests/browser/node_modules/.package-lock.json
+
+browser-deps: $(BROWSER_NPM)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "browser tests need Chromium: sudo apt-get install chromium" >&2; fi; }
+
+$(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch $(CURDIR)/$@; \
+	else echo "browser tests need Node.js and npm (Debian: nodejs, npm)" >&2; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway signaling media engines tests benchmarks

@@ -38,9 +38,10 @@ from tests.support.speech import manifest, normalize, word_error_rate  # noqa: E
 
 SILENCE_MS = 500
 MODES: dict[str, list[str]] = {
-    "streaming": [],
+    "streaming": ["--events-file", ""],
     "naive": ["--set", "pipeline.speculative_turns=false", "--set", "pipeline.incremental_tts=false",
-              "--set", "media.jitter_prefetch_frames=4", "--set", "engines.asr_partial_interval_ms=0"],
+              "--set", "media.jitter_prefetch_frames=4", "--set", "engines.asr_partial_interval_ms=0",
+              "--set", "engines.asr_fitted_window=false", "--events-file", ""],
 }
 LONG_REPLY = ("This is a long answer that keeps going so that the caller has plenty of time to interrupt it, "
               "and it goes on, and on, about nothing in particular, until somebody talks over it.")

@@ -65,6 +65,10 @@ class WhisperRecognizer(SpeechRecognizer):
     def queue_depth(self) -> int:
         return self._worker.queue_depth
 
+    @property
+    def recent_wait_ms(self) -> float:
+        return self._worker.recent_wait_ms
+
     def close(self) -> None:
         self._worker.close()
 

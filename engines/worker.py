@@ -12,6 +12,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -34,6 +35,7 @@ class _Job(Generic[T]):
     fn: Callable[[], T] = field(compare=False)
     future: asyncio.Future[T] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
+    submitted: float = field(compare=False, default_factory=time.monotonic)
 
 
 class InferenceWorker:
@@ -47,6 +49,8 @@ class InferenceWorker:
         self._max_pending = max_pending
         self._counter = itertools.count()
         self._pending = 0
+        self._wait_ewma = 0.0
+        self._wait_updated = 0.0
         self._lock = threading.Lock()
         self._closed = False
         self._threads = [
@@ -59,6 +63,12 @@ class InferenceWorker:
     def queue_depth(self) -> int:
         """Jobs submitted and not yet finished."""
         return self._pending
+
+    @property
+    def recent_wait_ms(self) -> float:
+        """Smoothed time jobs waited in the queue before running (decays when idle)."""
+        idle = time.monotonic() - self._wait_updated
+        return self._wait_ewma * 1000 * (0.5 ** max(0.0, idle - 1.0))
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -75,13 +85,22 @@ class InferenceWorker:
     async def run(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> T:
         return await self.submit(fn, priority=priority)
 
-    def close(self) -> None:
+    def close(self, wait: float = 5.0) -> None:
+        """Stop taking jobs; the threads end after the queued ones, waited for up to ``wait`` s.
+
+        The wait matters: a thread still inside a native runtime (CTranslate2) when the
+        interpreter exits can abort the process ("terminate called without an active exception").
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         for _ in self._threads:
             self._queue.put((1 << 30, next(self._counter), None))
+        deadline = time.monotonic() + wait
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while True:
@@ -89,6 +108,10 @@ class InferenceWorker:
             if not isinstance(job, _Job):
                 return
             skip = job.future.cancelled()
+            if not skip:
+                now = time.monotonic()
+                self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (now - job.submitted)
+                self._wait_updated = now
             ok, value = True, None
             if not skip:
                 try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.config import GatewayConfig
 from gateway.conversation import drain_background
@@ -16,6 +19,7 @@ from gateway.engines import Engines, load_engines, warm_up
 from gateway.observers import CallObserver
 from gateway.operations import setup_operations
 from gateway.registry import SessionRegistry
+from gateway.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV, watch_parent
 from media.jitter import set_audio_prefetch
 from signaling.cors import cors_middleware
 from signaling.errors import json_errors
@@ -42,6 +46,11 @@ class EngineLoading:
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
 
 
+def extra_middlewares(config: GatewayConfig) -> list[Middleware]:
+    """Middlewares after CORS and JSON errors, shared by single-process and front apps."""
+    return []
+
+
 def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engines,
                engines: Engines | None = None, observers: Iterable[CallObserver] = ()) -> web.Application:
     """Build the application. Models load in the background once it starts (``/readyz`` says when).
@@ -51,7 +60,8 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
-    app = web.Application(middlewares=[cors_middleware(config.server.allow_origins), json_errors],
+    app = web.Application(middlewares=[cors_middleware(config.server.allow_origins), json_errors,
+                                       *extra_middlewares(config)],
                           client_max_size=config.limits.max_sdp_bytes + 4096)
     observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
     registry = SessionRegistry(config, observer=observer)
@@ -63,11 +73,14 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/internal/load", _internal_load)
     if WEB_DEMO.is_dir():
         app.router.add_static("/static/", WEB_DEMO, show_index=False)
 
     async def engines_ctx(app: web.Application) -> AsyncIterator[None]:
         task = None
+        registry.load.start()
+        parent_watch = asyncio.create_task(watch_parent(), name="watch-parent")
         if engines is None:
             task = asyncio.create_task(_load_engines(config, engine_loader, registry, loading), name="load-engines")
         else:
@@ -81,10 +94,13 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
         registry.draining = True
         await registry.close_all("shutdown")
         await drain_background()
+        await registry.load.stop()
+        parent_watch.cancel()
+        await asyncio.gather(parent_watch, return_exceptions=True)
         loaded = registry.engines
         registry.set_engines(None)
         if engines is None and loaded is not None:
-            loaded.close()
+            await asyncio.get_running_loop().run_in_executor(None, loaded.close)  # joins the inference threads
 
     app.cleanup_ctx.append(engines_ctx)
     return app
@@ -110,6 +126,15 @@ async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: S
 
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DEMO / "index.html")
+
+
+async def _internal_load(request: web.Request) -> web.Response:
+    """This process's load, for a front process (only with the internal token it was started with)."""
+    token = os.environ.get(INTERNAL_TOKEN_ENV)
+    offered = request.headers.get(INTERNAL_HEADER, "")
+    if not token or not hmac.compare_digest(offered.encode(), token.encode()):
+        raise web.HTTPNotFound()
+    return web.json_response(request.app[REGISTRY].load_report())
 
 
 async def _healthz(request: web.Request) -> web.Response:

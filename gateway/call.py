@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "oai-events"
 MAX_EVENTS_BEFORE_OPEN = 256
+MAX_RETRIEVABLE_ITEMS = 512
 #: Ends the gateway decides on: the caller gets a ``gateway.session.ended`` event before the hang-up.
 NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error"})
 NOTICE_FLUSH_SECONDS = 1.0
@@ -57,6 +58,7 @@ class Call:
         self.track = OutboundAudioTrack()
         self._channel: RTCDataChannel | None = None
         self._unsent: list[str] = []
+        self._items: dict[str, dict[str, Any]] = {}  # item id -> its latest state, for conversation.item.retrieve
         self._limiter = RateLimiter(config.limits.max_events_per_second)
         self._rate_limited_notice_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -153,6 +155,11 @@ class Call:
     def send(self, event: Event) -> None:
         if event["type"] == "error":
             self._observer.error(self.id, event["error"]["code"])
+        elif event["type"] in ("conversation.item.added", "conversation.item.done"):
+            self._items.pop(event["item"]["id"], None)
+            self._items[event["item"]["id"]] = event["item"]
+            if len(self._items) > MAX_RETRIEVABLE_ITEMS:
+                del self._items[next(iter(self._items))]
         message = json.dumps(event)
         channel = self._channel
         if channel is not None and channel.readyState == "open":
@@ -199,6 +206,12 @@ class Call:
                 raise BadClientEvent("no_active_output", "no audio is playing", event_id)
         elif kind == "conversation.item.create":
             conversation.add_item(_parse_item(event.get("item"), event_id))
+        elif kind == "conversation.item.retrieve":
+            item_id = event.get("item_id")
+            item = self._items.get(item_id) if isinstance(item_id, str) else None
+            if item is None:
+                raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id)
+            self.send(events.item_retrieved(item))
         elif kind == "response.create":
             stream = self._requested_text_stream(event)
             if not conversation.create_response(agent=stream):

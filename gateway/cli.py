@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, argv)
     if args.command == "config":
         return _config_show(args)
     if args.command in ("call", "loadtest"):
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         config = load_config(ConfigSource.from_args(args))
     except ConfigError as exc:
@@ -57,6 +58,10 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.logging)
 
     async def run() -> int:
+        if config.server.workers > 1:
+            from gateway.front import serve_front
+
+            return await serve_front(config, argv)  # workers get this command line, made single-process
         return await serve(create_app(config), config)
 
     return asyncio.run(run())

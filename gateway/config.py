@@ -6,6 +6,7 @@ environment variables, then CLI flags (see :mod:`gateway.config_loader`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,17 @@ class LimitsConfig:
     max_events_per_second: int = 50
     ice_timeout_seconds: float = 30.0
     call_close_timeout_seconds: float = 5.0
+    # Per client (IP address; IPv6 per /64): concurrent calls and call creation rate (0: off). See docs/security.md.
+    max_calls_per_client: int = 8
+    calls_per_client_per_minute: int = 60
+    call_burst_per_client: int = 20
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
+    media_timeout_seconds: float = 10.0  # no audio from a connected caller this long: it vanished ("timeout")
+    idle_timeout_seconds: float = 300.0  # no speech and no reply this long: the call ends (0: off)
+    max_call_seconds: float = 3600.0  # the longest call (0: off)
+    end_notice_seconds: float = 10.0  # gateway.session.expiring this long before an idle or max-duration end
+    max_loop_lag_ms: float = 150.0  # refuse new calls while the event loop runs this late (0: off)
+    max_asr_wait_ms: float = 400.0  # ... or while ASR jobs wait this long in the queue (0: off)
 
     def __post_init__(self) -> None:
         _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
@@ -100,6 +112,21 @@ class LimitsConfig:
         _require(self.max_calls >= 1, "limits.max_calls", "must be >= 1")
         _require(self.max_events_per_second >= 1, "limits.max_events_per_second", "must be >= 1")
         _require(self.ice_timeout_seconds > 0, "limits.ice_timeout_seconds", "must be > 0")
+        for key in ("max_calls_per_client", "calls_per_client_per_minute", "call_burst_per_client"):
+            _require(getattr(self, key) >= 0, f"limits.{key}", "must be >= 0 (0: off)")
+        _require(self.calls_per_client_per_minute == 0 or self.call_burst_per_client >= 1,
+                 "limits.call_burst_per_client", "must be >= 1 while calls_per_client_per_minute is set")
+        for network in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError("limits.trusted_proxies", f"{network!r} is not an IP address or network") from None
+        _require(1.0 <= self.media_timeout_seconds <= 300, "limits.media_timeout_seconds", "must be 1..300")
+        for key in ("idle_timeout_seconds", "max_call_seconds"):
+            _require(getattr(self, key) == 0 or getattr(self, key) >= 1, f"limits.{key}", "must be 0 (off) or >= 1")
+        _require(0 <= self.end_notice_seconds <= 300, "limits.end_notice_seconds", "must be 0..300")
+        _require(self.max_loop_lag_ms >= 0, "limits.max_loop_lag_ms", "must be >= 0")
+        _require(self.max_asr_wait_ms >= 0, "limits.max_asr_wait_ms", "must be >= 0")
 
 
 #: The default CORS origins: pages served from this machine, on any port.
@@ -118,9 +145,11 @@ class ServerConfig:
     # "http://localhost:*" (any port), "*" (any origin). See signaling/cors.py.
     allow_origins: tuple[str, ...] = LOCAL_ORIGINS
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
+    workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
             _require(url.split(":", 1)[0] in ("stun", "turn", "turns"), "server.ice_servers", f"bad URL {url!r}")
@@ -230,6 +259,28 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Who may place calls (see signaling/auth.py and docs/security.md)."""
+
+    # Server API keys ("Authorization: Bearer KEY"); empty: no key is required. Secrets: masked by config show.
+    # VOICE_GATEWAY_AUTH_API_KEYS takes several, comma-separated.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    client_secret_ttl_seconds: float = 60.0  # lifetime of an ephemeral ek_ token unless its request says otherwise
+    client_secret_max_ttl_seconds: float = 600.0  # the longest lifetime a request may ask for
+
+    def __post_init__(self) -> None:
+        for key in self.api_keys:
+            _require(len(key) >= 16, "auth.api_keys", "every key must be at least 16 characters")
+            _require(not key.startswith("ek_"), "auth.api_keys", "keys must not start with 'ek_' (ephemeral tokens do)")
+            _require(key.isascii() and key.isprintable() and " " not in key, "auth.api_keys",
+                     "keys must be printable ASCII without spaces")
+        _require(1 <= self.client_secret_max_ttl_seconds <= 7200, "auth.client_secret_max_ttl_seconds",
+                 "must be 1..7200")
+        _require(1 <= self.client_secret_ttl_seconds <= self.client_secret_max_ttl_seconds,
+                 "auth.client_secret_ttl_seconds", "must be 1..client_secret_max_ttl_seconds")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     engines: EngineConfig = field(default_factory=EngineConfig)
@@ -241,6 +292,7 @@ class GatewayConfig:
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def __post_init__(self) -> None:
         agent = self.session.agent

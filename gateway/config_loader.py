@@ -26,6 +26,7 @@ ENV_PREFIX = "VOICE_GATEWAY_"
 FLAGS: dict[str, str] = {
     "host": "server.host",
     "port": "server.port",
+    "workers": "server.workers",
     "ice_servers": "server.ice_servers",
     "allow_origin": "server.allow_origins",
     "agent": "session.agent",
@@ -64,6 +65,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--host", help="address to listen on (server.host)")
     parser.add_argument("--port", type=int, help="port to listen on (server.port)")
+    parser.add_argument("--workers", type=int, help="worker processes behind the port (server.workers)")
     parser.add_argument("--ice-servers", dest="ice_servers", help="comma-separated STUN/TURN URLs")
     parser.add_argument("--allow-origin", dest="allow_origin", action="append", metavar="ORIGIN",
                         help="a web origin whose pages may call the gateway (repeatable or comma-separated; "
@@ -122,7 +124,7 @@ def build_config(values: Mapping[str, Mapping[str, Any]]) -> GatewayConfig:
     return GatewayConfig(**sections)
 
 
-def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "secret", "token", "password")
+def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "api_keys", "secret", "token", "password")
             ) -> dict[str, Any]:
     """The effective configuration, secrets masked (for ``config show``).
 

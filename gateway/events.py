@@ -69,6 +69,10 @@ def item_done(item: dict[str, Any], previous_item_id: str | None) -> Event:
     return _event("conversation.item.done", previous_item_id=previous_item_id, item=item)
 
 
+def item_retrieved(item: dict[str, Any]) -> Event:
+    return _event("conversation.item.retrieved", item=item)
+
+
 def item_truncated(item_id: str, audio_end_ms: int) -> Event:
     return _event("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=audio_end_ms)
 
@@ -112,12 +116,12 @@ def output_item_done(response_id: str, item: dict[str, Any]) -> Event:
 
 def content_part_added(response_id: str, item_id: str) -> Event:
     return _event("response.content_part.added", response_id=response_id, item_id=item_id, output_index=0,
-                  content_index=0, part={"type": "output_audio", "transcript": ""})
+                  content_index=0, part={"type": "audio", "transcript": ""})
 
 
 def content_part_done(response_id: str, item_id: str, transcript: str) -> Event:
     return _event("response.content_part.done", response_id=response_id, item_id=item_id, output_index=0,
-                  content_index=0, part={"type": "output_audio", "transcript": transcript})
+                  content_index=0, part={"type": "audio", "transcript": transcript})
 
 
 def audio_transcript_delta(response_id: str, item_id: str, delta: str) -> Event:

@@ -12,6 +12,7 @@ from gateway.call import Call
 from gateway.config import GatewayConfig
 from gateway.engines import Engines
 from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
+from gateway.load import LoadMonitor
 from gateway.observers import NULL_OBSERVER, CallObserver
 from gateway.settings import InvalidSession, SessionSettings
 
@@ -26,6 +27,7 @@ class SessionRegistry:
         self._started: set[str] = set()
         self._engines: Engines | None = None
         self.draining = False
+        self.load = LoadMonitor(config.limits)
 
     def set_engines(self, engines: Engines | None) -> None:
         self._engines = engines
@@ -53,7 +55,27 @@ class SessionRegistry:
             raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
         if len(self._calls) >= self._config.limits.max_calls:
             raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+        overload = self.load.overload_reason(self._engines)
+        if overload is not None:
+            logger.warning("refusing a call: %s", overload)
+            raise Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later", retry_after=2)
         return self._engines
+
+    def load_report(self) -> dict[str, Any]:
+        """What ``GET /internal/load`` returns to a front process."""
+        reason = None
+        try:
+            self.check_admission()
+        except Unavailable as exc:
+            reason = exc.code
+        return {
+            "active_calls": len(self._calls),
+            "accepting": reason is None,
+            "reason": reason,
+            "loop_lag_ms": round(self.load.loop_lag_ms, 1),
+            "asr_wait_ms": round(self.load.asr_wait_ms(self._engines), 1),
+            "call_ids": list(self._calls),
+        }
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         """Admit a call, answer its offer; returns (call id, answer SDP)."""

@@ -107,7 +107,8 @@ def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
     if not isinstance(value, dict):
         raise InvalidSession(param, "must be an object")
     kind = value.get("type", "server_vad")
-    if kind != "server_vad":
+    # semantic_vad (the default of OpenAI's Agents SDK) is served by server_vad; session.updated says so.
+    if kind not in ("server_vad", "semantic_vad"):
         raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; only 'server_vad'")
     turn = current
     checks: list[tuple[str, type, float, float]] = [

@@ -46,6 +46,8 @@ class PartialTranscriber:
             return
         if audio_end - self._last_decoded_end < self._interval:
             return
+        if self._recognizer.queue_depth > 0:
+            return  # the recogniser is busy: partials yield to final transcripts under load
         self._last_decoded_end = audio_end
         self._task = asyncio.create_task(self._decode(audio()))
 

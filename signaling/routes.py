@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from gateway.registry import SessionRegistry
 from signaling.errors import ApiError
 from signaling.sdp import decode_sdp
+from signaling.service import CallService
 
-REGISTRY = web.AppKey("registry", SessionRegistry)
+REGISTRY = web.AppKey("registry", CallService)
 MAX_SDP_BYTES = web.AppKey("max_sdp_bytes", int)
 
 CALLS_PATH = "/v1/realtime/calls"
@@ -87,7 +87,7 @@ def _parse_session(data: bytes) -> dict[str, Any]:
     return session
 
 
-def setup_routes(app: web.Application, registry: SessionRegistry, *, max_sdp_bytes: int) -> None:
+def setup_routes(app: web.Application, registry: CallService, *, max_sdp_bytes: int) -> None:
     app[REGISTRY] = registry
     app[MAX_SDP_BYTES] = max_sdp_bytes
     app.router.add_post(CALLS_PATH, create_call)

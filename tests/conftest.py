@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.config import GatewayConfig
+from gateway.config import EventsConfig, GatewayConfig
 from gateway.engines import Engines, load_engines, warm_up
 from gateway.qa.caller import Caller
 
@@ -28,7 +28,7 @@ def engines() -> Iterator[Engines]:
 
 @pytest.fixture
 def gateway_config() -> GatewayConfig:
-    return GatewayConfig()
+    return GatewayConfig(events=EventsConfig(file=""))  # no lifecycle events on the test's stdout
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ let monitor = null;
 let microphone = null;
 let connectTimer = null;
 let session = null;
-let settingsDirty = false;
+const editedSettings = new Set();  // ids of the settings fields changed since the session last said
 let pendingSettings = null;  // event_id of the session.update awaiting its answer
 let turnCount = 0;
 const latencies = [];  // {responseId, turn, gatewayMs, stages, browserMs}
@@ -107,13 +107,16 @@ function onEvent(event) {
     case "session.created":
       clearTimeout(connectTimer);
       setPhase("connected", "Connected — talk");
-      showSession(event.session, { keepEdits: settingsDirty });
+      showSession(event.session);
       $("apply").disabled = false;
-      if (settingsDirty) applySettings();
+      if (editedSettings.size) applySettings();  // changed before connecting
       break;
     case "session.updated":
-      showSession(event.session, { keepEdits: false });
-      if (pendingSettings) settingsStatus("Applied", "ok");
+      if (pendingSettings) {
+        editedSettings.clear();
+        settingsStatus("Applied", "ok");
+      }
+      showSession(event.session);
       pendingSettings = null;
       break;
     case "input_audio_buffer.speech_started":
@@ -166,6 +169,9 @@ function onEvent(event) {
     }
     case "error":
       onServerError(event.error || {});
+      break;
+    case "gateway.session.ended":
+      fail(new CallError("lost", `The gateway ended the call: ${event.message || event.reason}.`));
       break;
     default:
       break;
@@ -236,25 +242,22 @@ function formatMs(ms) {
 
 // -------------------------------------------------------------- settings
 
-function showSession(value, { keepEdits }) {
+/** Show the session's settings, except in fields the user changed and has not applied yet. */
+function showSession(value) {
   session = value;
   const turn = value?.audio?.input?.turn_detection || {};
   const output = value?.audio?.output || {};
   const voices = output.voices || [];
   const select = $("voice");
-  const edited = select.value;
+  const chosen = select.value;
   select.replaceChildren(...voices.map((v) => new Option(v, v)));
   $("voice-row").hidden = voices.length < 2;
-  if (keepEdits) {
-    select.value = voices.includes(edited) ? edited : output.voice || "";
-    return;
-  }
-  if (typeof turn.silence_duration_ms === "number") $("silence").value = turn.silence_duration_ms;
-  if (typeof turn.threshold === "number") $("threshold").value = turn.threshold;
-  if (output.voice) select.value = output.voice;
-  if (typeof value?.instructions === "string") $("instructions").value = value.instructions;
+  const show = (id, v) => { if (v !== undefined && v !== null && !editedSettings.has(id)) $(id).value = v; };
+  show("silence", turn.silence_duration_ms);
+  show("threshold", turn.threshold);
+  show("instructions", value?.instructions);
+  select.value = editedSettings.has("voice") && voices.includes(chosen) ? chosen : output.voice || voices[0] || "";
   showThreshold();
-  settingsDirty = false;
 }
 
 function applySettings() {
@@ -351,7 +354,7 @@ $("retry").addEventListener("click", connect);
 $("dismiss").addEventListener("click", hideError);
 $("microphone").addEventListener("change", switchMicrophone);
 $("threshold").addEventListener("input", showThreshold);
-$("settings").addEventListener("input", () => { settingsDirty = true; settingsStatus("", ""); });
+$("settings").addEventListener("input", (e) => { editedSettings.add(e.target.id); settingsStatus("", ""); });
 $("settings").addEventListener("submit", (e) => { e.preventDefault(); applySettings(); });
 navigator.mediaDevices?.addEventListener?.("devicechange", listMicrophones);
 window.addEventListener("pagehide", () => call?.hangup());

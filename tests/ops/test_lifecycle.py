@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.config import EventsConfig
 from gateway.lifecycle import JsonLinesSink, LifecycleEvents, WebhookSink, build_sinks
 from gateway.metrics import GatewayMetrics
 from gateway.observers import TURN_STAGES, TurnReport
+from tests.support.ops import free_port
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -26,10 +26,7 @@ REPORT = TurnReport(item_id="item_1", response_id="resp_1", speculative=False,
 
 def dead_url() -> str:
     """A local port nobody listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/events"
+    return f"http://127.0.0.1:{free_port()}/events"
 
 
 async def test_the_three_events_have_their_fields_and_no_transcript(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from engines.base import FloatArray
 from gateway.config import GatewayConfig, TurnDetectionConfig
 from gateway.conversation import Conversation
 from gateway.observers import TURN_STAGES, CallObserver, CompositeObserver, TurnLog, TurnReport
 from gateway.settings import SessionSettings
 from media import OutboundAudioTrack
-from tests.support.fakes import FloatArray, fake_engines, loud, quiet
+from tests.support.fakes import fake_engines, loud, quiet
 
 
 class Recorder(CallObserver):

@@ -13,6 +13,7 @@ from gateway.agents.webhook import WebhookAgent, WebhookEndpoint
 from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
 from gateway.qa.caller import Caller
 from tests.gateway.agents.upstream_server import (
+    Behaviour,
     ScriptedUpstream,
     ndjson,
     sse,
@@ -58,9 +59,9 @@ async def _pieces(agent: WebhookAgent) -> list[str]:
     (stream(['{"text": "All at once."}'], content_type="application/json"), ["All at once."]),
     (status(204, ""), []),
 ])
-async def test_each_response_format_streams_text(upstream: ScriptedUpstream, behaviour: object,
+async def test_each_response_format_streams_text(upstream: ScriptedUpstream, behaviour: Behaviour,
                                                  expected: list[str]) -> None:
-    upstream.default = behaviour  # type: ignore[assignment]
+    upstream.default = behaviour
     pieces = await _pieces(_agent(upstream))
     assert "".join(pieces) == "".join(expected)
     if len(expected) > 1:
@@ -91,9 +92,9 @@ async def test_the_turn_is_posted_as_json_with_the_history_and_token(upstream: S
     (stream(["<html></html>"], content_type="text/html"), "agent_bad_response"),
     (stall(), "agent_timeout"),
 ])
-async def test_failures_become_agent_errors_with_the_apology(upstream: ScriptedUpstream, behaviour: object,
+async def test_failures_become_agent_errors_with_the_apology(upstream: ScriptedUpstream, behaviour: Behaviour,
                                                              code: str) -> None:
-    upstream.default = behaviour  # type: ignore[assignment]
+    upstream.default = behaviour
     with pytest.raises(AgentError) as raised:
         await _pieces(_agent(upstream))
     assert raised.value.code == code
@@ -106,7 +107,7 @@ async def test_an_unreachable_webhook_is_an_agent_error() -> None:
         port = sock.getsockname()[1]
     agent = WebhookAgent(WebhookEndpoint(f"http://127.0.0.1:{port}/turn"), POLICY)
     with pytest.raises(AgentError) as raised:
-        await _pieces(agent)  # type: ignore[arg-type]
+        await _pieces(agent)
     assert raised.value.code == "agent_unreachable"
 
 
@@ -115,7 +116,7 @@ async def test_closing_the_reply_closes_the_connection_at_once(upstream: Scripte
     pieces = _agent(upstream).reply(HISTORY, "")
     assert await anext(pieces)
     await pieces.aclose()  # type: ignore[attr-defined]
-    await wait_until(lambda: upstream.exchanges[0].disconnected_at is not None, timeout=2)
+    await wait_until(lambda: upstream.exchanges[0].disconnected_at is not None, within=2)
     assert upstream.exchanges[0].ended_at is None
 
 
@@ -149,7 +150,7 @@ async def test_webhook_reply_is_spoken_as_it_streams_and_barge_in_closes_it(
     done = await caller.wait_event("response.done", since=onset, where=lambda e: e["response"]["status"] == "cancelled")
     speech_started_at = min(at for at, e in caller.events
                             if e["type"] == "input_audio_buffer.speech_started" and at >= onset)
-    await wait_until(lambda: first.disconnected_at is not None, timeout=5)
+    await wait_until(lambda: first.disconnected_at is not None, within=5)
     assert first.ended_at is None
     assert first.disconnected_at is not None and first.disconnected_at - speech_started_at < 1.0
     heard = done["response"]["output"][0]["content"][0]["transcript"]

@@ -55,14 +55,14 @@ class ScriptedUpstream:
         behaviour = self.script.pop(0) if self.script else self.default
         return await behaviour(request, exchange)
 
-    async def wait_for(self, count: int, timeout: float = 30.0) -> Exchange:
+    async def wait_for(self, count: int, within: float = 30.0) -> Exchange:
         """The ``count``-th exchange (1-based), once it has arrived."""
-        await wait_until(lambda: len(self.exchanges) >= count, timeout)
+        await wait_until(lambda: len(self.exchanges) >= count, within)
         return self.exchanges[count - 1]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
@@ -117,6 +117,9 @@ def stream(pieces: Sequence[str], *, encode: Callable[[str], str] = plain, conte
             exchange.ended_at = time.monotonic()
         except ConnectionResetError:
             exchange.disconnected_at = time.monotonic()
+        except asyncio.CancelledError:  # aiohttp's test server cancels handlers when the client leaves
+            exchange.disconnected_at = time.monotonic()
+            raise
         return response
 
     return behave
@@ -137,9 +140,11 @@ def stall(*, content_type: str = "text/plain", limit: float = 30.0) -> Behaviour
         response = web.StreamResponse(headers={"Content-Type": content_type})
         await response.prepare(request)
         deadline = time.monotonic() + limit
-        while not _gone(request) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        exchange.disconnected_at = time.monotonic()
+        try:
+            while not _gone(request) and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.02)
+        finally:
+            exchange.disconnected_at = time.monotonic()
         return response
 
     return behave
@@ -177,6 +182,9 @@ def forward(base_url: str, *, delay: float = 0.0, endless: bool = False) -> Beha
                     exchange.ended_at = time.monotonic()
                 except ConnectionResetError:
                     exchange.disconnected_at = time.monotonic()
+                except asyncio.CancelledError:
+                    exchange.disconnected_at = time.monotonic()
+                    raise
         return response
 
     return behave

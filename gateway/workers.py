@@ -1,0 +1,254 @@
+"""Several worker processes behind one port.
+
+aiortc calls in one Python process share one GIL and one event loop: past
+about a dozen full-duplex calls they slow each other down. With
+``server.workers = N`` the public process becomes a *front*: it keeps the
+HTTP surface (signaling, auth, CORS, limits, demo page) and hands each call to
+the least-loaded of N worker processes, each a complete single-process gateway
+listening on loopback. The worker's SDP answer carries the worker's own ICE
+candidates, so media flows straight between the caller and the worker; the
+front only ever sees the SDP and the hang-up.
+
+Workers report their load (``GET /internal/load``: active calls, whether they
+accept calls, event-loop lag, ASR queue wait); the front polls it and picks the
+accepting worker with the fewest calls. A worker that refuses (503) is skipped;
+when all refuse, the caller gets ``503 capacity`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gateway.errors import CallNotFound, GatewayError, InvalidOffer, Unavailable
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_TOKEN_ENV = "VOICE_GATEWAY_INTERNAL_TOKEN"
+PARENT_PID_ENV = "VOICE_GATEWAY_PARENT_PID"
+INTERNAL_HEADER = "X-Voice-Gateway-Internal"
+POLL_INTERVAL = 0.5
+
+
+@dataclass
+class WorkerLoad:
+    active_calls: int = 0
+    accepting: bool = False
+    reason: str | None = "starting"
+    loop_lag_ms: float = 0.0
+    asr_wait_ms: float = 0.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class WorkerProcess:
+    def __init__(self, index: int, argv: Sequence[str], token: str) -> None:
+        self.index = index
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1"]
+        self._token = token
+        self.process: asyncio.subprocess.Process | None = None
+        self.load = WorkerLoad()
+        self.calls: set[str] = set()
+
+    async def start(self) -> None:
+        env = {**os.environ, INTERNAL_TOKEN_ENV: self._token, PARENT_PID_ENV: str(os.getpid())}
+        # Own session: a Ctrl-C in the terminal reaches the front only, which then drains the workers.
+        self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *self._argv, env=env,
+                                                            start_new_session=True)
+        logger.info("worker %d: started (pid %d, port %d)", self.index, self.process.pid, self.port)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+    async def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("worker %d: did not exit in %.0f s; killing it", self.index, timeout)
+            self.signal(signal.SIGKILL)
+            await self.process.wait()
+
+
+class WorkerPool:
+    """Hands calls to worker processes; the same interface as :class:`SessionRegistry` for signaling."""
+
+    def __init__(self, count: int, worker_argv: Sequence[str], *, request_timeout: float = 30.0) -> None:
+        if count < 2:
+            raise ValueError("a worker pool needs at least two workers")
+        self.token = secrets.token_urlsafe(24)
+        self.workers = [WorkerProcess(i, worker_argv, self.token) for i in range(count)]
+        self.draining = False
+        self._owner: dict[str, WorkerProcess] = {}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._http: aiohttp.ClientSession | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return sum(w.load.active_calls for w in self.workers)
+
+    @property
+    def ready(self) -> bool:
+        return any(w.load.accepting for w in self.workers)
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=self._timeout)
+        await asyncio.gather(*(w.start() for w in self.workers))
+        self._poller = asyncio.create_task(self._poll(), name="worker-load")
+
+    async def close(self, drain_timeout: float) -> None:
+        """SIGTERM every worker (each drains its own calls), then wait for them."""
+        self.draining = True
+        for worker in self.workers:
+            worker.signal(signal.SIGTERM)
+        await asyncio.gather(*(w.wait(drain_timeout + 15) for w in self.workers))
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._http is not None:
+            await self._http.close()
+
+    def headers(self) -> dict[str, str]:
+        return {INTERNAL_HEADER: self.token}
+
+    async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        if self.draining:
+            raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+        candidates = sorted(
+            (w for w in self.workers if w.alive and w.load.accepting),
+            key=lambda w: (w.load.active_calls, w.load.loop_lag_ms, w.index),
+        )
+        if not candidates:
+            loading = any(w.load.reason in ("starting", "engines_not_loaded") for w in self.workers)
+            if loading:
+                raise Unavailable("engine_unavailable", "the speech engines are not loaded yet", retry_after=5)
+            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+        last: GatewayError | None = None
+        for worker in candidates:
+            try:
+                call_id, answer = await self._forward(worker, offer_sdp, session)
+            except Unavailable as exc:
+                worker.load.accepting = False
+                last = exc
+                continue
+            worker.calls.add(call_id)
+            worker.load.active_calls += 1
+            self._owner[call_id] = worker
+            logger.info("call %s: placed on worker %d", call_id, worker.index)
+            return call_id, answer
+        assert last is not None
+        raise last
+
+    async def hangup(self, call_id: str) -> None:
+        worker = self._owner.get(call_id)
+        if worker is None:
+            raise CallNotFound(call_id)
+        assert self._http is not None
+        async with self._http.delete(f"{worker.url}/v1/realtime/calls/{call_id}", headers=self.headers()) as r:
+            if r.status == 404:
+                self._forget(call_id)
+                raise CallNotFound(call_id)
+        self._forget(call_id)
+
+    def _forget(self, call_id: str) -> None:
+        worker = self._owner.pop(call_id, None)
+        if worker is not None:
+            worker.calls.discard(call_id)
+
+    async def _forward(self, worker: WorkerProcess, offer_sdp: str,
+                       session: dict[str, Any] | None) -> tuple[str, str]:
+        assert self._http is not None
+        form = aiohttp.FormData()
+        form.add_field("sdp", offer_sdp, content_type="application/sdp")
+        if session is not None:
+            form.add_field("session", json.dumps(session), content_type="application/json")
+        try:
+            async with self._http.post(f"{worker.url}/v1/realtime/calls", data=form, headers=self.headers()) as r:
+                body = await r.text()
+                if r.status == 201:
+                    call_id = r.headers["Location"].rsplit("/", 1)[1]
+                    return call_id, body
+                error = _error_of(body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            logger.warning("worker %d: unreachable: %s", worker.index, exc)
+            raise Unavailable("capacity", "a worker is unreachable", retry_after=2) from exc
+        code, message = error.get("code", "worker_error"), error.get("message", body[:200])
+        if r.status == 503:
+            raise Unavailable(code, message, retry_after=2)
+        if r.status == 400:
+            raise InvalidOffer(code, message)
+        raise GatewayError(code, message)
+
+    async def _poll(self) -> None:
+        assert self._http is not None
+        while True:
+            for worker in self.workers:
+                if not worker.alive:
+                    if worker.load.accepting:
+                        logger.error("worker %d exited (code %s)", worker.index, worker.process and
+                                     worker.process.returncode)
+                    worker.load = WorkerLoad(reason="exited")
+                    for call_id in list(worker.calls):
+                        self._forget(call_id)
+                    continue
+                try:
+                    async with self._http.get(f"{worker.url}/internal/load", headers=self.headers(),
+                                              timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        data = await r.json()
+                    worker.load = WorkerLoad(
+                        active_calls=int(data["active_calls"]), accepting=bool(data["accepting"]),
+                        reason=data.get("reason"), loop_lag_ms=float(data.get("loop_lag_ms", 0)),
+                        asr_wait_ms=float(data.get("asr_wait_ms", 0)),
+                    )
+                    ended = worker.calls - set(data.get("call_ids", worker.calls))
+                    for call_id in ended:
+                        self._forget(call_id)
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
+                    worker.load = WorkerLoad(reason="starting" if worker.load.reason == "starting" else "unreachable")
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+async def watch_parent() -> None:
+    """In a worker: when the front process is gone, drain and exit like on SIGTERM."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent:
+        return
+    while os.getppid() == int(parent):
+        await asyncio.sleep(1.0)
+    logger.warning("the front process %s is gone; shutting down", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _error_of(body: str) -> dict[str, str]:
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        error = json.loads(body)["error"]
+        if isinstance(error, dict):
+            return {str(k): str(v) for k, v in error.items()}
+    return {}

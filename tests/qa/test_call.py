@@ -1,0 +1,151 @@
+"""``voice-gateway call`` against a real in-process gateway, with real speech and the real models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig, LimitsConfig
+from gateway.engines import Engines
+from gateway.qa.call_cmd import CallOptions, format_report, run_call
+from gateway.qa.caller import Caller
+from gateway.qa.netem import NetworkImpairment
+from tests.support.speech import REPO, SPEECH_DIR, utterance, word_error_rate
+
+pytestmark = pytest.mark.slow
+
+# Clips whose audible end is where speech ends: a quiet tail (ps_goforward.wav ends in 400 ms of breath
+# within 30 dB of its peak) counts as speech to the caller but not to the gateway's VAD, lowering the overhead.
+SUIT = str(SPEECH_DIR / "timit_LDC93S1.wav")
+CARDS = str(SPEECH_DIR / "ps_cards_005.wav")  # its reply is long enough to talk over
+
+
+def check_turn(turn: dict, file: str) -> None:
+    clip = utterance(Path(file).name)
+    assert turn["error"] is None, turn
+    assert word_error_rate(clip.transcript, turn["transcript"]) <= 0.25, turn["transcript"]
+    assert turn["wer"] is not None and turn["wer"] <= 0.25  # the manifest beside the file gives the reference
+    assert turn["reply"].startswith("You said:")
+    assert -200 < turn["overhead_ms"] < 3000, turn
+    assert turn["gateway"]["stages_ms"]["first_packet_sent"] is not None
+
+
+async def test_call_reports_transcripts_overhead_and_records_the_reply(gateway_url: str, tmp_path: Path) -> None:
+    record = tmp_path / "heard.wav"
+    report = await run_call(CallOptions(gateway_url, (SUIT, CARDS), record=str(record)))
+    assert report.ok, format_report(report)
+    assert report.silence_ms == 500 and report.call_id and report.call_id.startswith("rtc_")
+    assert [t["clip"] for t in report.turns] == ["timit_LDC93S1.wav", "ps_cards_005.wav"]
+    for turn, file in zip(report.turns, (SUIT, CARDS), strict=True):
+        check_turn(turn, file)
+        assert turn["reply_status"] == "completed" and not turn["barge_in"]
+    with wave.open(str(record)) as heard:
+        assert (heard.getframerate(), heard.getnchannels()) == (48_000, 1)
+        pcm = np.frombuffer(heard.readframes(heard.getnframes()), np.int16)
+    assert len(pcm) / 48_000 >= report.duration_s - 2 and np.abs(pcm).max() > 3000
+    text = format_report(report)
+    print(text)
+    assert "overhead" in text and "greasy wash water" in text.lower() and "result: OK" in text
+
+
+async def test_barge_in_is_measured_from_the_audio(gateway_url: str) -> None:
+    report = await run_call(CallOptions(gateway_url, (CARDS, SUIT), barge_in_after_ms=700))
+    assert report.ok, format_report(report)
+    print(format_report(report))
+    first, second = report.turns
+    check_turn(first, CARDS)
+    check_turn(second, SUIT)
+    assert first["reply_status"] == "cancelled"  # cut short: what was played
+    assert second["barge_in"] and second["interrupted"]
+    assert 0 < second["barge_in_stop_ms"] < 1500, second
+    assert 0 < second["cleared_event_ms"] < 1500, second
+    assert first["barge_in_stop_ms"] is None and second["reply_status"] == "completed"
+
+
+@pytest.fixture
+def gateway_config() -> GatewayConfig:
+    return GatewayConfig(limits=LimitsConfig(max_calls=1))
+
+
+async def test_a_refused_call_reports_the_servers_error(gateway_url: str, caller: Caller) -> None:
+    # ``caller`` holds the only slot (limits.max_calls = 1).
+    report = await run_call(CallOptions(gateway_url, (SUIT,)))
+    assert not report.ok and report.turns == []
+    assert report.error is not None and report.error["status"] == 503 and report.error["code"] == "capacity"
+    assert "at capacity" in format_report(report)
+
+
+TOKEN = "s3cret"
+
+
+@pytest.fixture
+async def token_gateway_url(engines: Engines) -> AsyncIterator[tuple[str, list[str]]]:
+    """A gateway that wants ``Authorization: Bearer s3cret``; lists the authorized requests."""
+    authorized: list[str] = []
+    app = create_app(GatewayConfig(), engines=engines)
+
+    @web.middleware
+    async def bearer(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise web.HTTPUnauthorized(reason="a valid bearer token is required")
+        authorized.append(request.method)
+        return await handler(request)
+
+    app.middlewares.append(bearer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), authorized
+    finally:
+        await server.close()
+
+
+async def test_token_and_an_impaired_network(token_gateway_url: tuple[str, list[str]]) -> None:
+    url, authorized = token_gateway_url
+    refused = await run_call(CallOptions(url, (SUIT,), token="wrong"))
+    assert refused.error is not None and refused.error["status"] == 401
+    assert "bearer token is required" in refused.error["message"]
+
+    network = NetworkImpairment(delay_ms=60, jitter_ms=10, loss=0.03, seed=1)
+    report = await run_call(CallOptions(url, (SUIT,), token=TOKEN, network=network))
+    assert report.ok, format_report(report)
+    check_turn(report.turns[0], SUIT)
+    assert report.turns[0]["overhead_ms"] > 100  # 60 ms each way, on top of the gateway's own overhead
+    assert authorized == ["POST", "DELETE"]
+    assert report.network is not None
+    for direction in ("send", "receive"):
+        stats = report.network[direction]
+        assert stats["media_packets"] > 100 and 0 < stats["media_dropped"] < stats["media_packets"] * 0.1
+    assert "media loss 3.0%" in format_report(report)
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_cli_reports_json_and_exits_non_zero_when_refused(gateway_url: str) -> None:
+    code, out, err = await run_cli("call", gateway_url, "--play", SUIT, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["summary"]["overhead_ms"]["count"] == 1
+    check_turn(report["turns"][0], SUIT)
+
+    code, out, err = await run_cli("call", gateway_url + "/no/such/path", "--play", SUIT)
+    assert code == 1
+    assert "404" in err and "Not Found" in err, err
