@@ -21,8 +21,10 @@ from gateway.operations import setup_operations
 from gateway.registry import SessionRegistry
 from gateway.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV, watch_parent
 from media.jitter import set_audio_prefetch
+from signaling.auth import auth_middleware
 from signaling.cors import cors_middleware
 from signaling.errors import json_errors
+from signaling.limits import limits_middleware
 from signaling.routes import setup_routes
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
 
 def extra_middlewares(config: GatewayConfig) -> list[Middleware]:
     """Middlewares after CORS and JSON errors, shared by single-process and front apps."""
-    return []
+    return [limits_middleware(config.limits), auth_middleware(config)]  # limits first: they count refusals too
 
 
 def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engines,

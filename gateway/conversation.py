@@ -531,6 +531,9 @@ class Conversation:
         self.clear_input()
         active, self._active = self._active, None
         if active is not None:
+            if active.timing is not None and not active.reported:  # hung up before the reply's first packet
+                active.reported = True
+                self._report_turn(active.timing, active.reply, None)
             active.reply.task.cancel()
             await active.reply.cancel()
         self._track.clear()

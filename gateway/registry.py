@@ -39,6 +39,9 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def has_call(self, call_id: str) -> bool:
+        return call_id in self._calls
+
     def get(self, call_id: str) -> Call:
         call = self._calls.get(call_id)
         if call is None:

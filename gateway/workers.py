@@ -113,6 +113,9 @@ class WorkerPool:
     def __len__(self) -> int:
         return sum(w.load.active_calls for w in self.workers)
 
+    def has_call(self, call_id: str) -> bool:
+        return call_id in self._owner
+
     @property
     def ready(self) -> bool:
         return any(w.load.accepting for w in self.workers)

@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from signaling.auth import CLIENT_SECRETS_PATH, bound_session, create_client_secret, merge_sessions
 from signaling.errors import ApiError
 from signaling.sdp import decode_sdp
-from signaling.service import CallService
+from signaling.service import REGISTRY, CallService
 
-REGISTRY = web.AppKey("registry", CallService)
 MAX_SDP_BYTES = web.AppKey("max_sdp_bytes", int)
 
 CALLS_PATH = "/v1/realtime/calls"
@@ -20,6 +20,7 @@ CALLS_PATH = "/v1/realtime/calls"
 async def create_call(request: web.Request) -> web.Response:
     max_bytes = request.app[MAX_SDP_BYTES]
     sdp, session = await _read_offer(request, max_bytes)
+    session = merge_sessions(bound_session(request), session)  # a client secret's session, then the offer's
     registry = request.app[REGISTRY]
     call_id, answer = await registry.create_call(sdp, session)
     return web.Response(
@@ -80,7 +81,7 @@ async def _read_multipart(request: web.Request, max_bytes: int) -> tuple[str, di
 def _parse_session(data: bytes) -> dict[str, Any]:
     try:
         session = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also over-long integers
         raise ApiError(400, "invalid_session", f"the 'session' part is not valid JSON: {exc}") from exc
     if not isinstance(session, dict):
         raise ApiError(400, "invalid_session", "the 'session' part must be a JSON object")
@@ -92,3 +93,4 @@ def setup_routes(app: web.Application, registry: CallService, *, max_sdp_bytes: 
     app[MAX_SDP_BYTES] = max_sdp_bytes
     app.router.add_post(CALLS_PATH, create_call)
     app.router.add_delete(CALLS_PATH + "/{call_id}", hangup_call)
+    app.router.add_post(CLIENT_SECRETS_PATH, create_client_secret)

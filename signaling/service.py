@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aiohttp import web
+
 
 class CallService(Protocol):
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
@@ -13,3 +15,11 @@ class CallService(Protocol):
     async def hangup(self, call_id: str) -> None:
         """End a call. Raises CallNotFound."""
         ...
+
+    def has_call(self, call_id: str) -> bool:
+        """Whether the call ``call_id`` is live (per-client limits and hang-up tokens ask)."""
+        ...
+
+
+#: The app's call service (a SessionRegistry, or a front process's WorkerPool).
+REGISTRY = web.AppKey("registry", CallService)

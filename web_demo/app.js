@@ -32,7 +32,8 @@ const latencies = [];  // {responseId, turn, gatewayMs, stages, browserMs}
 // ------------------------------------------------------------------ call
 
 async function connect() {
-  if (call) return;
+  if (call || $("connect").disabled) return;
+  $("connect").disabled = true;
   hideError();
   setPhase("connecting", "Connecting…");
   transcript.clear();
@@ -41,24 +42,26 @@ async function connect() {
   renderLatency();
   monitor ??= new LevelMonitor({ onLevels: showLevels, onReplyStart: browserLatency });
   await monitor.resume();
+  let current = null;
   try {
     microphone = await openMicrophone($("microphone").value);
     monitor.setMicrophone(microphone);
     listMicrophones();
-    call = new RealtimeCall({ callsUrl, microphone, token });
-    call.addEventListener("event", (e) => onEvent(e.detail));
-    call.addEventListener("remotestream", (e) => {
+    current = call = new RealtimeCall({ callsUrl, microphone, token });
+    current.addEventListener("event", (e) => onEvent(e.detail));
+    current.addEventListener("remotestream", (e) => {
       $("reply").srcObject = e.detail;
       $("reply").play().catch(() => {});
       monitor.setReply(e.detail);
     });
-    call.addEventListener("lost", (e) => fail(e.detail));
-    $("connect").disabled = true;
+    current.addEventListener("lost", (e) => fail(e.detail));
     $("hangup").disabled = false;
-    await call.start();
+    await current.start();
+    if (call !== current) return;  // hung up meanwhile
     connectTimer = setTimeout(() => fail(new CallError("lost",
       "The call did not connect: no media path to the gateway (a firewall, or ICE servers missing).")), CONNECT_TIMEOUT_MS);
   } catch (err) {
+    if (current && call !== current) return;  // hung up meanwhile: not an error
     fail(err instanceof CallError ? err : new CallError("lost", `The call failed: ${err.message}`));
   }
 }

@@ -101,7 +101,8 @@ export class RealtimeCall extends EventTarget {
     if (this.channel) this.channel.onclose = null;
     if (this.location) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-      try { await fetch(this.location, { method: "DELETE", headers }); } catch { /* the call is gone either way */ }
+      // keepalive: the hang-up still leaves when the page is being closed.
+      try { await fetch(this.location, { method: "DELETE", headers, keepalive: true }); } catch { /* gone either way */ }
     }
     this.pc?.close();
   }

@@ -40,6 +40,7 @@ class CallOptions:
     timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        check_url(self.url)
         if not self.files:
             raise ValueError("give at least one file to play")
         if self.barge_in_after_ms is not None and not 0 <= self.barge_in_after_ms <= 60_000:
@@ -68,6 +69,11 @@ class CallReport:
         stops = [t["barge_in_stop_ms"] for t in self.turns if t["barge_in_stop_ms"] is not None]
         return {**self.__dict__, "summary": {"overhead_ms": measure.summary(overheads),
                                              "barge_in_stop_ms": measure.summary(stops)}}
+
+
+def check_url(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"the URL must start with http:// or https://, not {url!r}")
 
 
 def base_url(url: str) -> str:
@@ -100,7 +106,10 @@ async def run_call(options: CallOptions) -> CallReport:
         turns = dialogue.turns
     except CallFailed as exc:
         report.error = {"status": exc.status, "code": exc.code, "message": exc.message}
-    except (TimeoutError, aiohttp.ClientError, OSError, ValueError, RuntimeError) as exc:
+    except TimeoutError:
+        report.error = {"status": None, "code": "timeout",
+                        "message": f"no connection or no session.created within {options.timeout_s:g} s"}
+    except (aiohttp.ClientError, OSError, ValueError, RuntimeError) as exc:
         report.error = {"status": None, "code": type(exc).__name__, "message": str(exc) or repr(exc)}
     finally:
         report.call_id = report.call_id or (caller.location or "").rsplit("/", 1)[-1] or None
@@ -243,6 +252,10 @@ def main(args: argparse.Namespace) -> int:
     if options.record is not None and not Path(options.record).parent.is_dir():
         print(f"voice-gateway call: no such directory for {options.record}", file=sys.stderr)
         return 2
+    for path in options.files:
+        if not Path(path).is_file():
+            print(f"voice-gateway call: no such file: {path}", file=sys.stderr)
+            return 2
     report = asyncio.run(run_call(options))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if report.error is not None:

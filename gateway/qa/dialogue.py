@@ -168,10 +168,13 @@ class Dialogue:
             return
         known = {t.response_id for t in self.turns if t is not turn}
         deadline = time.monotonic() + self.timeout
+        answerable = turn.speech_end + (turn.silence_ms or 0) / 1000 + 1.0  # the last part's reply may follow
         while time.monotonic() < deadline:
             audible = caller.received.audible_times(since=turn.speech_end - measure.REPLY_GAP_S)
             turn.first_audible = measure.reply_onset(audible, turn.speech_end)
-            if turn.first_audible is not None or self._replies_over(since, known):
+            if turn.first_audible is not None:
+                break
+            if time.monotonic() > answerable and self._replies_over(since, known):
                 break
             await asyncio.sleep(0.02)
         heard_until = turn.first_audible or time.monotonic()

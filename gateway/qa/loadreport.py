@@ -9,6 +9,7 @@ across processes.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from typing import Any, TextIO
@@ -22,12 +23,11 @@ class LoadStats:
         self.started_at = started_at
         self.up = 0
         self.connected = 0
-        self.max_up = 0
         self.connect_failures = 0
         self.connect_ms: list[float] = []
         self.turns: list[dict[str, Any]] = []
         self.errors: Counter[str] = Counter()
-        self.timeline: list[tuple[float, int]] = [(0.0, 0)]
+        self._changes: list[tuple[float, int]] = []  # (seconds since the start, +1 up / -1 down)
         self.workers_done = 0
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -36,17 +36,16 @@ class LoadStats:
         if kind == "up":
             self.up += 1
             self.connected += 1
-            self.max_up = max(self.max_up, self.up)
             self.connect_ms.append(message["connect_ms"])
-            self.timeline.append((at, self.up))
+            self._changes.append((at, 1))
         elif kind == "down":
             self.up -= 1
-            self.timeline.append((at, self.up))
+            self._changes.append((at, -1))
         elif kind == "connect_failed":
             self.connect_failures += 1
             self.errors[f"connect:{message['type']}"] += 1
         elif kind == "turn":
-            turn = {**message["turn"], "caller": message["caller"], "at": at, "concurrent": self.up}
+            turn = {**message["turn"], "caller": message["caller"], "at": at}
             self.turns.append(turn)
             if turn["error"]:
                 self.errors[f"turn:{turn['error']}"] += 1
@@ -56,6 +55,16 @@ class LoadStats:
             self.errors[f"exception:{message['type']}"] += 1
         elif kind == "worker_done":
             self.workers_done += 1
+
+    @property
+    def timeline(self) -> list[tuple[float, int]]:
+        """(seconds since the start, calls up from then on), in time order whatever the arrival order."""
+        points, up = [(0.0, 0)], 0
+        for at, change in sorted(self._changes):
+            up += change
+            points.append((at, up))
+        return points
+
 
     def _values(self, key: str) -> list[float]:
         return [t[key] for t in self.turns if t.get(key) is not None]
@@ -70,16 +79,19 @@ class LoadStats:
                 f" · overhead {figures} · errors {sum(self.errors.values())}")
 
     def report(self, options: dict[str, Any]) -> dict[str, Any]:
+        timeline = self.timeline
+        times = [at for at, _ in timeline]
+        for turn in self.turns:  # calls up when the caller stopped speaking
+            turn["concurrent"] = timeline[bisect.bisect_right(times, turn["at"]) - 1][1]
         replies = [t for t in self.turns if t.get("first_audible") is not None]
         barge_ins = [t for t in self.turns if t["barge_in"]]
         first_packet = [t["gateway"]["stages_ms"]["first_packet_sent"] for t in self.turns
                         if (t.get("gateway") or {}).get("stages_ms", {}).get("first_packet_sent") is not None]
-        wers = self._values("wer")
         return {
             **options,
             "wall_s": round(time.time() - self.started_at, 2),
             "calls": {"connected": self.connected, "connect_failures": self.connect_failures,
-                      "max_concurrent": self.max_up, "connect_ms": measure.summary(self.connect_ms)},
+                      "max_concurrent": max(n for _, n in timeline), "connect_ms": measure.summary(self.connect_ms)},
             "turns": len(self.turns),
             "replies": len(replies),
             "failed_turns": sum(1 for t in self.turns if t["error"]),
@@ -88,10 +100,11 @@ class LoadStats:
             "interrupted": sum(1 for t in barge_ins if t["interrupted"]),
             "barge_in_stop_ms": measure.summary(self._values("barge_in_stop_ms")),
             "gateway_first_packet_ms": measure.summary(first_packet),
-            "wer_mean": round(sum(wers) / len(wers), 3) if wers else None,
+            "wer": measure.corpus_word_error_rate((t["expected"], t["transcript"] or "") for t in self.turns
+                                                  if t.get("expected") and not t["error"]),
             "errors": dict(self.errors.most_common()),
             "ok": bool(replies) and not self.errors,
-            "timeline": self.timeline,
+            "timeline": timeline,
             "turn_records": self.turns,
         }
 
@@ -144,8 +157,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"barge-in   stop {_ms(report['barge_in_stop_ms'], 'p50', 'max')}",
         f"gateway    first reply packet after the end of speech {_ms(report['gateway_first_packet_ms'], 'p50', 'max')}",
     ]
-    if report["wer_mean"] is not None:
-        lines.append(f"WER        {report['wer_mean']:.3f} mean (transcripts from the manifest)")
+    if report["wer"] is not None:
+        lines.append(f"WER        {report['wer']:.3f} (all turns' words, against the manifest's transcripts)")
     lines.append(f"errors     {errors}")
     lines.append("result     " + ("OK" if report["ok"] else "FAILED"))
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from gateway.qa.call_cmd import add_connection_arguments, base_url, network_from_args, setup_logging
+from gateway.qa.call_cmd import add_connection_arguments, base_url, check_url, network_from_args, setup_logging
 from gateway.qa.caller import Caller, CallFailed
 from gateway.qa.clips import Clip, load_speech
 from gateway.qa.dialogue import Dialogue, TurnResult
@@ -59,6 +59,7 @@ class LoadOptions:
     jitter_buffer_frames: int = 1
 
     def __post_init__(self) -> None:
+        check_url(self.url)
         if not 1 <= self.callers <= 10_000:
             raise ValueError("--callers must be 1..10000")
         if not 0 < self.duration_s <= 24 * 3600:
@@ -272,6 +273,9 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"voice-gateway loadtest: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        print(f"voice-gateway loadtest: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "turn_records"}, indent=2))
     else:

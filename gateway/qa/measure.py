@@ -42,21 +42,16 @@ def overhead_ms(first_audible: float, speech_end: float, silence_ms: float) -> f
     return round((first_audible - speech_end) * 1000 - silence_ms, 1)
 
 
-def barge_in_stop_ms(audible: Sequence[float], onset: float, until: float, *,
-                     lookback: float = REPLY_GAP_S) -> float | None:
+def barge_in_stop_ms(audible: Sequence[float], onset: float, until: float) -> float | None:
     """Interrupting speech onset → last audible reply sample before ``until``, in ms.
 
     ``until`` bounds the interrupted reply from the next one (the caller's
     speech end plus the end-of-turn silence: no reply to the interruption can
-    be heard sooner). ``None`` when no reply was audible around the onset:
-    there was nothing to interrupt.
+    be heard sooner). ``None`` when nothing was audible from the onset on: the
+    reply was already over, or in a pause, so there is no stop to measure.
     """
     after = [at for at in audible if onset <= at < until]
-    if after:
-        return round((max(after) + BLOCK_S - onset) * 1000, 1)
-    if any(onset - lookback <= at < onset for at in audible):
-        return 0.0
-    return None
+    return round((max(after) + BLOCK_S - onset) * 1000, 1) if after else None
 
 
 def silence_duration_ms(events: Iterable[dict[str, Any]]) -> int | None:
@@ -117,15 +112,30 @@ def normalize(text: str) -> list[str]:
     return [_NUMBERS.get(int(w), w) if w.isdigit() and int(w) in _NUMBERS else w for w in words]
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance / reference length, after :func:`normalize`."""
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level edit distance after :func:`normalize`."""
     ref, hyp = normalize(reference), normalize(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
     previous = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         current = [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, 1):
             current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
         previous = current
-    return round(previous[-1] / len(ref), 3)
+    return previous[-1]
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word errors / reference words, after :func:`normalize`."""
+    words = len(normalize(reference))
+    if not words:
+        return 0.0 if not normalize(hypothesis) else 1.0
+    return round(word_errors(reference, hypothesis) / words, 3)
+
+
+def corpus_word_error_rate(pairs: Iterable[tuple[str, str]]) -> float | None:
+    """All word errors / all reference words of (reference, hypothesis) pairs; None without words."""
+    errors = words = 0
+    for reference, hypothesis in pairs:
+        errors += word_errors(reference, hypothesis)
+        words += len(normalize(reference))
+    return round(errors / words, 3) if words else None

@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gateway.qa import measure
 
@@ -30,6 +31,7 @@ def plot_loadtest(report: dict[str, Any], path: str | Path) -> None:
                           label="barge-in stop", color="tab:red")
     over_time.set_xlabel("seconds since the start")
     over_time.set_ylabel("ms")
+    over_time.set_ylim(bottom=min(0.0, *(t["overhead_ms"] for t in measured)) if measured else 0.0)
     over_time.set_title("overhead over time")
     over_time.grid(alpha=0.3)
     calls = over_time.twinx()
@@ -38,9 +40,11 @@ def plot_loadtest(report: dict[str, Any], path: str | Path) -> None:
                label="calls up")
     calls.set_ylabel("calls up")
     calls.set_ylim(0, max(2, max(n for _, n in timeline) + 1))
+    calls.yaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = over_time.get_legend_handles_labels()
     extra_handles, extra_labels = calls.get_legend_handles_labels()
-    over_time.legend(handles + extra_handles, labels + extra_labels, loc="upper left", fontsize="small")
+    over_time.legend(handles + extra_handles, labels + extra_labels, loc="lower center", fontsize="small",
+                     ncols=3)
 
     by_calls: dict[int, list[float]] = defaultdict(list)
     for turn in measured:
@@ -53,11 +57,14 @@ def plot_loadtest(report: dict[str, Any], path: str | Path) -> None:
                           label="p50")
         versus_calls.plot(levels, [measure.percentile(by_calls[n], 95) for n in levels], "s--",
                           color="tab:orange", label="p95")
-        versus_calls.legend(loc="upper left", fontsize="small")
+        versus_calls.legend(loc="lower center", fontsize="small", ncols=3)
     versus_calls.set_xlabel("concurrent calls")
+    versus_calls.xaxis.set_major_locator(MaxNLocator(integer=True))
+    versus_calls.set_ylim(bottom=min(0.0, *(t["overhead_ms"] for t in measured)) if measured else 0.0)
     versus_calls.set_ylabel("overhead (ms)")
     versus_calls.set_title("overhead versus concurrent calls")
     versus_calls.grid(alpha=0.3)
-    figure.suptitle(f"{report['url']}: {report['callers']} callers, {report['duration_s']:g} s"
-                    f" · overhead p50 {report['overhead_ms']['p50']} ms, p95 {report['overhead_ms']['p95']} ms")
+    overhead = report["overhead_ms"]
+    figures = f" · overhead p50 {overhead['p50']:.0f} ms, p95 {overhead['p95']:.0f} ms" if overhead["count"] else ""
+    figure.suptitle(f"{report['url']}: {report['callers']} callers, {report['duration_s']:g} s{figures}")
     figure.savefig(path, dpi=100)

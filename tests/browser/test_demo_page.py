@@ -99,7 +99,7 @@ async def test_barge_in_shows_the_interrupted_mark(launch_browser: LaunchBrowser
                                                    gateway_config: GatewayConfig) -> None:
     long_clip, interruption = utterance("whisper_jfk.flac"), utterance("ps_goforward.wav")
     # JFK, then, while the reply to it plays (it starts ~1.3 s after his last word), "go forward ten meters".
-    browser = await launch_browser([silence(LEAD_IN), speech(long_clip.file), silence(3.2),
+    browser = await launch_browser([silence(LEAD_IN + 1), speech(long_clip.file), silence(3.5),
                                     speech(interruption.file), silence(8)])
     page = await open_demo(browser, gateway_url)
     # JFK pauses for breath: a longer end-of-turn silence keeps his sentence one turn. Set in the

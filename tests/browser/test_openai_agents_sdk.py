@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from yarl import URL
 
 from tests.browser.conftest import LaunchBrowser, silence, speech
 from tests.support.speech import utterance, word_error_rate
@@ -23,6 +24,7 @@ SDK_CONFIG_ACK_TIMEOUT_MS = 5000
 async def test_the_agents_sdk_webrtc_transport_talks_to_the_gateway(
     launch_browser: LaunchBrowser, gateway_url: str, sdk_page_url: str
 ) -> None:
+    assert URL(sdk_page_url).origin() != URL(gateway_url).origin()  # a cross-origin call: CORS and preflight
     clip = utterance("ps_goforward.wav")
     browser = await launch_browser([silence(2.5), speech(clip.file), silence(8)])
     page = await browser.new_page(f"{sdk_page_url}?gateway={gateway_url}")

@@ -11,6 +11,7 @@ from gateway.cli import build_parser
 from gateway.qa import measure
 from gateway.qa.call_cmd import base_url, network_from_args
 from gateway.qa.clips import known_transcript, load_speech, write_wav
+from gateway.qa.loadreport import LoadStats, format_report
 from tests.support.speech import SPEECH_DIR
 
 
@@ -35,8 +36,7 @@ def test_reply_onset_skips_the_tail_of_an_interrupted_reply() -> None:
 def test_barge_in_stop_runs_from_the_onset_to_the_last_audible_sample() -> None:
     audible = blocks(0.0, 2.3) + blocks(4.0, 5.0)  # stopped at 2.3 s; the next reply at 4 s
     assert measure.barge_in_stop_ms(audible, onset=2.0, until=3.6) == pytest.approx(300.0)
-    assert measure.barge_in_stop_ms(blocks(0.0, 1.99), onset=2.0, until=3.6) == 0.0  # stopped within a block
-    assert measure.barge_in_stop_ms(blocks(0.0, 1.0), onset=2.0, until=3.6) is None  # nothing to interrupt
+    assert measure.barge_in_stop_ms(blocks(0.0, 1.0), onset=2.0, until=3.6) is None  # nothing heard to stop
 
 
 def test_silence_duration_follows_session_updates_in_both_shapes() -> None:
@@ -55,6 +55,8 @@ def test_summaries_and_word_error_rate() -> None:
                                                       "mean": 200.0}
     assert measure.word_error_rate("Go forward 10 meters.", "go forward ten meters") == 0.0
     assert measure.word_error_rate("one two three four", "one three four five") == 0.5
+    assert measure.corpus_word_error_rate([("five five", "5"), ("seven of clubs", "7 of clubs")]) == 0.2
+    assert measure.corpus_word_error_rate([]) is None
     done = {"response": {"output": [{"content": [{"type": "output_audio", "transcript": "You said: hi"}]}]}}
     assert measure.response_transcript(done) == "You said: hi"
 
@@ -83,3 +85,36 @@ def test_cli_parses_call_and_loadtest() -> None:
     assert network is not None and network.loss == 0.1 and network.seed == 7 and network.direction == "both"
     args = build_parser().parse_args(["loadtest", "http://gw", "--callers", "3", "--duration", "10", "--speech", "x"])
     assert (args.callers, args.duration, args.processes, network_from_args(args)) == (3, 10.0, 1, None)
+
+
+def test_load_stats_count_calls_turns_and_errors_whatever_the_arrival_order() -> None:
+    stats = LoadStats(callers=3, started_at=100.0)
+
+    def turn(at: float, overhead: float | None, error: str | None = None) -> dict[str, object]:
+        return {"kind": "turn", "caller": 0, "at": at, "turn": {
+            "error": error, "overhead_ms": overhead, "first_audible": None if error else 1.0, "barge_in": False,
+            "interrupted": None, "barge_in_stop_ms": None, "expected": "seven of clubs", "transcript": "7 of cubs",
+            "gateway": None}}
+
+    for message in [
+        {"kind": "up", "at": 101.0, "connect_ms": 40.0},
+        {"kind": "up", "at": 100.5, "connect_ms": 60.0},  # arrives late from another process
+        {"kind": "connect_failed", "at": 100.7, "type": "503 capacity", "message": "at capacity"},
+        turn(102.0, 250.0),
+        {"kind": "down", "at": 103.0},
+        turn(101.2, None, "no_reply"),
+        {"kind": "error", "at": 103.0, "type": "asr_failed"},
+        {"kind": "exception", "at": 103.0, "type": "TimeoutError"},
+    ]:
+        stats.handle(message)
+    assert "calls up 1/3" in stats.progress() and "turns 2" in stats.progress()
+    report = stats.report({"url": "http://gw", "callers": 3, "processes": 1, "duration_s": 5, "ramp_s": 0})
+    assert report["timeline"] == [(0.0, 0), (0.5, 1), (1.0, 2), (3.0, 1)]
+    assert report["calls"]["connected"] == 2 and report["calls"]["max_concurrent"] == 2
+    assert [t["concurrent"] for t in report["turn_records"]] == [2, 2]
+    assert (report["turns"], report["replies"], report["failed_turns"]) == (2, 1, 1)
+    assert report["overhead_ms"]["p50"] == 250.0 and report["wer"] == 0.333
+    assert report["errors"] == {"connect:503 capacity": 1, "turn:no_reply": 1, "event:asr_failed": 1,
+                                "exception:TimeoutError": 1}
+    assert not report["ok"]
+    assert "connect:503 capacity 1" in format_report(report)

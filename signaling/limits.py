@@ -1,0 +1,175 @@
+"""Per-client limits on placing calls: how many at once, and how fast (429 with ``Retry-After``).
+
+A *client* is the caller's IP address, or for IPv6 its /64 network (one
+subscriber usually holds a whole /64). Behind a reverse proxy, list the proxy
+in ``limits.trusted_proxies``: then the client is the last address of
+``X-Forwarded-For`` that is not itself a trusted proxy.
+
+* ``limits.max_calls_per_client`` (default 8): live calls, plus calls being set
+  up, per client → ``429 too_many_calls``.
+* ``limits.calls_per_client_per_minute`` (default 60) with a burst of
+  ``limits.call_burst_per_client`` (default 20): call attempts per client, a
+  token bucket; every ``POST /v1/realtime/calls`` takes a token, whatever its
+  outcome (so bad offers and bad keys are limited too) → ``429 rate_limited``.
+
+0 turns a limit off. The state per client is small and bounded
+(:data:`MAX_CLIENTS`; idle entries are forgotten first).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+
+from gateway.config import LimitsConfig
+from signaling.auth import is_internal
+from signaling.errors import ApiError, Handler
+from signaling.service import REGISTRY
+
+logger = logging.getLogger(__name__)
+
+CALLS_PATH = "/v1/realtime/calls"
+MAX_CLIENTS = 100_000
+CONCURRENCY_RETRY_AFTER = 5
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_key(address: str) -> str:
+    """The client an address belongs to: the IPv4 address, or the IPv6 /64 network."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class ClientAddress:
+    """The caller's address, from ``X-Forwarded-For`` only when the peer is a trusted proxy."""
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        self._trusted: list[Network] = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    def of(self, request: web.Request) -> str:
+        peer = request.remote or "unknown"
+        if not self._trusted or not self._is_trusted(peer):
+            return peer
+        hops = [hop.strip() for header in request.headers.getall(hdrs.X_FORWARDED_FOR, [])
+                for hop in header.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+@dataclass
+class _Client:
+    tokens: float
+    updated: float
+    pending: int = 0  # calls being set up
+    calls: set[str] = field(default_factory=set)  # live calls (pruned lazily)
+
+
+class ClientLimiter:
+    """Concurrent calls and call attempts per client (see the module doc)."""
+
+    def __init__(self, config: LimitsConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_calls = config.max_calls_per_client
+        self.rate = config.calls_per_client_per_minute / 60.0
+        self.burst = float(config.call_burst_per_client)
+        self._clock = clock
+        self._clients: dict[str, _Client] = {}
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def admit(self, client: str, *, call_alive: Callable[[str], bool]) -> _Client:
+        """Take a token and a call slot for ``client``, or raise a 429 ApiError.
+
+        ``call_alive`` says which of the calls admitted earlier are still live.
+        """
+        now = self._clock()
+        state = self._clients.get(client)
+        if state is None:
+            self._forget_idle(call_alive)
+            state = self._clients[client] = _Client(tokens=self.burst, updated=now)
+        if self.rate > 0:
+            state.tokens = min(self.burst, state.tokens + (now - state.updated) * self.rate)
+            state.updated = now
+            if state.tokens < 1.0:
+                wait = math.ceil((1.0 - state.tokens) / self.rate)
+                raise ApiError(429, "rate_limited", f"too many calls placed from this address; retry in {wait} s",
+                               retry_after=wait)
+            state.tokens -= 1.0
+        if self.max_calls > 0:
+            state.calls = {call_id for call_id in state.calls if call_alive(call_id)}
+            if len(state.calls) + state.pending >= self.max_calls:
+                raise ApiError(429, "too_many_calls", f"at most {self.max_calls} calls at once from one address",
+                               retry_after=CONCURRENCY_RETRY_AFTER)
+        state.pending += 1
+        return state
+
+    def settle(self, state: _Client, call_id: str | None) -> None:
+        """The call admitted by ``admit`` was set up (``call_id``) or not (None)."""
+        state.pending -= 1
+        if call_id is not None and self.max_calls > 0:
+            state.calls.add(call_id)
+
+    def _forget_idle(self, call_alive: Callable[[str], bool]) -> None:
+        if len(self._clients) < MAX_CLIENTS:
+            return
+        now = self._clock()
+        for key, state in list(self._clients.items()):
+            refilled = self.rate <= 0 or state.tokens + (now - state.updated) * self.rate >= self.burst
+            if refilled and not state.pending and not any(call_alive(c) for c in state.calls):
+                del self._clients[key]
+        while len(self._clients) >= MAX_CLIENTS:  # still full: forget the oldest entries
+            del self._clients[next(iter(self._clients))]
+
+
+def limits_middleware(config: LimitsConfig) -> Middleware:
+    """Applies the per-client limits to ``POST /v1/realtime/calls``."""
+    limiter = ClientLimiter(config)
+    addresses = ClientAddress(config.trusted_proxies)
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if (request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
+                or is_internal(request)):
+            return await handler(request)
+        address = addresses.of(request)
+        try:
+            state = limiter.admit(client_key(address), call_alive=request.app[REGISTRY].has_call)
+        except ApiError as exc:
+            logger.info("refused a call from %s: %s", address, exc.code)
+            raise
+        call_id = None
+        try:
+            response = await handler(request)
+            location = response.headers.get(hdrs.LOCATION, "")
+            if response.status == 201 and location.startswith(CALLS_PATH + "/"):
+                call_id = location.rsplit("/", 1)[1]
+            return response
+        finally:
+            limiter.settle(state, call_id)
+
+    return limit
