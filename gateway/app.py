@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import GatewayConfig
-from gateway.conversation import drain_background
+from gateway.responses import drain_background
 from gateway.engines import Engines, load_engines, warm_up
 from gateway.observers import CallObserver
 from gateway.operations import setup_operations
