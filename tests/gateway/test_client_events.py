@@ -36,3 +36,21 @@ async def test_a_flood_of_events_is_rate_limited(caller: Caller) -> None:
     assert "dropped" in limited["error"]["message"]
     cleared = len(caller.events_of("input_audio_buffer.cleared"))
     assert 0 < cleared < 1000
+
+
+async def test_semantic_vad_is_served_by_server_vad_and_items_can_be_retrieved(caller: Caller) -> None:
+    await caller.wait_event("session.created")
+    caller.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "semantic_vad", "eagerness": "auto"}}}}})
+    updated = await caller.wait_event("session.updated")
+    assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    caller.send({"type": "conversation.item.create", "item": {
+        "id": "item_mine", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
+    await caller.wait_event("conversation.item.done")
+    caller.send({"type": "conversation.item.retrieve", "item_id": "item_mine"})
+    retrieved = await caller.wait_event("conversation.item.retrieved")
+    assert retrieved["item"]["id"] == "item_mine"
+    assert retrieved["item"]["content"][0]["text"] == "hi"
+    caller.send({"type": "conversation.item.retrieve", "item_id": "item_nope", "event_id": "evt_r"})
+    error = await caller.wait_event("error")
+    assert error["error"]["code"] == "item_not_found" and error["error"]["event_id"] == "evt_r"
