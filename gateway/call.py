@@ -24,6 +24,7 @@ from gateway.errors import InvalidOffer
 from gateway.events import Event
 from gateway.observers import NULL_OBSERVER, CallObserver
 from gateway.settings import InvalidSession, SessionSettings
+from gateway.watchdog import CallWatchdog
 from media import InboundAudioReader, OutboundAudioTrack
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ EVENTS_CHANNEL = "oai-events"
 MAX_EVENTS_BEFORE_OPEN = 256
 MAX_RETRIEVABLE_ITEMS = 512
 #: Ends the gateway decides on: the caller gets a ``gateway.session.ended`` event before the hang-up.
-NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error"})
+NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error", "idle_timeout", "max_duration"})
 NOTICE_FLUSH_SECONDS = 1.0
 
 
@@ -77,6 +78,9 @@ class Call:
             speculative=config.pipeline.speculative_turns,
             incremental_tts=config.pipeline.incremental_tts,
         )
+        self._activity_at = self.created_at
+        self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=self._packets_received,
+                                     last_activity=self._last_activity, send=self.send, close=self.close_soon)
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -97,6 +101,7 @@ class Call:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._spawn(self._ice_watchdog())
+        self._spawn(self.watchdog.run())
         return self.pc.localDescription.sdp
 
     async def _ice_watchdog(self) -> None:
@@ -125,8 +130,22 @@ class Call:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         logger.info("call %s: connection %s", self.id, state)
+        if state == "connected":
+            self.watchdog.connected()
         if state in ("failed", "closed"):
             self.close_soon("connection_" + state)
+
+    async def _packets_received(self) -> int:
+        """Packets of any kind (RTP, RTCP, data channel) received from the caller so far."""
+        report = await self.pc.getStats()
+        return sum(int(getattr(stats, "packetsReceived", 0) or 0) for stats in report.values()
+                   if stats.type == "transport")
+
+    def _last_activity(self) -> float:
+        """When the caller last spoke or a reply last played (for the idle limit)."""
+        if self.conversation.active_response_id is not None:
+            self._activity_at = time.monotonic()
+        return max(self._activity_at, self.conversation.speech_at)
 
     # ---------------------------------------------------------------- events
 

@@ -24,7 +24,7 @@ def parse_client_event(message: object, *, max_bytes: int) -> dict[str, Any]:
         raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes")
     try:
         event = json.loads(message)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4300 digits
         raise BadClientEvent("invalid_json", f"message is not valid JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise BadClientEvent("invalid_event", "an event must be a JSON object")

@@ -155,9 +155,17 @@ _ENDED_MESSAGES = {
     "shutdown": "the gateway is shutting down",
     "drain_timeout": "the gateway is shutting down and the call outlasted its drain period",
     "error": "the call failed on the gateway",
+    "idle_timeout": "nothing was said for too long",
+    "max_duration": "the call reached its maximum duration",
 }
 
 
 def session_ended(reason: str) -> Event:
     """Extension: the gateway is about to hang up (``reason``: shutdown, drain_timeout, error)."""
     return _event("gateway.session.ended", reason=reason, message=_ENDED_MESSAGES.get(reason, "the session ended"))
+
+
+def session_expiring(reason: str, seconds_left: float) -> Event:
+    """Extension: the gateway will end the session in ``seconds_left`` (``reason``: idle_timeout, max_duration)."""
+    return _event("gateway.session.expiring", reason=reason, seconds_left=round(max(0.0, seconds_left), 1),
+                  message=_ENDED_MESSAGES.get(reason, "the session is about to end"))

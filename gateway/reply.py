@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines import EngineError, SpeechSynthesizer
+from engines import EngineError, SpeechSynthesizer, SynthesizedAudio
 from gateway.agents import AgentError
 from gateway.clauses import ClauseSplitter
 from media import OutboundAudioTrack, PcmConverter
@@ -27,6 +27,10 @@ from media.outbound import RATE as TRACK_RATE
 from media.pcm import Int16Array
 
 logger = logging.getLogger(__name__)
+
+#: A clause whose synthesis yields no audio for this long fails the reply (``tts_failed``), so that a stalled
+#: TTS engine never holds a call's turn-taking hostage.
+SYNTHESIS_STALL_SECONDS = 15.0
 
 
 @dataclass
@@ -160,7 +164,8 @@ class Reply:
         start = self._samples
         label = text  # the clause's text travels with its first piece of audio
         started = time.monotonic()
-        async for audio in self._tts.synthesize(text, voice=self._voice, first=first):
+        synthesis = self._tts.synthesize(text, voice=self._voice, first=first)
+        async for audio in _within(synthesis, SYNTHESIS_STALL_SECONDS):
             pcm = self._converter.convert_array(audio.samples, audio.sample_rate).astype(np.int16, copy=False)
             if not len(pcm):
                 continue
@@ -193,3 +198,22 @@ async def _aclose(pieces: AsyncIterator[str]) -> None:
     if close is not None:
         with contextlib.suppress(Exception):
             await close()
+
+
+async def _within(pieces: AsyncIterator[SynthesizedAudio], seconds: float) -> AsyncIterator[SynthesizedAudio]:
+    """``pieces``, failing with an EngineError when the next one takes longer than ``seconds``."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(seconds):
+                    piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise EngineError("tts", f"synthesis stalled for {seconds:g} s", retryable=True) from exc
+            yield piece
+    finally:
+        close = getattr(pieces, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()

@@ -14,6 +14,11 @@ def _invalid(code: str, message: str) -> ApiError:
     return ApiError(400, code, message)
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "①", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def decode_sdp(body: bytes, *, max_bytes: int) -> str:
     """The body as SDP text, or an ApiError saying what is wrong with it."""
     if len(body) > max_bytes:
@@ -43,9 +48,9 @@ def validate_offer(text: str) -> str:
         raise _invalid("no_audio", "the SDP offer has no audio media section (m=audio)")
     for line in media:
         parts = line[2:].split()
-        if len(parts) < 3 or not parts[1].isdigit() or int(parts[1]) > 65535:
+        if len(parts) < 3 or not _is_number(parts[1]) or int(parts[1]) > 65535:
             raise _invalid("invalid_sdp", f"malformed media line {line[:80]!r}")
-        if parts[0] in ("audio", "video") and any(not fmt.isdigit() or int(fmt) > 127 for fmt in parts[3:]):
+        if parts[0] in ("audio", "video") and any(not _is_number(fmt) or int(fmt) > 127 for fmt in parts[3:]):
             raise _invalid("invalid_sdp", f"bad payload types in {line[:80]!r}")
     if not any(line.startswith("a=fingerprint:") for line in lines):
         raise _invalid("missing_fingerprint", "the SDP offer has no DTLS fingerprint (a=fingerprint)")

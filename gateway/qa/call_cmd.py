@@ -140,7 +140,7 @@ def format_report(report: CallReport) -> str:
         return f"call to {report.url} failed: {status or ''} {report.error.get('code') or ''}: " \
                f"{report.error['message']}".replace("  ", " ")
     lines = [f"call {report.call_id or '?'} to {report.url} · end-of-turn silence {_ms(report.silence_ms)}"
-             f" · {len(report.turns)} turns in {report.duration_s:.1f} s", ""]
+             f" · {len(report.turns)} turn{'' if len(report.turns) == 1 else 's'} in {report.duration_s:.1f} s", ""]
     lines.append(f"{'turn':>4}  {'file':<28} {'overhead':>9} {'barge-in stop':>14} {'gateway first packet':>21}"
                  f"  reply")
     for turn in report.turns:

@@ -9,10 +9,22 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
+from hypothesis import HealthCheck, given, settings
 
 from gateway.app import REGISTRY
+from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
+from signaling.errors import ApiError
+from signaling.sdp import decode_sdp
+from tests.security.strategies import SDP_ERRORS, sdp_bodies
 
 CALLS = "/v1/realtime/calls"
+
+
+@pytest.fixture
+def gateway_config() -> GatewayConfig:
+    """Per-client limits off: these tests post many offers from one address."""
+    return GatewayConfig(events=EventsConfig(file=""),
+                         limits=LimitsConfig(max_calls_per_client=0, calls_per_client_per_minute=0))
 
 
 async def real_offer() -> str:
@@ -140,3 +152,46 @@ async def test_invalid_session_config_in_offer_is_400(gateway_server: TestServer
         error = await error_of(response)
         assert error["code"] == "invalid_session" and "silence_duration_ms" in error["message"]
     assert len(gateway_server.app[REGISTRY]) == 0
+
+
+@pytest.mark.parametrize("line", [
+    "m=audio 9 UDP/TLS/RTP/SAVPF 300",  # payload type > 127
+    "m=audio 9 UDP/TLS/RTP/SAVPF -1",
+    "m=audio \u00b2 UDP/TLS/RTP/SAVPF 111",  # "²" is a digit to str.isdigit, not to int()
+    "m=audio 9 UDP/TLS/RTP/SAVPF \u2460",  # "①"
+    "m=audio 9",
+])
+async def test_absurd_numbers_in_media_lines_are_invalid_sdp(gateway_server: TestServer, line: str) -> None:
+    offer = await real_offer()
+    body = re.sub(r"^m=audio .*$", line, offer, count=1, flags=re.MULTILINE)
+    response = await post(gateway_server, body, "application/sdp")
+    assert response.status == 400
+    assert (await error_of(response))["code"] == "invalid_sdp"
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=sdp_bodies())
+def test_any_body_is_accepted_as_sdp_text_or_refused_with_a_documented_error(body: bytes) -> None:
+    try:
+        text = decode_sdp(body, max_bytes=64 * 1024)
+    except ApiError as exc:
+        assert exc.code in SDP_ERRORS.get(exc.status, set()), (exc.status, exc.code)
+        return
+    assert text.startswith("v=0\r\n") and "\x00" not in text
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=sdp_bodies())
+async def test_malformed_offers_get_documented_errors_and_leave_nothing_behind(
+        gateway_server: TestServer, body: bytes) -> None:
+    tasks_before = len(asyncio.all_tasks())
+    response = await post(gateway_server, body, "application/sdp")
+    if response.status == 201:  # the mutations left a valid offer: a call, which hangs up cleanly
+        async with aiohttp.ClientSession() as http:
+            assert (await http.delete(gateway_server.make_url(response.headers["Location"]))).status == 204
+    else:
+        error = await error_of(response)
+        assert error["code"] in SDP_ERRORS.get(response.status, set()), (response.status, error)
+    assert len(gateway_server.app[REGISTRY]) == 0
+    await asyncio.sleep(0.02)
+    assert len(asyncio.all_tasks()) <= tasks_before

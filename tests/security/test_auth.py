@@ -1,0 +1,185 @@
+"""API keys and ephemeral client secrets on the signaling endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import REGISTRY, create_app
+from gateway.config import AuthConfig, ConfigError, EventsConfig, GatewayConfig
+from gateway.config_loader import ConfigSource, load_config, to_dict
+from signaling import auth
+from signaling.auth import Authenticator, ClientSecretStore
+from signaling.errors import ApiError
+from tests.support.fakes import fake_engines
+from tests.support.ops import real_offer
+
+CALLS = "/v1/realtime/calls"
+SECRETS = "/v1/realtime/client_secrets"
+KEY_A = "sk-test-aaaaaaaaaaaaaaaaaaaa"
+KEY_B = "sk-test-bbbbbbbbbbbbbbbbbbbb"
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> MakeClient:
+    async def make(*keys: str, ttl: float = 60.0) -> Client:
+        config = GatewayConfig(events=EventsConfig(file=""),
+                               auth=AuthConfig(api_keys=keys, client_secret_ttl_seconds=ttl))
+        client: Client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
+        return client
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def place(client: Client, token: str | None, sdp: str | None = None) -> tuple[int, dict[str, Any], str]:
+    """POST an offer; returns (status, error or {}, Location)."""
+    headers = {"Content-Type": "application/sdp", **(bearer(token) if token else {})}
+    response = await client.post(CALLS, data=sdp or await real_offer(), headers=headers)
+    error = (await response.json())["error"] if response.status >= 400 else {}
+    return response.status, error, response.headers.get("Location", "")
+
+
+async def mint(client: Client, key: str | None = KEY_A, body: Any = None) -> tuple[int, dict[str, Any]]:
+    response = await client.post(SECRETS, json=body, headers=bearer(key) if key else {})
+    return response.status, await response.json()
+
+
+async def test_api_keys_are_required_and_any_configured_key_works(make_client: MakeClient) -> None:
+    client = await make_client(KEY_A, KEY_B)
+    response = await client.post(CALLS, data=await real_offer(), headers={"Content-Type": "application/sdp"})
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await response.json())["error"]["code"] == "missing_api_key"
+    for wrong in ("sk-test-aaaaaaaaaaaaaaaaaaab", KEY_A[:-1], KEY_A + "a", "ünïcode-kéy", ""):
+        status, error, _ = await place(client, wrong or None)
+        assert status == 401 and error["code"] in ("invalid_api_key", "missing_api_key"), wrong
+    assert len(client.app[REGISTRY]) == 0
+    status, _, location = await place(client, KEY_B)
+    assert status == 201
+    assert (await client.delete(location)).status == 401  # hanging up needs a key too
+    assert (await client.delete(location, headers=bearer(KEY_A))).status == 204
+    assert (await client.post(SECRETS)).status == 401
+
+
+async def test_without_keys_calls_are_open_but_forged_client_secrets_are_not(make_client: MakeClient) -> None:
+    client = await make_client()
+    status, _, location = await place(client, None)
+    assert status == 201
+    assert (await client.delete(location)).status == 204
+    status, error, _ = await place(client, "ek_forged")
+    assert (status, error["code"]) == (401, "invalid_api_key")
+
+
+async def test_a_client_secret_places_exactly_one_call_with_its_session(make_client: MakeClient) -> None:
+    client = await make_client(KEY_A)
+    status, body = await mint(client, None)
+    assert status == 401
+    status, body = await mint(client, body={"session": {"type": "realtime", "instructions": "Be terse."}})
+    assert status == 200, body
+    token = body["value"]
+    assert token.startswith("ek_") and len(token) > 40
+    assert abs(body["expires_at"] - (time.time() + 60)) <= 2
+    assert body["session"]["instructions"] == "Be terse." and body["session"]["type"] == "realtime"
+
+    status, error, _ = await place(client, token, "v=0\r\nnot an offer\r\n")
+    assert (status, error["code"]) == (400, "invalid_sdp")  # a failed attempt does not use the token up
+    status, _, location = await place(client, token)
+    assert status == 201
+    call = client.app[REGISTRY].get(location.rsplit("/", 1)[1])
+    assert call.conversation.settings.instructions == "Be terse."
+    status, error, _ = await place(client, token)
+    assert (status, error["code"]) == (401, "client_secret_used")
+    status, error, _ = await place(client, "ek_" + token[3:][::-1])
+    assert (status, error["code"]) == (401, "invalid_api_key")
+    assert (await client.post(SECRETS, headers=bearer(token))).status == 401  # a token mints nothing
+    assert (await client.delete(location, headers=bearer(token))).status == 204  # but hangs up its own call
+    assert len(client.app[REGISTRY]) == 0
+
+
+async def test_an_expired_client_secret_is_refused(make_client: MakeClient) -> None:
+    client = await make_client(KEY_A)
+    _, body = await mint(client, body={"expires_after": {"anchor": "created_at", "seconds": 1}})
+    await asyncio.sleep(1.1)
+    status, error, _ = await place(client, body["value"])
+    assert (status, error["code"]) == (401, "client_secret_expired")
+
+
+async def test_two_concurrent_calls_with_one_client_secret_give_one_call(make_client: MakeClient) -> None:
+    client = await make_client(KEY_A)
+    _, body = await mint(client)
+    offers = [await real_offer(), await real_offer()]
+    results = await asyncio.gather(*(place(client, body["value"], offer) for offer in offers))
+    assert sorted(status for status, _, _ in results) == [201, 401]
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"expires_after": {"anchor": "created_at", "seconds": 100_000}}, "invalid_value"),
+    ({"expires_after": {"anchor": "last_used", "seconds": 30}}, "invalid_value"),
+    ({"expires_after": {"seconds": "60"}}, "invalid_value"),
+    ({"session": {"audio": {"output": {"voice": "nobody"}}}}, "invalid_session"),
+    ({"session": ["not", "an", "object"]}, "invalid_session"),
+    ([1, 2], "invalid_json"),
+])
+async def test_bad_client_secret_requests_are_400(make_client: MakeClient, body: Any, code: str) -> None:
+    client = await make_client(KEY_A)
+    status, answer = await mint(client, body=body)
+    assert (status, answer["error"]["code"]) == (400, code)
+    response = await client.post(SECRETS, data=b"\xff{", headers=bearer(KEY_A))
+    assert (await response.json())["error"]["code"] == "invalid_json"
+
+
+def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    authenticator = Authenticator(AuthConfig(api_keys=(KEY_A, KEY_B, "sk-test-cccccccccccccccccccc")))
+    assert authenticator.is_server_key(KEY_A)
+    assert len(calls) == 3  # no early exit on the first match
+    assert not authenticator.is_server_key("sk-test-nope")
+    with pytest.raises(ApiError) as refused:
+        authenticator.require_server_key(None)
+    assert refused.value.code == "missing_api_key"
+
+
+def test_the_store_forgets_old_tokens_and_is_bounded() -> None:
+    now = [1000.0]
+    store = ClientSecretStore(clock=lambda: now[0], capacity=3)
+    value, _ = store.mint(60)
+    for _ in range(2):
+        store.mint(60)
+    with pytest.raises(ApiError) as full:
+        store.mint(60)
+    assert (full.value.status, full.value.code) == (429, "too_many_client_secrets")
+    now[0] += 60 + auth.RETAIN_SECONDS + 1
+    store.mint(60)  # the expired ones were forgotten
+    assert len(store) == 1
+    with pytest.raises(ApiError):
+        store.claim(value)
+
+
+def test_api_keys_come_from_the_environment_and_are_masked() -> None:
+    config = load_config(ConfigSource(env={"VOICE_GATEWAY_AUTH_API_KEYS": f"{KEY_A}, {KEY_B}",
+                                           "VOICE_GATEWAY_AUTH_CLIENT_SECRET_TTL_SECONDS": "30"}))
+    assert config.auth.api_keys == (KEY_A, KEY_B)
+    assert config.auth.client_secret_ttl_seconds == 30
+    assert to_dict(config)["auth"]["api_keys"] == "***"
+    assert KEY_A not in repr(config)
+    with pytest.raises(ConfigError, match=r"auth\.api_keys"):
+        AuthConfig(api_keys=("short",))
