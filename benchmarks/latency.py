@@ -38,10 +38,10 @@ from tests.support.speech import manifest, normalize, word_error_rate  # noqa: E
 
 SILENCE_MS = 500
 MODES: dict[str, list[str]] = {
-    "streaming": ["--events-file", ""],
+    "streaming": [],
     "naive": ["--set", "pipeline.speculative_turns=false", "--set", "pipeline.incremental_tts=false",
               "--set", "media.jitter_prefetch_frames=4", "--set", "engines.asr_partial_interval_ms=0",
-              "--set", "engines.asr_fitted_window=false", "--events-file", ""],
+              "--set", "engines.asr_fitted_window=false"],
 }
 LONG_REPLY = ("This is a long answer that keeps going so that the caller has plenty of time to interrupt it, "
               "and it goes on, and on, about nothing in particular, until somebody talks over it.")
@@ -53,25 +53,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_gateway(mode: str) -> tuple[subprocess.Popen[bytes], str]:
+async def start_gateway_process(extra: list[str], *, wait_workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """``voice-gateway serve`` with ``extra`` flags on a free port, once it (and its workers) are ready."""
     port = free_port()
-    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "WARNING", *MODES[mode]]
+    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "WARNING",
+               "--events-file", "", *extra]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             try:
                 async with http.get(url + "/readyz") as response:
-                    if response.status == 200:
+                    body = await response.json()
+                    workers = body.get("workers") or [{"accepting": True}]
+                    if response.status == 200 and sum(bool(w.get("accepting")) for w in workers) >= wait_workers:
                         return process, url
             except aiohttp.ClientError:
                 pass
             if process.poll() is not None:
-                raise RuntimeError(f"gateway ({mode}) exited with {process.returncode}")
+                raise RuntimeError(f"gateway {extra} exited with {process.returncode}")
             await asyncio.sleep(0.5)
     process.kill()
     raise RuntimeError("gateway did not become ready")
+
+
+async def start_gateway(mode: str) -> tuple[subprocess.Popen[bytes], str]:
+    return await start_gateway_process(MODES[mode])
 
 
 def trimmed(samples: np.ndarray) -> np.ndarray:
@@ -108,7 +116,7 @@ async def measure_turns(url: str, rounds: int) -> dict[str, Any]:
     return {"overhead_ms": overheads, "confirmed_to_first_packet_ms": internal}
 
 
-async def measure_barge_ins(url: str, count: int) -> list[float]:
+async def measure_barge_ins(url: str, count: int) -> list[tuple[str, float]]:
     """A long reply is interrupted by real speech: onset → last audible reply sample."""
     clips = [u for u in manifest() if 1.0 <= u.duration <= 3.0]
     caller = Caller(url)
@@ -116,21 +124,22 @@ async def measure_barge_ins(url: str, count: int) -> list[float]:
     await caller.wait_event("session.created")
     caller.send({"type": "session.update", "session": {"turn_detection": {"create_response": False}}})
     await caller.wait_event("session.updated")
-    stops: list[float] = []
+    stops: list[tuple[str, float]] = []
     try:
         for i in range(count):
+            clip = clips[i % len(clips)]
             since = time.monotonic()
             caller.send({"type": "conversation.item.create", "item": {
                 "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": LONG_REPLY}]}})
             caller.send({"type": "response.create"})
             await caller.wait_event("output_audio_buffer.started", since=since, timeout=20)
             await asyncio.sleep(1.0 + 0.13 * i)
-            onset_at, end_at = await caller.say(trimmed(clips[i % len(clips)].audio()), 16000)
+            onset_at, end_at = await caller.say(trimmed(clip.audio()), 16000)
             await caller.wait_event("response.done", since=since, timeout=20)
             await asyncio.sleep(0.5)
             last = caller.received.last_audible(since=since, until=end_at + 0.3)
             if last is not None:
-                stops.append((last - onset_at) * 1000)
+                stops.append((clip.file, (last - onset_at) * 1000))
             await caller.wait_event("conversation.item.input_audio_transcription.completed", since=onset_at,
                                     timeout=20)
             await asyncio.sleep(0.5)
@@ -241,7 +250,7 @@ async def main() -> None:
         results[mode] = {
             "overhead_ms": summary(turns["overhead_ms"]),
             "confirmed_to_first_packet_ms": summary(turns["confirmed_to_first_packet_ms"]),
-            "barge_in_stop_ms": summary(stops),
+            "barge_in_stop_ms": summary([ms for _, ms in stops]),
             "raw": {"overhead_ms": turns["overhead_ms"], "barge_in_stop_ms": stops,
                     "confirmed_to_first_packet_ms": turns["confirmed_to_first_packet_ms"]},
         }

@@ -33,6 +33,7 @@ RATE = 48_000
 FRAME = 960  # 20 ms
 AUDIBLE_RMS = 300.0  # int16 RMS over 10 ms: about -40 dBFS
 SPEECH_FLOOR = 10 ** (-30 / 20)  # speech is within 30 dB of the clip's loudest 10 ms
+MIN_SPEECH_BLOCKS = 5  # ... in runs of at least 50 ms
 
 
 class CallFailed(Exception):
@@ -135,25 +136,44 @@ class ReceivedAudio:
         return len(self.audible_times(since, until)) / 100
 
 
-def speech_end_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
-    """Index just after the last sample of speech (10 ms RMS within 30 dB of the clip's peak)."""
+def speech_span(samples: npt.NDArray[np.float32], rate: int) -> tuple[int, int]:
+    """(first, one past the last) sample of speech in a clip, judged by energy alone.
+
+    Speech is any run of at least 50 ms of 10 ms blocks within 30 dB of the clip's
+    loudest block: a click before the words or breath and noise after them do not
+    count. Independent of the gateway's VAD, so it can measure it.
+    """
     block = rate // 100
     n = len(samples) // block
     if n == 0:
-        return len(samples)
-    rms = np.sqrt(np.mean(samples[: n * block].reshape(n, block) ** 2, axis=1))
-    loud = np.nonzero(rms >= rms.max() * SPEECH_FLOOR)[0]
-    return int((loud[-1] + 1) * block) if len(loud) else len(samples)
+        return 0, len(samples)
+    rms = np.sqrt(np.mean(samples[: n * block].reshape(n, block).astype(np.float64) ** 2, axis=1))
+    loud = rms >= rms.max() * SPEECH_FLOOR
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        if not loud[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and loud[j]:
+            j += 1
+        runs.append((i, j))
+        i = j
+    long_runs = [r for r in runs if r[1] - r[0] >= MIN_SPEECH_BLOCKS] or runs
+    if not long_runs:
+        return 0, len(samples)
+    return long_runs[0][0] * block, long_runs[-1][1] * block
+
+
+def speech_end_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
+    """Index just after the last sample of speech (see :func:`speech_span`)."""
+    return speech_span(samples, rate)[1]
 
 
 def speech_start_sample(samples: npt.NDArray[np.float32], rate: int) -> int:
-    block = rate // 100
-    n = len(samples) // block
-    if n == 0:
-        return 0
-    rms = np.sqrt(np.mean(samples[: n * block].reshape(n, block) ** 2, axis=1))
-    loud = np.nonzero(rms >= rms.max() * SPEECH_FLOOR)[0]
-    return int(loud[0] * block) if len(loud) else 0
+    """Index of the first sample of speech (see :func:`speech_span`)."""
+    return speech_span(samples, rate)[0]
 
 
 class Caller:
