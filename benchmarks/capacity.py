@@ -48,7 +48,8 @@ async def run_step(workers: int, callers: int, args: argparse.Namespace) -> dict
     process, url = await start_gateway_process(extra, wait_workers=workers)
     try:
         options = LoadOptions(url=url, callers=callers, duration_s=args.duration, speech=str(args.speech),
-                              ramp_s=min(args.duration / 3, callers * 0.5), processes=min(callers, args.caller_processes),
+                              ramp_s=min(args.duration / 3, callers * 0.5),
+                              processes=min(callers, args.caller_processes),
                               out=None, barge_in_rate=0.25, seed=callers, max_clip_s=4.0)
         report = await run_loadtest(options, progress=sys.stderr)
     finally:

@@ -58,7 +58,7 @@ async def start_gateway_process(extra: list[str], *, wait_workers: int = 1) -> t
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "WARNING",
                "--events-file", "", *extra]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # noqa: ASYNC220
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as http:
@@ -101,7 +101,7 @@ async def measure_turns(url: str, rounds: int) -> dict[str, Any]:
                 _, end_at = await caller.say(clip.audio(), 16000)
                 try:
                     await caller.wait_event("response.done", since=end_at, timeout=20)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     print(f"  no reply to {clip.file}", file=sys.stderr)
                     continue
                 first = caller.received.first_audible(since=end_at)
@@ -178,7 +178,7 @@ def offline_transcripts() -> dict[str, str]:
     recognizer = WhisperRecognizer()
     out = {}
     for clip in manifest():
-        out[clip.file] = recognizer._transcribe_blocking(clip.audio()).text  # noqa: SLF001 - same decode, offline
+        out[clip.file] = recognizer._transcribe_blocking(clip.audio()).text
     recognizer.close()
     return out
 
@@ -199,7 +199,7 @@ def summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50": round(statistics.median(ordered), 1),
-        "p95": round(ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))], 1),
+        "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 1),
         "max": round(ordered[-1], 1),
         "min": round(ordered[0], 1),
     }

@@ -43,7 +43,9 @@ class SileroVad(VoiceActivityDetector):
         if self._owns_worker:
             self._worker.close()
 
-    def _infer(self, windows: FloatArray, state: FloatArray, context: FloatArray) -> tuple[list[float], FloatArray, FloatArray]:
+    def _infer(
+        self, windows: FloatArray, state: FloatArray, context: FloatArray
+    ) -> tuple[list[float], FloatArray, FloatArray]:
         probabilities: list[float] = []
         sr = np.array(SAMPLE_RATE, dtype=np.int64)
         for window in windows:

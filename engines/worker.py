@@ -116,7 +116,7 @@ class InferenceWorker:
             if not skip:
                 try:
                     value = job.fn()
-                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                except BaseException as exc:
                     ok, value = False, exc
             with self._lock:
                 self._pending -= 1

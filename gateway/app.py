@@ -14,11 +14,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import GatewayConfig
-from gateway.responses import drain_background
 from gateway.engines import Engines, load_engines, warm_up
 from gateway.observers import CallObserver
 from gateway.operations import setup_operations
 from gateway.registry import SessionRegistry
+from gateway.responses import drain_background
 from gateway.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV, watch_parent
 from media.jitter import set_audio_prefetch
 from signaling.auth import auth_middleware

@@ -56,19 +56,23 @@ class SessionSettings:
             if not isinstance(instructions, str) or len(instructions) > 16_000:
                 raise InvalidSession("session.instructions", "must be a string of at most 16000 characters")
             result = replace(result, instructions=instructions)
-        audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
-        voice = session.get("voice", (audio.get("output") or {}).get("voice") if isinstance(audio.get("output"), dict) else None)
+        audio = _object(session.get("audio"))
+        output = _object(audio.get("output"))
+        voice = session.get("voice", output.get("voice"))
         if voice is not None:
             if voice not in voices:
-                raise InvalidSession("session.audio.output.voice", f"unknown voice {voice!r}; available: {', '.join(voices)}")
+                raise InvalidSession("session.audio.output.voice",
+                                     f"unknown voice {voice!r}; available: {', '.join(voices)}")
             result = replace(result, voice=voice)
         if "agent" in session:
             if session["agent"] not in agents:
-                raise InvalidSession("session.agent", f"agent {session['agent']!r} is not allowed; allowed: {', '.join(agents)}")
+                raise InvalidSession("session.agent",
+                                     f"agent {session['agent']!r} is not allowed; allowed: {', '.join(agents)}")
             result = replace(result, agent=session["agent"])
-        input_ = audio.get("input") if isinstance(audio.get("input"), dict) else {}
+        input_ = _object(audio.get("input"))
         if "turn_detection" in input_:
-            result = replace(result, turn=_turn(self.turn, input_["turn_detection"], "session.audio.input.turn_detection"))
+            turn = _turn(self.turn, input_["turn_detection"], "session.audio.input.turn_detection")
+            result = replace(result, turn=turn)
         elif "turn_detection" in session:
             result = replace(result, turn=_turn(self.turn, session["turn_detection"], "session.turn_detection"))
         return result
@@ -99,6 +103,11 @@ class SessionSettings:
                 "output": {"format": {"type": "audio/pcm", "rate": 48000}, "voice": self.voice, "voices": list(voices)},
             },
         }
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (unknown shapes are ignored)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:

@@ -16,7 +16,6 @@ clock), so the timing rules can be tested exactly:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 HYSTERESIS = 0.15
 
@@ -43,7 +42,7 @@ class TurnEnded:
     speech_ms: int
 
 
-TurnEvent = Union[SpeechStarted, SpeechPaused, SpeechResumed, TurnEnded]
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnEnded
 
 
 class TurnDetector:

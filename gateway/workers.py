@@ -85,13 +85,13 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signum)
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, within: float) -> None:
         if self.process is None:
             return
         try:
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("worker %d: did not exit in %.0f s; killing it", self.index, timeout)
+            await asyncio.wait_for(self.process.wait(), within)
+        except TimeoutError:
+            logger.warning("worker %d: did not exit in %.0f s; killing it", self.index, within)
             self.signal(signal.SIGKILL)
             await self.process.wait()
 
@@ -199,7 +199,7 @@ class WorkerPool:
                     call_id = r.headers["Location"].rsplit("/", 1)[1]
                     return call_id, body
                 error = _error_of(body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             logger.warning("worker %d: unreachable: %s", worker.index, exc)
             raise Unavailable("capacity", "a worker is unreachable", retry_after=2) from exc
         code, message = error.get("code", "worker_error"), error.get("message", body[:200])
@@ -233,7 +233,7 @@ class WorkerPool:
                     ended = worker.calls - set(data.get("call_ids", worker.calls))
                     for call_id in ended:
                         self._forget(call_id)
-                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
+                except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                     worker.load = WorkerLoad(reason="starting" if worker.load.reason == "starting" else "unreachable")
             await asyncio.sleep(POLL_INTERVAL)
 
@@ -243,7 +243,7 @@ async def watch_parent() -> None:
     parent = os.environ.get(PARENT_PID_ENV)
     if not parent:
         return
-    while os.getppid() == int(parent):
+    while os.getppid() == int(parent):  # noqa: ASYNC110 - polling another process, no event to wait on
         await asyncio.sleep(1.0)
     logger.warning("the front process %s is gone; shutting down", parent)
     os.kill(os.getpid(), signal.SIGTERM)

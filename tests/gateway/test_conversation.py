@@ -85,7 +85,7 @@ async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
     assert h.track.buffered_seconds == 0
     truncated = h.of("conversation.item.truncated")[0]
     assert truncated["audio_end_ms"] == 25 * FRAME_SAMPLES * 1000 // 48000
-    done = [e for e in h.of("response.done") if e["response"]["id"] == response_id][0]
+    done = next(e for e in h.of("response.done") if e["response"]["id"] == response_id)
     assert done["response"]["status"] == "cancelled"
     heard = done["response"]["output"][0]["content"][0]["transcript"]
     # 500 ms of 100-ms-per-word tone: "You said:" (200 ms) then three "word"s.

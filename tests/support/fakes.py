@@ -7,8 +7,15 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from engines.base import FloatArray, SpeechRecognizer, SpeechSynthesizer, SynthesizedAudio, Transcript, VadStream
-from engines.base import VoiceActivityDetector
+from engines.base import (
+    FloatArray,
+    SpeechRecognizer,
+    SpeechSynthesizer,
+    SynthesizedAudio,
+    Transcript,
+    VadStream,
+    VoiceActivityDetector,
+)
 from gateway.agents import EchoAgent
 from gateway.engines import AgentRegistry, Engines
 
