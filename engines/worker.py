@@ -68,7 +68,7 @@ class InferenceWorker:
     def recent_wait_ms(self) -> float:
         """Smoothed time jobs waited in the queue before running (decays when idle)."""
         idle = time.monotonic() - self._wait_updated
-        return self._wait_ewma * 1000 * (0.5 ** max(0.0, idle - 1.0))
+        return float(self._wait_ewma * 1000 * (0.5 ** max(0.0, idle - 1.0)))
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -112,18 +112,22 @@ class InferenceWorker:
                 now = time.monotonic()
                 self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (now - job.submitted)
                 self._wait_updated = now
-            ok, value = True, None
+            value: Any = None
+            error: BaseException | None = None
             if not skip:
                 try:
                     value = job.fn()
                 except BaseException as exc:
-                    ok, value = False, exc
+                    error = exc
             with self._lock:
                 self._pending -= 1
             if skip:
                 continue
             try:
-                job.loop.call_soon_threadsafe(_set_result if ok else _set_exception, job.future, value)
+                if error is None:
+                    job.loop.call_soon_threadsafe(_set_result, job.future, value)
+                else:
+                    job.loop.call_soon_threadsafe(_set_exception, job.future, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.debug("%s: result dropped, event loop closed", self.name)
 

@@ -98,8 +98,11 @@ class Call:
         if not audio:
             raise InvalidOffer("no_audio", "the SDP offer has no audio media section")
         self.pc.addTrack(self.track)
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:  # e.g. a BUNDLE offer whose m-sections lack a=mid breaks aiortc's answer
+            logger.info("call %s: offer cannot be answered: %r", self.id, exc)
+            raise InvalidOffer("invalid_sdp", f"the SDP offer could not be answered: {exc}") from exc
         self._spawn(self._ice_watchdog())
         self._spawn(self.watchdog.run())
         return self.pc.localDescription.sdp
@@ -325,7 +328,7 @@ def _event_id(message: object) -> str | None:
     with contextlib.suppress(Exception):
         value = json.loads(message)  # type: ignore[arg-type]
         if isinstance(value, dict) and isinstance(value.get("event_id"), str):
-            return value["event_id"]
+            return str(value["event_id"])
     return None
 
 
@@ -346,5 +349,5 @@ def _parse_item(item: Any, event_id: str | None) -> ConversationItem:
         if not isinstance(part.get("text"), str):
             raise BadClientEvent("invalid_item", "content part text must be a string", event_id)
         texts.append(part["text"])
-    item_id = item.get("id") if isinstance(item.get("id"), str) and item["id"] else events.new_id("item")
+    item_id = str(item["id"]) if isinstance(item.get("id"), str) and item["id"] else events.new_id("item")
     return ConversationItem(item_id, role, " ".join(texts))

@@ -39,7 +39,10 @@ def create_front_app(config: GatewayConfig, pool: WorkerPool) -> web.Application
     )
     app[POOL] = pool
     setup_routes(app, pool, max_sdp_bytes=config.limits.max_sdp_bytes)
-    app.router.add_get("/", lambda request: web.FileResponse(WEB_DEMO / "index.html"))
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DEMO / "index.html")
+
+    app.router.add_get("/", index)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -74,7 +74,7 @@ def set_audio_prefetch(frames: int) -> None:
     if not 0 <= frames <= 8:
         raise ValueError("audio prefetch must be between 0 and 8 frames")
     _audio_prefetch = frames
-    rtcrtpreceiver.JitterBuffer = AudioPrefetchJitterBuffer  # type: ignore[misc]
+    rtcrtpreceiver.JitterBuffer = AudioPrefetchJitterBuffer  # type: ignore[attr-defined]
 
 
 def audio_prefetch() -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
 import numpy.typing as npt
 from av.audio.frame import AudioFrame
 
+T = TypeVar("T", bound=np.generic)
 FloatArray = npt.NDArray[np.float32]
 Int16Array = npt.NDArray[np.int16]
 
@@ -30,14 +32,19 @@ class PcmConverter:
     def convert(self, frame: AudioFrame | None) -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
         """Resample one frame (``None`` flushes the filter); returns mono samples."""
         out = self._resampler.resample(frame)
-        dtype = np.float32 if self._format == "flt" else np.int16
-        if not out:
-            return np.zeros(0, dtype)
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in out]).astype(dtype, copy=False)
+        if self._format == "s16":
+            return _joined(out, np.int16)
+        return _joined(out, np.float32)
 
     def convert_array(self, samples: FloatArray, rate: int) -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
         """Resample mono float32 samples at ``rate``."""
         return self.convert(float_frame(samples, rate))
+
+
+def _joined(frames: list[AudioFrame], dtype: type[T]) -> npt.NDArray[T]:
+    if not frames:
+        return np.zeros(0, dtype)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(dtype, copy=False)
 
 
 def float_frame(samples: FloatArray, rate: int) -> AudioFrame:
