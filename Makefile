@@ -6,22 +6,30 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install browser-deps lint bench clean
 
-# llama-cpp-python (the local-llm extra) compiles, about 6 minutes on 2 cores: a portable build, since a native
-# one can crash (general protection fault in libggml-cpu); --no-cache-dir so no earlier native wheel is reused.
+STAMP_TEST := $(VENV)/.installed-test
+
+# The gateway itself: CPU torch first, pinned (an unpinned torch pulls a multi-GB CUDA build).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP)
+
+# Tests also need the local-llm extra: llama-cpp-python compiles, about 6 minutes on 2 cores, as a portable
+# build, since a native one can crash (general protection fault in libggml-cpu); --no-cache-dir so no
+# earlier native wheel is reused.
+$(STAMP_TEST): $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir 'llama-cpp-python[server]>=0.3'
 	$(BIN)/pip install --quiet -e '.[test,bench,local-llm]'
-	touch $(STAMP)
+	touch $(STAMP_TEST)
 
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/voice-gateway serve $(ARGS)
 
-test: $(STAMP) browser-deps
+test: $(STAMP_TEST) browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Browser tests (tests/browser): Debian's Chromium, installed when missing (as root), and the OpenAI Agents
@@ -37,7 +45,7 @@ $(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
 	@if command -v npm >/dev/null; then cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch $(CURDIR)/$@; \
 	else echo "browser tests need Node.js and npm (Debian: nodejs, npm)" >&2; fi
 
-lint: $(STAMP)
+lint: $(STAMP_TEST)
 	$(BIN)/ruff check gateway signaling media engines tests benchmarks
 	$(BIN)/mypy gateway signaling media engines
 
