@@ -186,7 +186,7 @@ def offline_transcripts() -> dict[str, str]:
 def corpus_wer(hypotheses: dict[str, str]) -> float:
     errors = words = 0
     for clip in manifest():
-        n = len(normalize(clip.transcript).split())
+        n = len(normalize(clip.transcript))
         errors += round(word_error_rate(clip.transcript, hypotheses.get(clip.file, "")) * n)
         words += n
     return errors / words

@@ -20,6 +20,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 
+from media.pacing import FramePacer
 from media.pcm import Int16Array
 
 RATE = 48_000
@@ -55,8 +56,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._finished: set[str] = set()
         self._space = asyncio.Event()
         self._space.set()
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = FramePacer(RATE, FRAME_SAMPLES)
 
     def set_listener(self, listener: PlaybackListener) -> None:
         self._listener = listener
@@ -111,19 +111,11 @@ class OutboundAudioTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / RATE - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -0.2:  # the loop stalled: resynchronise instead of bursting frames
-                self._start = time.time() - self._pts / RATE
+        pts = await self._pacer.next_pts()
         frame_pcm = self._take(FRAME_SAMPLES)
         frame = AudioFrame.from_ndarray(frame_pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, RATE)
         return frame
 

@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 
 from gateway.qa.netem import ImpairmentRelay, NetworkImpairment
+from media.pacing import FramePacer
 from media.pcm import PcmConverter
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,7 @@ class _MicrophoneTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._queue: deque[tuple[npt.NDArray[np.int16], asyncio.Future[float] | None, int]] = deque()
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = FramePacer(RATE, FRAME)
 
     def play(self, samples: npt.NDArray[np.int16], mark_sample: int) -> asyncio.Future[float]:
         """Queue 48 kHz int16 audio; the future gets the time its ``mark_sample`` was sent."""
@@ -71,13 +71,7 @@ class _MicrophoneTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._pts += FRAME
-            wait = self._start + self._pts / RATE - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        pts = await self._pacer.next_pts()
         out = np.zeros(FRAME, np.int16)
         filled = 0
         sent_at = time.monotonic()
@@ -96,7 +90,7 @@ class _MicrophoneTrack(MediaStreamTrack):
                 self._queue[0] = (samples[n:], future, mark - n)
         frame = AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, RATE)
         return frame
 

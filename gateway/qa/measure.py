@@ -101,15 +101,31 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-_NUMBERS = dict(enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split()))
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spell_number(n: int) -> list[str]:
+    """Words for 0–99, and for years 1100–1999 as they are said ("eighteen thirteen")."""
+    if n < 20:
+        return [_UNITS[n]]
+    if n < 100:
+        return [_TENS[n // 10 - 2], *([_UNITS[n % 10]] if n % 10 else [])]
+    if 1100 <= n <= 1999:
+        high, low = divmod(n, 100)
+        return [*spell_number(high), *(["hundred"] if low == 0 else
+                                       ["oh", _UNITS[low]] if low < 10 else spell_number(low))]
+    return [str(n)]
 
 
 def normalize(text: str) -> list[str]:
-    """Lower-case words without punctuation; small numbers spelt out."""
+    """Lower-case words without punctuation; numbers spelt out as they are said."""
     words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-    return [_NUMBERS.get(int(w), w) if w.isdigit() and int(w) in _NUMBERS else w for w in words]
+    out: list[str] = []
+    for word in words:
+        out.extend(spell_number(int(word)) if word.isdigit() and len(word) <= 4 else [word])
+    return out
 
 
 def word_errors(reference: str, hypothesis: str) -> int:

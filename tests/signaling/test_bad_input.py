@@ -8,7 +8,6 @@ import re
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 
 from gateway.app import REGISTRY
@@ -16,6 +15,7 @@ from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
 from signaling.errors import ApiError
 from signaling.sdp import decode_sdp
 from tests.security.strategies import SDP_ERRORS, sdp_bodies
+from tests.support.ops import real_offer
 
 CALLS = "/v1/realtime/calls"
 
@@ -25,16 +25,6 @@ def gateway_config() -> GatewayConfig:
     """Per-client limits off: these tests post many offers from one address."""
     return GatewayConfig(events=EventsConfig(file=""),
                          limits=LimitsConfig(max_calls_per_client=0, calls_per_client_per_minute=0))
-
-
-async def real_offer() -> str:
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio")
-    pc.createDataChannel("oai-events")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 async def post(server: TestServer, body: bytes | str, content_type: str | None) -> aiohttp.ClientResponse:

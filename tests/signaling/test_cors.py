@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from aiortc import RTCPeerConnection
 
 from gateway.app import create_app
 from gateway.config import LOCAL_ORIGINS, ConfigError, GatewayConfig, ServerConfig
 from gateway.config_loader import ConfigSource, add_config_arguments, load_config
 from gateway.engines import Engines
 from signaling.cors import OriginPolicy
+from tests.support.ops import real_offer
 
 CALLS = "/v1/realtime/calls"
 Client = TestClient[Any, Any]
@@ -32,16 +32,6 @@ def make_client(aiohttp_client: Any, engines: Engines) -> Callable[..., Awaitabl
         return client
 
     return make
-
-
-async def offer_sdp() -> str:
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio")
-    pc.createDataChannel("oai-events")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 def preflight_headers(origin: str, method: str = "POST", headers: str = "authorization,content-type") -> dict[str, str]:
@@ -82,7 +72,7 @@ async def test_preflight_for_a_method_the_path_lacks_is_refused(make_client: Mak
 async def test_a_call_from_an_allowed_origin_exposes_its_location(make_client: MakeClient) -> None:
     client = await make_client("https://app.example.com")
     origin = {"Origin": "https://app.example.com"}
-    response = await client.post(CALLS, data=await offer_sdp(), headers={**origin, "Content-Type": "application/sdp"})
+    response = await client.post(CALLS, data=await real_offer(), headers={**origin, "Content-Type": "application/sdp"})
     assert response.status == 201, await response.text()
     assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "Location" in response.headers["Access-Control-Expose-Headers"]
