@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.config import GatewayConfig
 from gateway.engines import Engines, load_engines, warm_up
@@ -49,8 +49,31 @@ ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
 
 
 def extra_middlewares(config: GatewayConfig) -> list[Middleware]:
-    """Middlewares after CORS and JSON errors, shared by single-process and front apps."""
-    return [limits_middleware(config.limits), auth_middleware(config)]  # limits first: they count refusals too
+    """Middlewares after CORS and JSON errors, shared by single-process and front apps.
+
+    In a worker process, requests forwarded by the front (which already applied
+    them, with the caller's address and credentials) skip them.
+    """
+    middlewares = [limits_middleware(config.limits), auth_middleware(config)]  # limits first: they count refusals
+    if os.environ.get(INTERNAL_TOKEN_ENV):
+        middlewares = [_unless_internal(m) for m in middlewares]
+    return middlewares
+
+
+def _is_internal(request: web.Request) -> bool:
+    token = os.environ.get(INTERNAL_TOKEN_ENV)
+    offered = request.headers.get(INTERNAL_HEADER, "")
+    return bool(token) and hmac.compare_digest(offered.encode(), token.encode())  # type: ignore[union-attr]
+
+
+def _unless_internal(middleware: Middleware) -> Middleware:
+    @web.middleware
+    async def wrapped(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _is_internal(request):
+            return await handler(request)
+        return await middleware(request, handler)
+
+    return wrapped
 
 
 def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engines,
@@ -132,9 +155,7 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 async def _internal_load(request: web.Request) -> web.Response:
     """This process's load, for a front process (only with the internal token it was started with)."""
-    token = os.environ.get(INTERNAL_TOKEN_ENV)
-    offered = request.headers.get(INTERNAL_HEADER, "")
-    if not token or not hmac.compare_digest(offered.encode(), token.encode()):
+    if not _is_internal(request):
         raise web.HTTPNotFound()
     return web.json_response(request.app[REGISTRY].load_report())
 

@@ -14,6 +14,7 @@ from tests.support.calls import trimmed
 from tests.support.ops import GatewayProcess, get_json
 from tests.support.speech import utterance, word_error_rate
 
+API_KEY = "sk-front-test-key-0123456789"
 LONG_TEXT = ("This reply is long on purpose, so that there is time to talk over it, and it keeps going for a "
              "good while, clause after clause, until somebody interrupts it.")
 
@@ -45,7 +46,8 @@ async def test_calls_beyond_capacity_are_refused_fast_and_admitted_again_later(g
 
 @pytest.fixture
 def front(tmp_path: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess.serve(tmp_path, "--workers", "2", "--events-file", "")
+    process = GatewayProcess.serve(tmp_path, "--workers", "2", "--events-file", "",
+                                   env={"VOICE_GATEWAY_AUTH_API_KEYS": API_KEY})
     try:
         yield process
     finally:
@@ -91,7 +93,10 @@ async def test_calls_on_worker_processes_behave_like_single_process_calls(front:
         await asyncio.sleep(0.2)
     else:
         raise AssertionError(f"workers not ready: {body}")
-    callers = [Caller(front.url), Caller(front.url)]
+    with pytest.raises(CallFailed) as refused:  # the front enforces the API keys ...
+        await Caller(front.url).connect()
+    assert refused.value.status == 401
+    callers = [Caller(front.url, token=API_KEY), Caller(front.url, token=API_KEY)]  # ... and workers trust it
     for caller in callers:
         await caller.connect()
         await caller.wait_event("session.created")
