@@ -10,40 +10,41 @@ Usage: python benchmarks/asr_window.py [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engines.whisper import WhisperRecognizer  # noqa: E402
 from gateway.qa.measure import normalize, word_errors  # noqa: E402
-from tests.support.speech import manifest  # noqa: E402
+from tests.support.speech import Utterance, manifest  # noqa: E402
 
 
-def main() -> None:
+async def measure(fitted: bool, clips: list[tuple[Utterance, Any]], repeat: int) -> tuple[float, float, float]:
+    recognizer = WhisperRecognizer(fitted_window=fitted)
+    await recognizer.transcribe(clips[0][1])  # warm-up
+    times, errors, words = [], 0, 0
+    for _ in range(repeat):
+        for clip, audio in clips:
+            transcript = await recognizer.transcribe(audio)
+            times.append(transcript.compute_seconds * 1000)
+            errors += word_errors(clip.transcript, transcript.text)
+            words += len(normalize(clip.transcript))
+    recognizer.close()
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[round(0.95 * (len(ordered) - 1))], errors / words
+
+
+async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    recognizer = WhisperRecognizer()
     clips = [(u, u.audio()) for u in manifest()]
-    results = {}
-    for fitted in (False, True):
-        recognizer._fitted_window = fitted  # noqa: SLF001 - the benchmark flips the one setting it compares
-        recognizer._transcribe_blocking(clips[0][1])  # noqa: SLF001 - warm-up
-        times, errors, words = [], 0, 0
-        for _ in range(args.repeat):
-            for clip, audio in clips:
-                started = time.perf_counter()
-                text = recognizer._transcribe_blocking(audio).text  # noqa: SLF001 - decode without the worker
-                times.append((time.perf_counter() - started) * 1000)
-                errors += word_errors(clip.transcript, text)
-                words += len(normalize(clip.transcript))
-        ordered = sorted(times)
-        results[fitted] = (statistics.median(ordered), ordered[round(0.95 * (len(ordered) - 1))], errors / words)
-    recognizer.close()
+    results = {fitted: await measure(fitted, clips, args.repeat) for fitted in (False, True)}
     for fitted, (p50, p95, wer) in results.items():
         name = "fitted window" if fitted else "30 s window  "
         print(f"{name}: decode p50 {p50:.0f} ms, p95 {p95:.0f} ms, WER {wer:.3f}")
@@ -51,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())
