@@ -43,8 +43,11 @@ def stage_medians(report: dict[str, Any]) -> dict[str, float | None]:
 
 
 async def run_step(workers: int, callers: int, args: argparse.Namespace) -> dict[str, Any]:
-    extra = ["--workers", str(workers), "--max-calls", str(max(callers * 2, 16))] if workers > 1 else \
-        ["--max-calls", str(max(callers * 2, 16))]
+    # All callers come from 127.0.0.1: lift the per-client limits so only capacity decides.
+    extra = ["--max-calls", str(max(callers * 2, 16)), "--set", "limits.max_calls_per_client=0",
+             "--set", "limits.calls_per_client_per_minute=0"]
+    if workers > 1:
+        extra += ["--workers", str(workers)]
     process, url = await start_gateway_process(extra, wait_workers=workers)
     try:
         options = LoadOptions(url=url, callers=callers, duration_s=args.duration, speech=str(args.speech),
