@@ -214,7 +214,7 @@ class WorkerPool:
         while True:
             for worker in self.workers:
                 if not worker.alive:
-                    if worker.load.accepting:
+                    if worker.load.accepting and not self.draining:
                         logger.error("worker %d exited (code %s)", worker.index, worker.process and
                                      worker.process.returncode)
                     worker.load = WorkerLoad(reason="exited")
