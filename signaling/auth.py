@@ -98,6 +98,10 @@ class ClientSecretStore:
         self._secrets[secret.digest] = secret
         return value, secret
 
+    def knows(self, value: str) -> bool:
+        """Whether ``value`` was minted here (used, expired or not)."""
+        return _digest(value) in self._secrets
+
     def claim(self, value: str) -> ClientSecret:
         """The secret for ``value``, now claimed for one call; or a 401 saying why not."""
         secret = self._secrets.get(_digest(value))
@@ -174,8 +178,6 @@ def bearer(request: web.Request) -> str | None:
     return credential
 
 
-
-
 AUTH_KEY = web.RequestKey("authenticator", Authenticator)
 CLIENT_SECRET_KEY = web.RequestKey("client_secret", ClientSecret)  # the client secret a call is placed with
 
@@ -249,7 +251,9 @@ def auth_middleware(config: GatewayConfig) -> Middleware:
 
 async def _place_call(authenticator: Authenticator, request: web.Request, handler: Handler) -> web.StreamResponse:
     credential = bearer(request)
-    if credential is None or not credential.startswith(TOKEN_PREFIX):
+    anonymous = not authenticator.keys_required and credential is not None and not authenticator.store.knows(credential)
+    if credential is None or not credential.startswith(TOKEN_PREFIX) or anonymous:
+        # Without API keys the gateway is open: a token it never minted (an SDK's placeholder) is ignored.
         authenticator.require_server_key(credential)
         return await handler(request)
     secret = authenticator.store.claim(credential)
