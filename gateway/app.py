@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway.config import GatewayConfig
 from gateway.engines import Engines, load_engines, warm_up
+from gateway.heap import HeapTrimmer, freeze_long_lived
 from gateway.observers import CallObserver
 from gateway.operations import setup_operations
 from gateway.registry import SessionRegistry
@@ -88,7 +89,8 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app = web.Application(middlewares=[cors_middleware(config.server.allow_origins), json_errors,
                                        *extra_middlewares(config)],
                           client_max_size=config.limits.max_sdp_bytes + 4096)
-    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
+    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines,
+                                observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/heap.py
     registry = SessionRegistry(config, observer=observer)
     loading = EngineLoading()
     app[CONFIG] = config
@@ -144,6 +146,7 @@ async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: S
         logger.exception("loading the speech engines failed")
         loading.error = exc
     else:
+        freeze_long_lived()  # the models' objects: never garbage, no longer scanned by each collection
         registry.set_engines(loaded)
     finally:
         loading.done.set()

@@ -69,12 +69,18 @@ class CallWatchdog:
             self._connected_at = self._packets_at = self._clock()
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            reason = await self.check()
-            if reason is not None:
-                self._close(reason)
-                return
+        try:
+            while True:
+                await asyncio.sleep(TICK_SECONDS)
+                reason = await self.check()
+                if reason is not None:
+                    self._close(reason)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("call %s: the watchdog failed; ending the call", self._call_id)
+            self._close("error")
 
     async def check(self) -> str | None:
         """The reason to end the call now, if any (sends notices on the way)."""

@@ -8,9 +8,11 @@
   ``ek_…`` token that places exactly one call before it expires
   (``auth.client_secret_ttl_seconds``, default 60 s), optionally with session
   settings bound to it. A browser gets one from the app's own server, so the
-  server key never reaches the browser. An expired, reused or unknown token is
-  refused with 401 whether or not server keys are configured. The token
-  may also hang up the call it created.
+  server key never reaches the browser. An expired or reused token is refused
+  with 401, and so is an unknown one when server keys are configured; without
+  them the gateway is open anyway, and a token it never minted (browser SDKs
+  send placeholder ``ek_`` keys) counts as no credential. The token may also
+  hang up the call it created.
 
 A token is *claimed* while its call is being set up and *used* once the call
 exists; if setting the call up fails (a bad offer, no capacity), the claim is

@@ -141,7 +141,7 @@ class ClientLimiter:
             refilled = self.rate <= 0 or state.tokens + (now - state.updated) * self.rate >= self.burst
             if refilled and not state.pending and not any(call_alive(c) for c in state.calls):
                 del self._clients[key]
-        while len(self._clients) >= MAX_CLIENTS:  # still full: forget the oldest entries
+        while len(self._clients) >= MAX_CLIENTS * 0.9:  # still (nearly) full: forget the oldest entries
             del self._clients[next(iter(self._clients))]
 
 
@@ -149,11 +149,12 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
     """Applies the per-client limits to ``POST /v1/realtime/calls``."""
     limiter = ClientLimiter(config)
     addresses = ClientAddress(config.trusted_proxies)
+    off = config.max_calls_per_client == 0 and config.calls_per_client_per_minute == 0
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        if (request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
+        if (off or request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
                 or is_internal(request)):
             return await handler(request)
         address = addresses.of(request)

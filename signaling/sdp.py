@@ -15,8 +15,9 @@ def _invalid(code: str, message: str) -> ApiError:
 
 
 def _is_number(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "²" and "①", which ``int`` refuses."""
-    return text.isascii() and text.isdigit()
+    """A short run of ASCII digits: ``str.isdigit`` also accepts "²" and "①", which ``int`` refuses, and
+    ``int`` refuses more than 4,300 digits."""
+    return len(text) <= 10 and text.isascii() and text.isdigit()
 
 
 def decode_sdp(body: bytes, *, max_bytes: int) -> str:
@@ -54,7 +55,40 @@ def validate_offer(text: str) -> str:
             raise _invalid("invalid_sdp", f"bad payload types in {line[:80]!r}")
     if not any(line.startswith("a=fingerprint:") for line in lines):
         raise _invalid("missing_fingerprint", "the SDP offer has no DTLS fingerprint (a=fingerprint)")
+    if not _fingerprints_cover_media(lines):
+        raise _invalid("missing_fingerprint", "every media section needs a DTLS fingerprint (a=fingerprint)")
+    if not _media_ids_valid(lines):
+        raise _invalid("invalid_sdp", "every media section needs one a=mid, each different, and a=group:BUNDLE "
+                       "may name only those (RFC 8843)")
     setups = set(_SETUP.findall("\n".join(lines)))
     if setups and "actpass" not in setups:
         raise _invalid("not_an_offer", "this SDP is an answer (a=setup is not actpass); POST an offer")
     return "\r\n".join(lines) + "\r\n"
+
+
+def _fingerprints_cover_media(lines: list[str]) -> bool:
+    """A session-level fingerprint, or one in every m-section (aiortc fails later without it)."""
+    session_level, sections = False, []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append(False)
+        elif line.startswith("a=fingerprint:"):
+            if sections:
+                sections[-1] = True
+            else:
+                session_level = True
+    return session_level or all(sections)
+
+
+def _media_ids_valid(lines: list[str]) -> bool:
+    """One non-empty, distinct ``a=mid`` per m-section, and BUNDLE naming only those: aiortc's connect task
+    fails otherwise, leaving a call that never connects (found by fuzzing)."""
+    sections: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([])
+        elif line.startswith("a=mid:") and sections:
+            sections[-1].append(line[6:].strip())
+    mids = [section[0] for section in sections if len(section) == 1 and section[0]]
+    bundled = [mid for line in lines if line.startswith("a=group:BUNDLE") for mid in line[14:].split()]
+    return len(mids) == len(sections) and len(set(mids)) == len(mids) and set(bundled) <= set(mids)

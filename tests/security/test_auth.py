@@ -84,6 +84,17 @@ async def test_without_keys_calls_are_open_even_with_a_placeholder_client_secret
     assert (await client.delete(location)).status == 204
 
 
+async def test_without_keys_a_minted_client_secret_still_binds_its_session_once(make_client: MakeClient) -> None:
+    client = await make_client()
+    status, body = await mint(client, None, body={"session": {"instructions": "Bound."}})
+    assert status == 200
+    status, _, location = await place(client, body["value"])
+    assert status == 201
+    assert client.app[REGISTRY].get(location.rsplit("/", 1)[1]).conversation.settings.instructions == "Bound."
+    status, error, _ = await place(client, body["value"])
+    assert (status, error["code"]) == (401, "client_secret_used")
+
+
 async def test_a_client_secret_places_exactly_one_call_with_its_session(make_client: MakeClient) -> None:
     client = await make_client(KEY_A)
     status, body = await mint(client, None)

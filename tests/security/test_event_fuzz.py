@@ -63,7 +63,7 @@ async def test_a_call_answers_any_message_with_events_and_documented_errors_only
     call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
                 on_closed=lambda _call: None)
     sent: list[dict[str, Any]] = []
-    call.send = sent.append  # type: ignore[method-assign]
+    call.send = sent.append  # type: ignore[method-assign,assignment]
     try:
         for message in messages:
             call._on_message(message)  # never raises

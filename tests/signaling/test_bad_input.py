@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 
 import aiohttp
@@ -144,11 +145,25 @@ async def test_invalid_session_config_in_offer_is_400(gateway_server: TestServer
     assert len(gateway_server.app[REGISTRY]) == 0
 
 
+@pytest.mark.parametrize("session", ["[" * 50_000, '{"n": ' + "1" * 5000 + "}", "\udcff"])
+async def test_a_hostile_session_part_is_invalid_session_not_a_server_error(gateway_server: TestServer,
+                                                                          session: str) -> None:
+    form = aiohttp.FormData()
+    form.add_field("sdp", await real_offer(), content_type="application/sdp")
+    form.add_field("session", io.BytesIO(session.encode("utf-8", "surrogateescape")), content_type="application/json")
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(gateway_server.make_url(CALLS), data=form)
+        assert response.status == 400
+        assert (await error_of(response))["code"] == "invalid_session"
+    assert len(gateway_server.app[REGISTRY]) == 0
+
+
 @pytest.mark.parametrize("line", [
     "m=audio 9 UDP/TLS/RTP/SAVPF 300",  # payload type > 127
     "m=audio 9 UDP/TLS/RTP/SAVPF -1",
     "m=audio \u00b2 UDP/TLS/RTP/SAVPF 111",  # "²" is a digit to str.isdigit, not to int()
     "m=audio 9 UDP/TLS/RTP/SAVPF \u2460",  # "①"
+    "m=audio " + "1" * 5000 + " UDP/TLS/RTP/SAVPF 111",  # int() refuses over 4,300 digits (found by fuzzing)
     "m=audio 9",
 ])
 async def test_absurd_numbers_in_media_lines_are_invalid_sdp(gateway_server: TestServer, line: str) -> None:
