@@ -64,13 +64,14 @@ async def serve(app: web.Application, config: GatewayConfig) -> int:
         loading = app[ENGINE_LOADING]
         await _first_of(stop, loading.done)
         if loading.done.is_set() and loading.error is not None:
-            logger.error("voice gateway: the speech engines could not be loaded; exiting")
+            # Stay up, not ready: /readyz answers 503 and calls 503 engine_unavailable, instead of a crash loop
+            # under a supervisor that restarts on exit. The exit status says it when the process is stopped.
+            logger.error("voice gateway: the speech engines could not be loaded; serving 503 until stopped")
             status = 1
-        else:
-            if registry.engines is not None:
-                logger.info("voice gateway: ready")
-            await stop.wait()
-            await drain(registry, config.server.drain_timeout_seconds)
+        elif registry.engines is not None:
+            logger.info("voice gateway: ready")
+        await stop.wait()
+        await drain(registry, config.server.drain_timeout_seconds)
     finally:
         registry.draining = True
         await runner.cleanup()

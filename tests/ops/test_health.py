@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import threading
 
+import aiohttp
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
@@ -12,7 +16,7 @@ from gateway.config import EventsConfig, GatewayConfig, ServerConfig
 from gateway.engines import Engines
 from gateway.serve import serve
 from tests.support.fakes import fake_engines
-from tests.support.ops import get_json
+from tests.support.ops import free_port, get_json, real_offer
 
 CONFIG = GatewayConfig(events=EventsConfig(file=""))
 
@@ -42,9 +46,24 @@ async def test_alive_at_once_ready_only_when_the_models_are_loaded() -> None:
         await server.close()
 
 
-async def test_serve_exits_1_when_the_models_cannot_be_loaded() -> None:
+async def test_serve_stays_up_unready_when_the_models_cannot_be_loaded() -> None:
     def broken_loader(config: GatewayConfig) -> Engines:
         raise RuntimeError("no model here")
 
-    config = GatewayConfig(server=ServerConfig(port=0), events=EventsConfig(file=""))
-    assert await asyncio.wait_for(serve(create_app(config, engine_loader=broken_loader), config), 20) == 1
+    port = free_port()
+    config = GatewayConfig(server=ServerConfig(port=port), events=EventsConfig(file=""))
+    serving = asyncio.create_task(serve(create_app(config, engine_loader=broken_loader), config))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        with contextlib.suppress(aiohttp.ClientError):
+            status, body = await get_json(url, "/readyz")
+            if status == 503:
+                break
+    assert not serving.done()  # no crash loop: the process keeps answering
+    assert (status, body["reason"]) == (503, "engines_not_loaded")
+    async with aiohttp.ClientSession() as http, http.post(
+            url + "/v1/realtime/calls", data=await real_offer(), headers={"Content-Type": "application/sdp"}) as r:
+        assert r.status == 503 and (await r.json())["error"]["code"] == "engine_unavailable"
+    os.kill(os.getpid(), signal.SIGTERM)  # serve() handles it: stop, and say the start-up failed
+    assert await asyncio.wait_for(serving, 20) == 1
