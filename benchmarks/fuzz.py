@@ -41,14 +41,13 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gateway.call import Call  # noqa: E402
-from gateway.client_events import BadClientEvent, parse_client_event  # noqa: E402
-from gateway.config import EventsConfig, GatewayConfig  # noqa: E402
+from gateway.client_events import BadClientEvent  # noqa: E402
 from gateway.errors import InvalidOffer  # noqa: E402
 from gateway.settings import InvalidSession, SessionSettings  # noqa: E402
 from signaling.errors import ApiError  # noqa: E402
 from signaling.sdp import decode_sdp  # noqa: E402
+from tests.security.properties import CONFIG, check_call_messages, checked_event, checked_session  # noqa: E402
 from tests.security.strategies import (  # noqa: E402
-    EVENT_ERRORS,
     OFFER,
     SDP_ERRORS,
     client_messages,
@@ -57,10 +56,7 @@ from tests.security.strategies import (  # noqa: E402
 )
 from tests.support.fakes import fake_engines  # noqa: E402
 
-CONFIG = GatewayConfig(events=EventsConfig(file=""))
 MAX_SDP = CONFIG.limits.max_sdp_bytes
-VOICES = ("tone", "joe")
-AGENTS = ("echo",)
 
 
 class Stats:
@@ -135,56 +131,21 @@ async def check_offer(text: str, stats: Stats) -> None:
 
 
 def check_event(message: str | bytes, stats: Stats) -> dict[str, Any] | None:
-    try:
-        event = parse_client_event(message, max_bytes=CONFIG.limits.max_event_bytes)
-    except BadClientEvent as exc:
-        assert exc.code in EVENT_ERRORS, exc.code
-        stats.count(exc.code)
+    result = checked_event(message)
+    if isinstance(result, BadClientEvent):
+        stats.count(result.code)
         return None
-    assert isinstance(event, dict) and isinstance(event["type"], str)
     stats.count("event")
-    return event
+    return result
 
 
 def check_session(session: Any, stats: Stats) -> None:
-    current = SessionSettings.from_config(CONFIG, VOICES)
-    try:
-        updated = current.updated(session, voices=VOICES, agents=AGENTS)
-    except InvalidSession as exc:
-        assert exc.param.startswith("session")
-        stats.count("invalid")
-        return
-    turn = updated.turn
-    assert updated.voice in VOICES and updated.agent in AGENTS and len(updated.instructions) <= 16_000
-    assert isinstance(turn.threshold, float) and 0.01 <= turn.threshold <= 0.99
-    assert isinstance(turn.silence_duration_ms, int) and 100 <= turn.silence_duration_ms <= 5000
-    assert isinstance(turn.prefix_padding_ms, int) and 0 <= turn.prefix_padding_ms <= 2000
-    assert isinstance(turn.create_response, bool) and isinstance(turn.interrupt_response, bool)
-    json.dumps(updated.to_dict("rtc_x", VOICES))
-    stats.count("valid")
+    stats.count("invalid" if isinstance(checked_session(session), InvalidSession) else "valid")
 
 
 async def check_call(messages: list[str | bytes], stats: Stats) -> None:
-    engines, _ = fake_engines()
-    call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
-                on_closed=lambda _call: None)
-    sent: list[dict[str, Any]] = []
-    call.send = sent.append  # type: ignore[method-assign,assignment]
-    try:
-        for message in messages:
-            call._on_message(message)
-        await asyncio.sleep(0)
-        for event in sent:
-            json.dumps(event)
-            if event["type"] == "error":
-                assert event["error"]["code"] in EVENT_ERRORS, event["error"]
-        assert call.end_reason is None
-    finally:
-        await call.close()
+    await check_call_messages(messages)
     stats.count("ok")
-
-
-# ------------------------------------------------------------------ hypothesis
 
 
 def run_hypothesis(target: str, examples: int, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -11,71 +10,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.call import Call
-from gateway.client_events import BadClientEvent, parse_client_event
-from gateway.config import EventsConfig, GatewayConfig
 from gateway.qa.caller import Caller
-from gateway.settings import InvalidSession, SessionSettings
+from tests.security.properties import check_call_messages, checked_event, checked_session
 from tests.security.strategies import EVENT_ERRORS, client_messages, sessions
-from tests.support.fakes import fake_engines
 from tests.support.speech import utterance, word_error_rate
-
-CONFIG = GatewayConfig(events=EventsConfig(file=""))
-VOICES = ("tone", "joe")
-AGENTS = ("echo",)
 
 
 @settings(max_examples=400, deadline=None)
 @given(message=client_messages())
 def test_parse_client_event_returns_an_event_or_a_documented_error(message: str | bytes) -> None:
-    try:
-        event = parse_client_event(message, max_bytes=CONFIG.limits.max_event_bytes)
-    except BadClientEvent as exc:
-        assert exc.code in EVENT_ERRORS
-        assert exc.event_id is None or isinstance(exc.event_id, str)
-        return
-    assert isinstance(event, dict) and isinstance(event["type"], str)
+    checked_event(message)
 
 
 @settings(max_examples=400, deadline=None)
 @given(session=sessions())
 def test_session_update_yields_valid_settings_or_names_the_bad_key(session: Any) -> None:
-    current = SessionSettings.from_config(CONFIG, VOICES)
-    try:
-        updated = current.updated(session, voices=VOICES, agents=AGENTS)
-    except InvalidSession as exc:
-        assert exc.param.startswith("session")
-        return
-    turn = updated.turn
-    assert isinstance(updated.instructions, str) and len(updated.instructions) <= 16_000
-    assert updated.voice in VOICES and updated.agent in AGENTS
-    assert isinstance(turn.threshold, float) and 0.01 <= turn.threshold <= 0.99
-    assert isinstance(turn.silence_duration_ms, int) and 100 <= turn.silence_duration_ms <= 5000
-    assert isinstance(turn.prefix_padding_ms, int) and 0 <= turn.prefix_padding_ms <= 2000
-    assert isinstance(turn.create_response, bool) and isinstance(turn.interrupt_response, bool)
-    json.dumps(updated.to_dict("rtc_x", VOICES))  # session.updated can always be sent
+    checked_session(session)
 
 
 @settings(max_examples=60, deadline=None)
 @given(messages=st.lists(client_messages(), min_size=1, max_size=25))
 async def test_a_call_answers_any_message_with_events_and_documented_errors_only(messages: list[str | bytes]) -> None:
-    engines, _ = fake_engines()
-    call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
-                on_closed=lambda _call: None)
-    sent: list[dict[str, Any]] = []
-    call.send = sent.append  # type: ignore[method-assign,assignment]
-    try:
-        for message in messages:
-            call._on_message(message)  # never raises
-        await asyncio.sleep(0)
-        for event in sent:
-            json.dumps(event)
-            if event["type"] == "error":
-                assert event["error"]["code"] in EVENT_ERRORS, event
-        assert call.end_reason is None
-        assert call.conversation.settings.voice in engines.tts.voices
-    finally:
-        await call.close()
+    await check_call_messages(messages)
 
 
 @pytest.mark.slow

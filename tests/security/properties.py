@@ -1,0 +1,74 @@
+"""The properties hostile input must keep, checked one input at a time.
+
+Used by the property tests (tests/security/test_event_fuzz.py) and by the long fuzz runs
+(benchmarks/fuzz.py): each check asserts the property and returns what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from gateway.call import Call
+from gateway.client_events import BadClientEvent, parse_client_event
+from gateway.config import EventsConfig, GatewayConfig
+from gateway.settings import InvalidSession, SessionSettings
+from tests.security.strategies import EVENT_ERRORS
+from tests.support.fakes import fake_engines
+
+CONFIG = GatewayConfig(events=EventsConfig(file=""))
+VOICES = ("tone", "joe")
+AGENTS = ("echo",)
+
+
+def checked_event(message: str | bytes) -> dict[str, Any] | BadClientEvent:
+    """The event ``message`` holds, or the documented error refusing it."""
+    try:
+        event = parse_client_event(message, max_bytes=CONFIG.limits.max_event_bytes)
+    except BadClientEvent as exc:
+        assert exc.code in EVENT_ERRORS, exc.code
+        assert exc.event_id is None or isinstance(exc.event_id, str)
+        return exc
+    assert isinstance(event, dict) and isinstance(event["type"], str)
+    return event
+
+
+def checked_session(session: Any) -> SessionSettings | InvalidSession:
+    """Valid settings after ``session.update`` with ``session``, or the error naming the bad key."""
+    current = SessionSettings.from_config(CONFIG, VOICES)
+    try:
+        updated = current.updated(session, voices=VOICES, agents=AGENTS)
+    except InvalidSession as exc:
+        assert exc.param.startswith("session")
+        return exc
+    turn = updated.turn
+    assert isinstance(updated.instructions, str) and len(updated.instructions) <= 16_000
+    assert updated.voice in VOICES and updated.agent in AGENTS
+    assert isinstance(turn.threshold, float) and 0.01 <= turn.threshold <= 0.99
+    assert isinstance(turn.silence_duration_ms, int) and 100 <= turn.silence_duration_ms <= 5000
+    assert isinstance(turn.prefix_padding_ms, int) and 0 <= turn.prefix_padding_ms <= 2000
+    assert isinstance(turn.create_response, bool) and isinstance(turn.interrupt_response, bool)
+    json.dumps(updated.to_dict("rtc_x", VOICES))  # session.updated can always be sent
+    return updated
+
+
+async def check_call_messages(messages: list[str | bytes]) -> None:
+    """A ``Call`` answers any messages with events and documented errors only, and goes on."""
+    engines, _ = fake_engines()
+    call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
+                on_closed=lambda _call: None)
+    sent: list[dict[str, Any]] = []
+    call.send = sent.append  # type: ignore[method-assign,assignment]
+    try:
+        for message in messages:
+            call._on_message(message)  # never raises
+        await asyncio.sleep(0)
+        for event in sent:
+            json.dumps(event)
+            if event["type"] == "error":
+                assert event["error"]["code"] in EVENT_ERRORS, event
+        assert call.end_reason is None
+        assert call.conversation.settings.voice in engines.tts.voices
+    finally:
+        await call.close()
