@@ -19,7 +19,15 @@ from gateway.agents.upstream import UpstreamPolicy
 from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
 from gateway.engines import default_agents
 from gateway.qa.caller import Caller
-from tests.gateway.agents.upstream_server import ScriptedUpstream, forward, stall, status, stream, wait_until
+from tests.gateway.agents.upstream_server import (
+    ScriptedUpstream,
+    forward,
+    say_through_failures,
+    stall,
+    status,
+    stream,
+    wait_until,
+)
 from tests.support.calls import trimmed
 from tests.support.speech import utterance
 
@@ -142,21 +150,7 @@ async def test_model_failures_are_reported_and_apologised_for_and_the_call_goes_
         caller: Caller, upstream: ScriptedUpstream) -> None:
     upstream.script = [status(500), stream(['data: {"choices": [oops\n\n'], content_type="text/event-stream"),
                        stall(content_type="text/event-stream")]
-    await caller.wait_event("session.created")
-    clip = utterance(QUESTION)
-    for code in ("agent_http_error", "agent_bad_response", "agent_timeout"):
-        _, speech_end = await caller.say(clip.audio(), 16_000)
-        error = await caller.wait_event("error", since=speech_end, timeout=30)
-        assert error["error"]["code"] == code
-        done = await caller.wait_event("response.done", since=speech_end, timeout=30)
-        assert done["response"]["status"] == "failed"
-        assert done["response"]["output"][0]["content"][0]["transcript"] == APOLOGY
-        assert caller.received.audible_seconds(since=speech_end) >= 0.5, "the apology is heard"
-    assert upstream.exchanges[2].disconnected_at is not None  # the stalled stream was abandoned
-
-    _, speech_end = await caller.say(clip.audio(), 16_000)
-    done = await caller.wait_event("response.done", since=speech_end, timeout=30)
-    assert done["response"]["status"] == "completed"
-    assert done["response"]["output"][0]["content"][0]["transcript"].strip()
+    transcript = await say_through_failures(caller, upstream, QUESTION, APOLOGY)
+    assert transcript.strip()
     # The apologies were heard, so the model sees them as the assistant's turns.
     assert [m["content"] for m in upstream.exchanges[3].body["messages"] if m["role"] == "assistant"] == [APOLOGY] * 3

@@ -18,6 +18,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.qa.caller import Caller
+from tests.support.speech import utterance
+
 
 @dataclass
 class Exchange:
@@ -188,3 +191,28 @@ def forward(base_url: str, *, delay: float = 0.0, endless: bool = False) -> Beha
         return response
 
     return behave
+
+
+async def say_through_failures(caller: Caller, upstream: ScriptedUpstream, clip_file: str, apology: str) -> str:
+    """Ask once per scripted failure (HTTP 500, a malformed answer, a stall), then once more.
+
+    Each failure must give its ``error`` event, a failed response whose transcript is the spoken
+    ``apology``, and audible audio; the stalled exchange must be abandoned; the call goes on, and
+    the transcript of the last, completed reply is returned.
+    """
+    await caller.wait_event("session.created")
+    clip = utterance(clip_file)
+    for code in ("agent_http_error", "agent_bad_response", "agent_timeout"):
+        _, speech_end = await caller.say(clip.audio(), 16_000)
+        error = await caller.wait_event("error", since=speech_end, timeout=30)
+        assert error["error"]["code"] == code
+        done = await caller.wait_event("response.done", since=speech_end, timeout=30)
+        assert done["response"]["status"] == "failed"
+        assert done["response"]["output"][0]["content"][0]["transcript"] == apology
+        assert caller.received.audible_seconds(since=speech_end) >= 0.5, "the apology is heard"
+    assert upstream.exchanges[2].disconnected_at is not None  # the stalled exchange was abandoned
+
+    _, speech_end = await caller.say(clip.audio(), 16_000)
+    done = await caller.wait_event("response.done", since=speech_end, timeout=30)
+    assert done["response"]["status"] == "completed"
+    return str(done["response"]["output"][0]["content"][0]["transcript"])
