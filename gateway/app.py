@@ -97,12 +97,9 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app[ENGINE_LOADING] = loading
     app[REGISTRY] = registry
     setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
-    app.router.add_get("/", _index)
-    app.router.add_get("/healthz", _healthz)
+    add_page_and_health_routes(app)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/internal/load", _internal_load)
-    if WEB_DEMO.is_dir():
-        app.router.add_static("/static/", WEB_DEMO, show_index=False)
 
     async def engines_ctx(app: web.Application) -> AsyncIterator[None]:
         task = None
@@ -150,6 +147,14 @@ async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: S
         registry.set_engines(loaded)
     finally:
         loading.done.set()
+
+
+def add_page_and_health_routes(app: web.Application) -> None:
+    """``/`` and ``/static/`` (the demo page) and ``/healthz``: the same in single-process and front apps."""
+    app.router.add_get("/", _index)
+    app.router.add_get("/healthz", _healthz)
+    if WEB_DEMO.is_dir():
+        app.router.add_static("/static/", WEB_DEMO, show_index=False)
 
 
 async def _index(request: web.Request) -> web.FileResponse:

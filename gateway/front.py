@@ -31,7 +31,7 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(\s.*)$")
 
 
 def create_front_app(config: GatewayConfig, pool: WorkerPool) -> web.Application:
-    from gateway.app import WEB_DEMO, extra_middlewares
+    from gateway.app import add_page_and_health_routes, extra_middlewares
 
     app = web.Application(
         middlewares=[cors_middleware(config.server.allow_origins), json_errors, *extra_middlewares(config)],
@@ -39,20 +39,10 @@ def create_front_app(config: GatewayConfig, pool: WorkerPool) -> web.Application
     )
     app[POOL] = pool
     setup_routes(app, pool, max_sdp_bytes=config.limits.max_sdp_bytes)
-    async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(WEB_DEMO / "index.html")
-
-    app.router.add_get("/", index)
-    app.router.add_get("/healthz", _healthz)
+    add_page_and_health_routes(app)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    if WEB_DEMO.is_dir():
-        app.router.add_static("/static/", WEB_DEMO, show_index=False)
     return app
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
