@@ -66,6 +66,11 @@ class SpeechRecognizer(abc.ABC):
     def queue_depth(self) -> int:
         return 0
 
+    @property
+    def utilization(self) -> float:
+        """Share of the recogniser's capacity in use lately (0..1); 0 when it does not know."""
+        return 0.0
+
     async def warm_up(self) -> None:
         await self.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32))
 

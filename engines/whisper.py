@@ -66,6 +66,10 @@ class WhisperRecognizer(SpeechRecognizer):
         return self._worker.queue_depth
 
     @property
+    def utilization(self) -> float:
+        return self._worker.utilization
+
+    @property
     def recent_wait_ms(self) -> float:
         return self._worker.recent_wait_ms
 

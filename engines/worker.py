@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -26,6 +27,9 @@ T = TypeVar("T")
 PRIORITY_HIGH = 0
 PRIORITY_NORMAL = 1
 PRIORITY_LOW = 2
+
+#: Seconds over which :attr:`InferenceWorker.utilization` is measured.
+UTILIZATION_WINDOW = 2.0
 
 
 @dataclass(order=True)
@@ -52,6 +56,8 @@ class InferenceWorker:
         self._wait_ewma = 0.0
         self._wait_updated = 0.0
         self._lock = threading.Lock()
+        self._finished: deque[tuple[float, float]] = deque()  # (started, ended) of recent jobs
+        self._running: dict[int, float] = {}  # thread id -> when its current job started
         self._closed = False
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)
@@ -69,6 +75,18 @@ class InferenceWorker:
         """Smoothed time jobs waited in the queue before running (decays when idle)."""
         idle = time.monotonic() - self._wait_updated
         return float(self._wait_ewma * 1000 * (0.5 ** max(0.0, idle - 1.0)))
+
+    @property
+    def utilization(self) -> float:
+        """Share of the threads' time spent running jobs over the last :data:`UTILIZATION_WINDOW` s (0..1)."""
+        now = time.monotonic()
+        since = now - UTILIZATION_WINDOW
+        with self._lock:
+            while self._finished and self._finished[0][1] <= since:
+                self._finished.popleft()
+            busy = sum(end - max(start, since) for start, end in self._finished)
+            busy += sum(now - max(start, since) for start in self._running.values())
+        return min(1.0, busy / (UTILIZATION_WINDOW * len(self._threads)))
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -114,13 +132,22 @@ class InferenceWorker:
                 self._wait_updated = now
             value: Any = None
             error: BaseException | None = None
+            started = time.monotonic()
             if not skip:
+                with self._lock:
+                    self._running[threading.get_ident()] = started
                 try:
                     value = job.fn()
                 except BaseException as exc:
                     error = exc
             with self._lock:
                 self._pending -= 1
+                if not skip:
+                    del self._running[threading.get_ident()]
+                    ended = time.monotonic()
+                    self._finished.append((started, ended))
+                    while self._finished[0][1] <= ended - UTILIZATION_WINDOW:
+                        self._finished.popleft()
             if skip:
                 continue
             try:

@@ -26,6 +26,7 @@ from gateway.observers import NULL_OBSERVER, CallObserver
 from gateway.settings import InvalidSession, SessionSettings
 from gateway.watchdog import CallWatchdog
 from media import InboundAudioReader, OutboundAudioTrack
+from media.opus import negotiated_audio_codec
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Call:
             max_utterance_seconds=config.media.max_utterance_seconds,
             tts_ahead_seconds=config.media.tts_ahead_seconds,
             partial_interval_ms=config.engines.asr_partial_interval_ms,
+            partials_max_utilization=config.engines.asr_partials_max_utilization,
             speculative=config.pipeline.speculative_turns,
             incremental_tts=config.pipeline.incremental_tts,
         )
@@ -103,6 +105,8 @@ class Call:
         except Exception as exc:  # e.g. a BUNDLE offer whose m-sections lack a=mid breaks aiortc's answer
             logger.info("call %s: offer cannot be answered: %r", self.id, exc)
             raise InvalidOffer("invalid_sdp", f"the SDP offer could not be answered: {exc}") from exc
+        if negotiated_audio_codec(self.pc.localDescription.sdp) == "opus":
+            self.track.send_opus_packets()
         self._spawn(self._ice_watchdog())
         self._spawn(self.watchdog.run())
         return self.pc.localDescription.sdp

@@ -49,6 +49,8 @@ class EngineConfig:
     asr_threads: int = 2
     asr_language: str = "en"
     asr_partial_interval_ms: int = 800  # 0 disables partial transcripts
+    # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
+    asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
     tts_threads: int = 1
@@ -61,6 +63,8 @@ class EngineConfig:
             "engines.asr_partial_interval_ms",
             "must be 0 (off) or >= 200",
         )
+        _require(0.0 <= self.asr_partials_max_utilization <= 1.0, "engines.asr_partials_max_utilization",
+                 "must be between 0 and 1")
         for name, path in self.tts_voices:
             _require(bool(name), "engines.tts_voices", "voice names must not be empty")
             _require(Path(path).is_file(), "engines.tts_voices", f"voice file {path!r} does not exist")

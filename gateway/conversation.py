@@ -74,6 +74,7 @@ class Conversation:
         max_utterance_seconds: float,
         tts_ahead_seconds: float,
         partial_interval_ms: int,
+        partials_max_utilization: float = 1.0,
         observer: CallObserver = NULL_OBSERVER,
         speculative: bool = True,
         incremental_tts: bool = True,
@@ -93,6 +94,7 @@ class Conversation:
         self._window = np.zeros(0, np.float32)
         self._ahead = tts_ahead_seconds
         self._partial_interval = partial_interval_ms * SAMPLE_RATE // 1000
+        self._partials_max_utilization = partials_max_utilization
         self._speculative = speculative
         self._incremental_tts = incremental_tts
         self._utterance: _Utterance | None = None
@@ -168,6 +170,7 @@ class Conversation:
                     self._engines.asr,
                     lambda delta: self._send(events.transcription_delta(item_id, delta)),
                     interval_samples=self._partial_interval,
+                    max_utilization=self._partials_max_utilization,
                 ),
             )
             self._utterance = utterance

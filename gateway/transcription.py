@@ -30,8 +30,10 @@ def _normal(word: str) -> str:
 class PartialTranscriber:
     """Publishes stable partial words of one utterance."""
 
-    def __init__(self, recognizer: SpeechRecognizer, on_delta: Callable[[str], None], *, interval_samples: int) -> None:
+    def __init__(self, recognizer: SpeechRecognizer, on_delta: Callable[[str], None], *, interval_samples: int,
+                 max_utilization: float = 1.0) -> None:
         self._recognizer = recognizer
+        self._max_utilization = max_utilization
         self._on_delta = on_delta
         self._interval = interval_samples
         self._previous: list[str] = []
@@ -46,8 +48,8 @@ class PartialTranscriber:
             return
         if audio_end - self._last_decoded_end < self._interval:
             return
-        if self._recognizer.queue_depth > 0:
-            return  # the recogniser is busy: partials yield to final transcripts under load
+        if self._recognizer.queue_depth > 0 or self._recognizer.utilization > self._max_utilization:
+            return  # the recogniser is busy: partials are shed first, finals keep their latency
         self._last_decoded_end = audio_end
         self._task = asyncio.create_task(self._decode(audio()))
 

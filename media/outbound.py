@@ -2,7 +2,8 @@
 
 Audio is queued as tagged segments (a tag is the id of the reply it belongs
 to). ``recv()`` hands aiortc one 20 ms frame per tick, silence when the queue
-is empty. ``clear()`` drops everything queued, so the next frame is silence:
+is empty; once Opus is negotiated, the frame's Opus packet instead (see
+:mod:`media.opus`). ``clear()`` drops everything queued, so the next frame is silence:
 audio stops within one frame. The track counts the samples of each tag it has
 actually sent; that playback position is what truncation is computed from.
 """
@@ -19,7 +20,9 @@ from typing import Protocol
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
+from av.packet import Packet
 
+from media.opus import OpusFrameEncoder
 from media.pacing import FramePacer
 from media.pcm import Int16Array
 
@@ -57,6 +60,11 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._space = asyncio.Event()
         self._space.set()
         self._pacer = FramePacer(RATE, FRAME_SAMPLES)
+        self._opus: OpusFrameEncoder | None = None
+
+    def send_opus_packets(self) -> None:
+        """Hand aiortc encoded Opus packets instead of frames (only when Opus was negotiated)."""
+        self._opus = OpusFrameEncoder()
 
     def set_listener(self, listener: PlaybackListener) -> None:
         self._listener = listener
@@ -108,18 +116,25 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._played.pop(tag, None)
         self._finished.discard(tag)
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | Packet:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()
         frame_pcm = self._take(FRAME_SAMPLES)
+        if self._opus is not None:
+            return self._opus.encode(frame_pcm, pts)
+        if frame_pcm is None:
+            frame_pcm = np.zeros(FRAME_SAMPLES, np.int16)
         frame = AudioFrame.from_ndarray(frame_pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = pts
         frame.time_base = fractions.Fraction(1, RATE)
         return frame
 
-    def _take(self, count: int) -> Int16Array:
+    def _take(self, count: int) -> Int16Array | None:
+        """The next ``count`` samples (silence-padded), or None when nothing is queued."""
+        if not self._segments:
+            return None
         out = np.zeros(count, np.int16)
         filled = 0
         now = time.monotonic()

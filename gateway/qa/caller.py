@@ -23,8 +23,10 @@ import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
+from av.packet import Packet
 
 from gateway.qa.netem import ImpairmentRelay, NetworkImpairment
+from media.opus import OpusFrameEncoder, negotiated_audio_codec
 from media.pacing import FramePacer
 from media.pcm import PcmConverter
 
@@ -54,6 +56,11 @@ class _MicrophoneTrack(MediaStreamTrack):
         super().__init__()
         self._queue: deque[tuple[npt.NDArray[np.int16], asyncio.Future[float] | None, int]] = deque()
         self._pacer = FramePacer(RATE, FRAME)
+        self._opus: OpusFrameEncoder | None = None
+
+    def send_opus_packets(self) -> None:
+        """Encode inline to Opus packets (see :mod:`media.opus`): a browser's cost, not aiortc's."""
+        self._opus = OpusFrameEncoder()
 
     def play(self, samples: npt.NDArray[np.int16], mark_sample: int) -> asyncio.Future[float]:
         """Queue 48 kHz int16 audio; the future gets the time its ``mark_sample`` was sent."""
@@ -68,10 +75,12 @@ class _MicrophoneTrack(MediaStreamTrack):
     def busy(self) -> bool:
         return bool(self._queue)
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> AudioFrame | Packet:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()
+        if self._opus is not None and not self._queue:
+            return self._opus.encode(None, pts)
         out = np.zeros(FRAME, np.int16)
         filled = 0
         sent_at = time.monotonic()
@@ -88,6 +97,8 @@ class _MicrophoneTrack(MediaStreamTrack):
                     future.set_result(sent_at + filled / RATE)
             else:
                 self._queue[0] = (samples[n:], future, mark - n)
+        if self._opus is not None:
+            return self._opus.encode(out, pts)
         frame = AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = pts
@@ -225,6 +236,8 @@ class Caller:
         if self.relay is not None:
             body = await self.relay.rewrite_answer(body)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        if negotiated_audio_codec(body) == "opus":
+            self.mic.send_opus_packets()
         await asyncio.wait_for(self._channel_open.wait(), timeout)
 
     def send(self, event: dict[str, Any]) -> None:

@@ -52,3 +52,18 @@ async def test_a_full_queue_is_refused_as_retryable() -> None:
     gate.set()
     await asyncio.gather(*jobs)
     worker.close()
+
+
+async def test_utilization_counts_running_and_recent_jobs_and_decays() -> None:
+    worker = InferenceWorker("test", threads=1)
+    assert worker.utilization == 0.0
+    gate = threading.Event()
+    job = worker.submit(gate.wait)
+    await asyncio.sleep(0.3)
+    running = worker.utilization
+    assert 0.1 <= running <= 0.2  # 0.3 s busy out of a 2 s window
+    gate.set()
+    await job
+    await asyncio.sleep(0.2)
+    assert 0.1 <= worker.utilization <= running + 0.01  # the finished job still counts, idle time does not
+    worker.close()

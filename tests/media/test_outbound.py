@@ -60,3 +60,36 @@ async def test_frames_are_paced_at_20_ms() -> None:
     elapsed = time.perf_counter() - started
     assert frame.pts == 10 * FRAME_SAMPLES
     assert elapsed >= 0.19  # ten frames cannot come faster than real time
+
+
+async def test_opus_mode_sends_decodable_packets_and_reuses_the_settled_silence_packet() -> None:
+    import av
+
+    from media.opus import SETTLE_FRAMES
+
+    track = OutboundAudioTrack()
+    track.send_opus_packets()
+    samples = (np.sin(np.arange(FRAME_SAMPLES * 10) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
+    track.push("r1", samples)
+    packets = [await track.recv() for _ in range(10 + SETTLE_FRAMES + 3)]
+    assert [p.pts for p in packets] == [i * FRAME_SAMPLES for i in range(len(packets))]
+    assert track.played_samples("r1") == len(samples)
+    silent = [bytes(p) for p in packets[10:]]
+    assert silent[SETTLE_FRAMES - 1] == silent[SETTLE_FRAMES] == silent[-1]  # settled: one packet reused
+
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate, decoder.layout, decoder.format = 48000, "mono", "s16"
+    decoded = np.concatenate([f.to_ndarray().reshape(-1) for p in packets for f in decoder.decode(p)])
+    tone_rms = np.sqrt(np.mean(decoded[FRAME_SAMPLES : 9 * FRAME_SAMPLES].astype(np.float64) ** 2))
+    assert 4000 < tone_rms < 7000  # the sine's RMS is 8000 / sqrt(2) ≈ 5657
+    assert np.abs(decoded[-3 * FRAME_SAMPLES :]).max() < 50
+
+
+def test_the_negotiated_audio_codec_is_read_from_the_answer() -> None:
+    from media.opus import negotiated_audio_codec
+
+    sdp = ("v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=rtpmap:96 x/1\r\n"
+           "m=audio 9 UDP/TLS/RTP/SAVPF 0 111\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n")
+    assert negotiated_audio_codec(sdp) == "pcmu"
+    assert negotiated_audio_codec(sdp.replace("SAVPF 0 111", "SAVPF 111 0")) == "opus"
+    assert negotiated_audio_codec("v=0\r\n") is None
