@@ -14,6 +14,7 @@ frames cost nothing but a copy.
 from __future__ import annotations
 
 import fractions
+from typing import Any
 
 import numpy as np
 from av import AudioFrame, CodecContext
@@ -64,7 +65,7 @@ class OpusFrameEncoder:
         self._silent_run = 0
         self.frames_encoded = 0
 
-    def encode(self, pcm: Int16Array | None, pts: int) -> Packet:
+    def encode(self, pcm: Int16Array | None, pts: int) -> Packet[Any]:
         """The packet for one frame; ``pcm`` None means digital silence."""
         if pcm is None:
             if self._silence is not None and self._silent_run >= SETTLE_FRAMES:

@@ -15,7 +15,7 @@ import fractions
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -116,7 +116,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._played.pop(tag, None)
         self._finished.discard(tag)
 
-    async def recv(self) -> AudioFrame | Packet:
+    async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()

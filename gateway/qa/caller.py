@@ -75,7 +75,7 @@ class _MicrophoneTrack(MediaStreamTrack):
     def busy(self) -> bool:
         return bool(self._queue)
 
-    async def recv(self) -> AudioFrame | Packet:
+    async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()
