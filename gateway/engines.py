@@ -72,9 +72,11 @@ def load_engines(config: GatewayConfig) -> Engines:
     """Load every model (blocking: call it in an executor)."""
     from engines.piper_tts import PiperSynthesizer
     from engines.silero import SileroVad
+    from engines.threads import limit_blas_threads
     from engines.whisper import WhisperRecognizer
 
     started = time.perf_counter()
+    limit_blas_threads()
     cfg = config.engines
     vad = SileroVad()
     asr = WhisperRecognizer(
