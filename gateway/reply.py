@@ -24,7 +24,7 @@ from gateway.agents import AgentError
 from gateway.clauses import ClauseSplitter
 from media import OutboundAudioTrack, PcmConverter
 from media.outbound import RATE as TRACK_RATE
-from media.pcm import Int16Array
+from media.pcm import Int16Array, trim_leading_silence
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ class Reply:
         synthesis = self._tts.synthesize(text, voice=self._voice, first=first)
         async for audio in _within(synthesis, SYNTHESIS_STALL_SECONDS):
             pcm = self._converter.convert_array(audio.samples, audio.sample_rate).astype(np.int16, copy=False)
+            if self._samples == 0:  # the reply's first sound is heard as soon as it can be
+                pcm = trim_leading_silence(pcm, TRACK_RATE)
             if not len(pcm):
                 continue
             if self.tts_first_audio_at is None:

@@ -66,3 +66,14 @@ def read_audio_file(path: str | Path, rate: int = 16_000) -> FloatArray:
             chunks.append(converter.convert(frame).astype(np.float32, copy=False))
     chunks.append(converter.convert(None).astype(np.float32, copy=False))
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def trim_leading_silence(samples: Int16Array, rate: int, *, threshold: int = 32, keep_ms: int = 5) -> Int16Array:
+    """``samples`` without the near-digital silence (|x| < ``threshold``, about -60 dBFS) they start with.
+
+    ``keep_ms`` of it stays, so the first sound is not cut. All-silent input comes back unchanged.
+    """
+    loud = np.flatnonzero(np.abs(samples) >= threshold)
+    if not len(loud):
+        return samples
+    return samples[max(0, int(loud[0]) - rate * keep_ms // 1000):]

@@ -114,6 +114,13 @@ class Dialogue:
             until = end + (silence or 0) / 1000
             if turn.first_audible is not None:
                 until = min(until, turn.first_audible)
+            # A clip with a long pause inside gets a reply before it ends: that audio is not the
+            # interrupted reply's, so the measurement stops where the next response was created.
+            skip = previous.response_id if previous is not None else None
+            created = [at for at, e in self.caller.events if at >= onset and e.get("type") == "response.created"
+                       and (e.get("response") or {}).get("id") != skip]
+            if created:
+                until = min(until, created[0])
             await asyncio.sleep(max(0.0, until + 0.05 - time.monotonic()))
             audible = self.caller.received.audible_times(since=onset - measure.REPLY_GAP_S, until=until)
             turn.barge_in_stop_ms = measure.barge_in_stop_ms(audible, onset, until)
