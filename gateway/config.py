@@ -109,6 +109,7 @@ class LimitsConfig:
     end_notice_seconds: float = 10.0  # gateway.session.expiring this long before an idle or max-duration end
     max_loop_lag_ms: float = 150.0  # refuse new calls while the event loop runs this late (0: off)
     max_asr_wait_ms: float = 400.0  # ... or while ASR jobs wait this long in the queue (0: off)
+    max_cpu_percent: float = 0.0  # ... or while the machine's CPUs are this busy over 2 s (0: off)
 
     def __post_init__(self) -> None:
         _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
@@ -131,6 +132,7 @@ class LimitsConfig:
         _require(0 <= self.end_notice_seconds <= 300, "limits.end_notice_seconds", "must be 0..300")
         _require(self.max_loop_lag_ms >= 0, "limits.max_loop_lag_ms", "must be >= 0")
         _require(self.max_asr_wait_ms >= 0, "limits.max_asr_wait_ms", "must be >= 0")
+        _require(0 <= self.max_cpu_percent <= 100, "limits.max_cpu_percent", "must be 0..100")
 
 
 #: The default CORS origins: pages served from this machine, on any port.

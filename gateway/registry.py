@@ -77,6 +77,7 @@ class SessionRegistry:
             "reason": reason,
             "loop_lag_ms": round(self.load.loop_lag_ms, 1),
             "asr_wait_ms": round(self.load.asr_wait_ms(self._engines), 1),
+            "cpu_percent": round(self.load.cpu_percent, 1),
             "call_ids": list(self._calls),
         }
 

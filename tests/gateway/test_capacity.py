@@ -112,3 +112,20 @@ async def test_calls_on_worker_processes_behave_like_single_process_calls(front:
     assert status == 200 and body["active_calls"] == 0
     front.signal()
     assert await front.wait_exit(within=60) == 0
+
+
+def test_busy_cpus_refuse_calls_only_when_the_limit_is_set(tmp_path: Path) -> None:
+    from gateway.load import LoadMonitor, read_proc_stat
+
+    readings = iter([(100.0, 1000.0), (290.0, 1200.0), (480.0, 1400.0)])  # 95 % busy after the first
+    monitor = LoadMonitor(LimitsConfig(max_cpu_percent=90), cpu_reader=lambda: next(readings))
+    for at in (0.0, 0.5, 1.0):
+        monitor.sample_cpu(at)
+    assert monitor.cpu_percent == pytest.approx(95.0)
+    assert monitor.overload_reason(None) == "CPUs 95 % busy"
+    assert LoadMonitor(LimitsConfig()).overload_reason(None) is None  # off by default
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert read_proc_stat(stat) == (150.0, 1000.0)
+    assert read_proc_stat(tmp_path / "missing") is None
