@@ -1,15 +1,20 @@
 """Capacity benchmark: the largest number of concurrent calls that keeps p95 overhead ≤ the target.
 
-For each worker count (1 process, then ``--workers`` processes behind the front) and each N in
-``--steps``, starts a gateway, runs ``voice-gateway loadtest`` logic with N callers in conversation
-(speaking about half the time, some barge-ins) for ``--duration`` seconds, and records overhead
-p50/p95, refusals, errors and the gateway's per-stage breakdown. Prints a table, the largest N that
-meets the target for each mode, the ratio between the modes, and plots p50/p95 versus N.
+For each mode and each N in ``--steps``, starts a gateway, runs ``voice-gateway loadtest`` logic
+with N callers in conversation (speaking about half the time, some barge-ins) for ``--duration``
+seconds, and records overhead p50/p95, refusals, errors and the gateway's per-stage breakdown.
+Prints a table, the largest N that meets the target for each mode, the ratios between the modes,
+and plots p50/p95 versus N.
+
+Modes: ``1 process`` (the defaults), ``--workers`` processes behind the front, and with
+``--baseline`` the same single process configured as before the capacity work (aiortc encodes
+every outbound frame, numpy's and onnxruntime's spinning thread pools, 2 CTranslate2 threads, one
+TTS thread, partial transcripts not shed by load): the same-run baseline the ratios compare with.
 
 The callers run on the same 2-core machine as the gateway (in ``--caller-processes`` processes):
 their own Opus encoding and decoding is part of the load.
 
-Usage: python benchmarks/capacity.py [--steps 4 8 12 16] [--duration 60] [--workers 2]
+Usage: python benchmarks/capacity.py [--steps 4 8 12 16] [--duration 60] [--workers 2] [--baseline]
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ sys.path.insert(0, str(REPO))
 from benchmarks.latency import start_gateway_process  # noqa: E402
 from gateway.qa.loadtest import LoadOptions, run_loadtest  # noqa: E402
 
+#: The single process as configured before the capacity work (see docs/benchmarks.md).
+BASELINE = ("media.opus_packets=false", "engines.blas_threads=0", "engines.tts_intra_threads=0",
+            "engines.asr_threads=2", "engines.tts_threads=1", "engines.asr_partials_max_utilization=1")
 STAGES = ("turn_confirmed", "asr_final", "agent_first_text", "tts_first_audio", "first_packet_sent")
 
 
@@ -42,12 +50,20 @@ def stage_medians(report: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-async def run_step(workers: int, callers: int, args: argparse.Namespace) -> dict[str, Any]:
+def mode_name(workers: int, baseline: bool) -> str:
+    if baseline:
+        return "baseline"
+    return "1 process" if workers == 1 else f"{workers} workers"
+
+
+async def run_step(workers: int, callers: int, args: argparse.Namespace, *, baseline: bool = False) -> dict[str, Any]:
     # All callers come from 127.0.0.1: lift the per-client limits so only capacity decides.
     extra = ["--max-calls", str(max(callers * 2, 16)), "--set", "limits.max_calls_per_client=0",
              "--set", "limits.calls_per_client_per_minute=0"]
     if workers > 1:
         extra += ["--workers", str(workers)]
+    for setting in BASELINE if baseline else ():
+        extra += ["--set", setting]
     process, url = await start_gateway_process(extra, wait_workers=workers)
     try:
         options = LoadOptions(url=url, callers=callers, duration_s=args.duration, speech=str(args.speech),
@@ -62,7 +78,10 @@ async def run_step(workers: int, callers: int, args: argparse.Namespace) -> dict
         except subprocess.TimeoutExpired:
             process.kill()
     overhead = report["overhead_ms"]
+    mode = mode_name(workers, baseline)
+    (args.out / f"capacity-{mode.replace(' ', '-')}-{callers}.json").write_text(json.dumps(report, indent=1))
     return {
+        "mode": mode,
         "workers": workers,
         "callers": callers,
         "overhead_ms": overhead,
@@ -90,10 +109,11 @@ def plot(results: list[dict[str, Any]], target_ms: float, path: Path) -> None:
 
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
-    for workers, colour in ((1, "tab:red"), (max(r["workers"] for r in results), "tab:green")):
-        rows = sorted((r for r in results if r["workers"] == workers), key=lambda r: r["callers"])
+    colours = {"baseline": "tab:grey", "1 process": "tab:red"}
+    for label in dict.fromkeys(r["mode"] for r in results):
+        colour = colours.get(label, "tab:green")
+        rows = sorted((r for r in results if r["mode"] == label), key=lambda r: r["callers"])
         ns = [r["callers"] for r in rows]
-        label = "1 process" if workers == 1 else f"{workers} worker processes"
         ax.plot(ns, [r["overhead_ms"].get("p50") for r in rows], "o--", color=colour, label=f"{label}: p50")
         ax.plot(ns, [r["overhead_ms"].get("p95") for r in rows], "o-", color=colour, label=f"{label}: p95")
     ax.axhline(target_ms, color="grey", lw=1, ls=":", label=f"target p95 ≤ {target_ms:.0f} ms")
@@ -112,6 +132,7 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--caller-processes", type=int, default=2)
+    parser.add_argument("--baseline", action="store_true", help="also run the pre-optimisation configuration")
     parser.add_argument("--target-ms", type=float, default=500.0)
     parser.add_argument("--speech", type=Path, default=REPO.parent / "shared" / "speech" / "manifest.tsv")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -119,34 +140,46 @@ async def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
+    modes = [(1, False), (args.workers, False)] + ([(1, True)] if args.baseline else [])
     results = []
-    for workers in (1, args.workers):
+    for workers, baseline in modes:
         for callers in args.steps:
-            print(f"\n[{workers} worker(s), {callers} callers]", file=sys.stderr)
-            results.append(await run_step(workers, callers, args))
+            print(f"\n[{mode_name(workers, baseline)}, {callers} callers]", file=sys.stderr)
+            results.append(await run_step(workers, callers, args, baseline=baseline))
     (args.out / "capacity.json").write_text(json.dumps({"results": results, "machine": os.uname()._asdict()
                                                         if hasattr(os.uname(), "_asdict") else " ".join(os.uname()),
                                                         "cpus": os.cpu_count()}, indent=2))
     plot(results, args.target_ms, args.plot)
 
-    print("\nworkers  calls  turns  overhead p50 / p95 / max (ms)  barge-in p50  refused  errors")
+    print("\n     mode  calls  turns  overhead p50 / p95 / max (ms)  barge-in p50  refused  errors")
     for r in results:
         o = r["overhead_ms"]
-        print(f"{r['workers']:>7}  {r['callers']:>5}  {r['turns']:>5}  {o.get('p50')} / {o.get('p95')} / {o.get('max')}"
+        print(f"{r['mode']:>9}  {r['callers']:>5}  {r['turns']:>5}  {o.get('p50')} / {o.get('p95')} / {o.get('max')}"
               f"  {r['barge_in_stop_ms'].get('p50')}  {r['connect_failures']}  {sum(r['errors'].values())}")
-    best: dict[int, dict[str, Any] | None] = {}
-    for workers in (1, args.workers):
-        passing = [r for r in results if r["workers"] == workers and meets(r, args.target_ms)]
-        best[workers] = max(passing, key=lambda r: r["callers"]) if passing else None
-        if best[workers] is not None:
-            r = best[workers]
-            print(f"{workers} worker(s): largest N meeting p95 ≤ {args.target_ms:.0f} ms: {r['callers']} "
+    best: dict[str, dict[str, Any] | None] = {}
+    for workers, baseline in modes:
+        mode = mode_name(workers, baseline)
+        passing = [r for r in results if r["mode"] == mode and meets(r, args.target_ms)]
+        best[mode] = max(passing, key=lambda r: r["callers"]) if passing else None
+        if best[mode] is not None:
+            r = best[mode]
+            print(f"{mode}: largest N meeting p95 ≤ {args.target_ms:.0f} ms: {r['callers']} "
                   f"(stages at that N, ms after end of speech: {r['stages_ms']})")
         else:
-            print(f"{workers} worker(s): no N met the target")
-    one, many = best[1], best[args.workers]
-    if one and many:
-        print(f"capacity ratio ({args.workers} workers / 1 process): {many['callers'] / one['callers']:.2f}")
+            print(f"{mode}: no N met the target")
+    one = best["1 process"]
+    for mode, other in best.items():
+        if mode != "1 process" and one and other:
+            print(f"capacity ratio (1 process / {mode}): {one['callers'] / other['callers']:.2f}")
+    for mode in best:
+        if mode == "1 process":
+            continue
+        for callers in args.steps:
+            ours = next((r for r in results if r["mode"] == "1 process" and r["callers"] == callers), None)
+            theirs = next((r for r in results if r["mode"] == mode and r["callers"] == callers), None)
+            if ours and theirs and ours["overhead_ms"].get("p95") and theirs["overhead_ms"].get("p95"):
+                print(f"N={callers}: p95 overhead {mode} / 1 process = "
+                      f"{theirs['overhead_ms']['p95'] / ours['overhead_ms']['p95']:.2f}")
 
 
 if __name__ == "__main__":

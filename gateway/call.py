@@ -105,7 +105,7 @@ class Call:
         except Exception as exc:  # e.g. a BUNDLE offer whose m-sections lack a=mid breaks aiortc's answer
             logger.info("call %s: offer cannot be answered: %r", self.id, exc)
             raise InvalidOffer("invalid_sdp", f"the SDP offer could not be answered: {exc}") from exc
-        if negotiated_audio_codec(self.pc.localDescription.sdp) == "opus":
+        if self._config.media.opus_packets and negotiated_audio_codec(self.pc.localDescription.sdp) == "opus":
             self.track.send_opus_packets()
         self._spawn(self._ice_watchdog())
         self._spawn(self.watchdog.run())

@@ -53,11 +53,15 @@ class EngineConfig:
     asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
-    tts_threads: int = 2  # clauses synthesised at once (each single-threaded)
+    tts_threads: int = 2  # clauses synthesised at once
+    tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
+    blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
 
     def __post_init__(self) -> None:
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
+        _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
+        _require(self.blas_threads >= 0, "engines.blas_threads", "must be >= 0")
         _require(
             self.asr_partial_interval_ms == 0 or self.asr_partial_interval_ms >= 200,
             "engines.asr_partial_interval_ms",
@@ -75,6 +79,7 @@ class MediaConfig:
     jitter_prefetch_frames: int = 1
     max_utterance_seconds: float = 30.0
     tts_ahead_seconds: float = 4.0
+    opus_packets: bool = True  # encode outbound Opus in the track (mono, settled silence reused); false: aiortc's
 
     def __post_init__(self) -> None:
         _require(0 <= self.jitter_prefetch_frames <= 8, "media.jitter_prefetch_frames", "must be 0..8")

@@ -76,8 +76,9 @@ def load_engines(config: GatewayConfig) -> Engines:
     from engines.whisper import WhisperRecognizer
 
     started = time.perf_counter()
-    limit_blas_threads()
     cfg = config.engines
+    if cfg.blas_threads:
+        limit_blas_threads(cfg.blas_threads)
     vad = SileroVad()
     asr = WhisperRecognizer(
         cfg.asr_model or None,
@@ -88,7 +89,7 @@ def load_engines(config: GatewayConfig) -> Engines:
         fitted_window=cfg.asr_fitted_window,
     )
     voices = {name: Path(path) for name, path in cfg.tts_voices} or None
-    tts = PiperSynthesizer(voices, threads=cfg.tts_threads)
+    tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
     return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config))
 
