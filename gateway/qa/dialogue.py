@@ -22,6 +22,9 @@ from gateway.qa.clips import Clip
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 QUIET_S = 0.3  # a reply is over for the caller once this long is silent
+#: Events travel on the data channel (SCTP), audio on RTP: under load a reply's ``response.created``
+#: can arrive after its first audio. It is waited for this long after the audio was heard.
+EVENT_GRACE_S = 2.0
 
 
 @dataclass
@@ -46,6 +49,7 @@ class TurnResult:
     interrupted: bool | None = None  # ... and the gateway cancelled that reply
     barge_in_stop_ms: float | None = None
     cleared_event_ms: float | None = None  # onset → arrival of the gateway's output_audio_buffer.cleared
+    events_late_ms: float | None = None  # how long after the reply's first audio its response.created arrived
     gateway: dict[str, Any] | None = None  # the gateway's gateway.turn.metrics, where sent
     error: str | None = None
 
@@ -185,6 +189,12 @@ class Dialogue:
                 break
             await asyncio.sleep(0.02)
         heard_until = turn.first_audible or time.monotonic()
+        if turn.first_audible is not None:
+            created_at = await self._arrival("response.created", since, EVENT_GRACE_S,
+                                             where=lambda e: e["response"]["id"] not in known)
+            if created_at is not None and created_at > heard_until:
+                turn.events_late_ms = round((created_at - heard_until) * 1000, 1)
+                heard_until = created_at
         transcripts = [e["transcript"] for at, e in caller.events
                        if at >= since and at <= heard_until and e.get("type") == TRANSCRIBED]
         turn.transcript = " ".join(t.strip() for t in transcripts).strip()
@@ -205,6 +215,13 @@ class Dialogue:
         metrics = await self._next(("gateway.turn.metrics",), since, 0.5, where=lambda e: e.get("response_id") == rid)
         if metrics is not None:
             turn.gateway = {k: v for k, v in metrics.items() if k not in ("type", "event_id")}
+
+    async def _arrival(self, type_: str, since: float, timeout: float,  # noqa: ASYNC109
+                       where: Callable[[dict[str, Any]], bool]) -> float | None:
+        """When the first event ``type_`` matching ``where`` arrived at or after ``since``; None on timeout."""
+        if await self._next((type_,), since, timeout, where=where) is None:
+            return None
+        return next(at for at, e in self.caller.events if at >= since and e.get("type") == type_ and where(e))
 
     def _replies_over(self, since: float, known: set[str | None]) -> bool:
         """Whether every reply created since ``since`` is done, the last one over a second ago."""

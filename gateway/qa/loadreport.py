@@ -100,6 +100,7 @@ class LoadStats:
             "interrupted": sum(1 for t in barge_ins if t["interrupted"]),
             "barge_in_stop_ms": measure.summary(self._values("barge_in_stop_ms")),
             "gateway_first_packet_ms": measure.summary(first_packet),
+            "events_late_ms": measure.summary(self._values("events_late_ms")),
             "wer": measure.corpus_word_error_rate((t["expected"], t["transcript"] or "") for t in self.turns
                                                   if t.get("expected") and not t["error"]),
             "errors": dict(self.errors.most_common()),
@@ -157,6 +158,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"barge-in   stop {_ms(report['barge_in_stop_ms'], 'p50', 'max')}",
         f"gateway    first reply packet after the end of speech {_ms(report['gateway_first_packet_ms'], 'p50', 'max')}",
     ]
+    late = report.get("events_late_ms") or {}
+    if late.get("count"):
+        lines.append(f"events     {late['count']} replies were heard before their response.created arrived"
+                     f" (by {_ms(late, 'p50', 'max')})")
     if report["wer"] is not None:
         lines.append(f"WER        {report['wer']:.3f} (all turns' words, against the manifest's transcripts)")
     lines.append(f"errors     {errors}")
