@@ -89,6 +89,8 @@ async def run_step(workers: int, callers: int, args: argparse.Namespace, *, base
         "turns": report["turns"],
         "replies": report["replies"],
         "connect_failures": report["calls"]["connect_failures"],
+        "replies_with_underrun": report["replies_with_underrun"],
+        "underrun_ms": report["underrun_ms"],
         "errors": report["errors"],
         "stages_ms": stage_medians(report),
         "wer": report["wer"],
@@ -98,7 +100,7 @@ async def run_step(workers: int, callers: int, args: argparse.Namespace, *, base
 def meets(step: dict[str, Any], target_ms: float) -> bool:
     p95 = step["overhead_ms"].get("p95")
     return (p95 is not None and p95 <= target_ms and not step["connect_failures"]
-            and step["replies"] >= step["turns"] * 0.9)
+            and not step["replies_with_underrun"] and step["replies"] >= step["turns"] * 0.9)
 
 
 def plot(results: list[dict[str, Any]], target_ms: float, path: Path) -> None:
@@ -151,11 +153,12 @@ async def main() -> None:
                                                         "cpus": os.cpu_count()}, indent=2))
     plot(results, args.target_ms, args.plot)
 
-    print("\n     mode  calls  turns  overhead p50 / p95 / max (ms)  barge-in p50  refused  errors")
+    print("\n     mode  calls  turns  overhead p50 / p95 / max (ms)  barge-in p50  refused  errors  underruns")
     for r in results:
         o = r["overhead_ms"]
         print(f"{r['mode']:>9}  {r['callers']:>5}  {r['turns']:>5}  {o.get('p50')} / {o.get('p95')} / {o.get('max')}"
-              f"  {r['barge_in_stop_ms'].get('p50')}  {r['connect_failures']}  {sum(r['errors'].values())}")
+              f"  {r['barge_in_stop_ms'].get('p50')}  {r['connect_failures']}  {sum(r['errors'].values())}"
+              f"  {r['replies_with_underrun']}")
     best: dict[str, dict[str, Any] | None] = {}
     for workers, baseline in modes:
         mode = mode_name(workers, baseline)

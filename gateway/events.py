@@ -151,6 +151,13 @@ def turn_metrics(item_id: str, response_id: str | None, stages: dict[str, float 
     return _event("gateway.turn.metrics", item_id=item_id, response_id=response_id, stages_ms=stages, **extra)
 
 
+def response_playback(response_id: str, played_ms: int, underrun_ms: int) -> Event:
+    """Extension: a reply's audio is over (played to the end or cut); ``underrun_ms`` of silence were
+    sent in its middle because its audio ran out before it was finished (TTS or the agent fell behind)."""
+    return _event("gateway.response.playback", response_id=response_id, played_ms=played_ms,
+                  underrun_ms=underrun_ms)
+
+
 _ENDED_MESSAGES = {
     "shutdown": "the gateway is shutting down",
     "drain_timeout": "the gateway is shutting down and the call outlasted its drain period",

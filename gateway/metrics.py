@@ -53,6 +53,12 @@ class GatewayMetrics(CallObserver):
         self.turns = Counter(f"{PREFIX}_turns", "User turns committed", registry=r)
         self.barge_ins = Counter(f"{PREFIX}_barge_ins", "Replies interrupted by the caller's speech", registry=r)
         self.errors = Counter(f"{PREFIX}_errors", "Error events sent to callers, by code", ["code"], registry=r)
+        self.reply_audio = Counter(f"{PREFIX}_reply_audio_seconds", "Reply audio sent to callers", registry=r)
+        self.reply_underruns = Counter(f"{PREFIX}_reply_underruns", "Replies whose audio ran out before they were "
+                                       "finished (a gap the caller heard)", registry=r)
+        self.reply_underrun_seconds = Counter(f"{PREFIX}_reply_underrun_seconds",
+                                              "Silence sent in the middle of replies because their audio ran out",
+                                              registry=r)
         self.turn_latency = Histogram(
             f"{PREFIX}_turn_latency_seconds",
             "Time from the end of the caller's speech (VAD) to each stage of the reply",
@@ -112,6 +118,12 @@ class GatewayMetrics(CallObserver):
         self.barge_ins.inc()
         if stop_s is not None:
             self.barge_in_stop.observe(max(0.0, stop_s))
+
+    def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
+        self.reply_audio.inc(played_s)
+        if underrun_s > 0:
+            self.reply_underruns.inc()
+            self.reply_underrun_seconds.inc(underrun_s)
 
     def error(self, call_id: str, code: str) -> None:
         self.errors.labels(bounded_label(code)).inc()

@@ -66,6 +66,9 @@ class CallObserver:
     def barge_in(self, call_id: str, stop_s: float | None) -> None:
         """The caller talked over a reply; ``stop_s``: speech onset → reply audio cleared."""
 
+    def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
+        """A reply's audio is over: ``played_s`` sent, ``underrun_s`` of it silence because its audio ran out."""
+
     def error(self, call_id: str, code: str) -> None:
         """An ``error`` event was sent to the caller."""
 
@@ -106,6 +109,9 @@ class CompositeObserver(CallObserver):
 
     def barge_in(self, call_id: str, stop_s: float | None) -> None:
         self._each("barge_in", call_id, stop_s)
+
+    def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
+        self._each("reply_played", call_id, played_s, underrun_s)
 
     def error(self, call_id: str, code: str) -> None:
         self._each("error", call_id, code)

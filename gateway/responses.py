@@ -113,6 +113,7 @@ class ResponsePlayer:
 
     def playback_finished(self, tag: str, played_samples: int) -> None:
         active = self._active
+        underrun = self._track.underrun_samples(tag)
         self._track.forget(tag)
         if active is None or active.reply.response_id != tag:
             return
@@ -120,6 +121,7 @@ class ResponsePlayer:
         if active.started:
             self._send(events.output_audio_stopped(tag))
         status = "failed" if active.reply.failed else "completed"
+        self._played(tag, played_samples, underrun)
         self._finish(active, active.reply.text, truncated=False, status=status)
 
     # Ending early ---------------------------------------------------------------------------
@@ -134,6 +136,7 @@ class ResponsePlayer:
         self._track.clear()
         spawn(reply.cancel())
         played = self._track.played_samples(reply.response_id)
+        self._played(reply.response_id, played, self._track.underrun_samples(reply.response_id))
         self._track.forget(reply.response_id)
         if active.started:
             self._send(events.output_audio_cleared(reply.response_id))
@@ -184,6 +187,14 @@ class ResponsePlayer:
         self._send(events.output_item_done(reply.response_id, item))
         self._send(events.item_done(item, self._history.previous_of(reply.item_id)))
         self._send(events.response_done(reply.response_id, status, [item], reason))
+
+    def _played(self, response_id: str, played_samples: int, underrun_samples: int) -> None:
+        """How much of a reply was played, and how much silence its audio running out left in it."""
+        if not played_samples:
+            return
+        self._observer.reply_played(self.call_id, played_samples / TRACK_RATE, underrun_samples / TRACK_RATE)
+        self._send(events.response_playback(response_id, played_samples * 1000 // TRACK_RATE,
+                                            underrun_samples * 1000 // TRACK_RATE))
 
     def _send_metrics(self, active: _Active, first_packet_at: float) -> None:
         timing, reply = active.timing, active.reply

@@ -56,6 +56,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._buffered = 0
         self._max_buffered = int(max_buffered_seconds * RATE)
         self._played: dict[str, int] = {}
+        self._underrun: dict[str, int] = {}
+        self._open: str | None = None  # the tag playing, not finished: silence now is an underrun
         self._finished: set[str] = set()
         self._space = asyncio.Event()
         self._space.set()
@@ -76,6 +78,10 @@ class OutboundAudioTrack(MediaStreamTrack):
     def played_samples(self, tag: str) -> int:
         return self._played.get(tag, 0)
 
+    def underrun_samples(self, tag: str) -> int:
+        """Silence sent in the middle of ``tag``: its audio ran out before it was finished."""
+        return self._underrun.get(tag, 0)
+
     def push(self, tag: str, samples: Int16Array) -> None:
         """Queue 48 kHz mono int16 audio for ``tag``. Raises if the buffer is full."""
         if samples.dtype != np.int16 or samples.ndim != 1:
@@ -85,6 +91,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self._buffered + len(samples) > self._max_buffered:
             raise BufferError("outbound audio buffer is full")
         self._segments.append(_Segment(tag, samples))
+        if self._open != tag:
+            self._open = None
         self._buffered += len(samples)
         self._finished.discard(tag)
         self._played.setdefault(tag, 0)
@@ -106,6 +114,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         dropped = {segment.tag: self._played.get(segment.tag, 0) for segment in self._segments}
         self._segments.clear()
         self._buffered = 0
+        self._open = None
         self._space.set()
         for tag in dropped:
             self._finished.discard(tag)
@@ -114,7 +123,10 @@ class OutboundAudioTrack(MediaStreamTrack):
     def forget(self, tag: str) -> None:
         """Release the bookkeeping of a tag that is over."""
         self._played.pop(tag, None)
+        self._underrun.pop(tag, None)
         self._finished.discard(tag)
+        if self._open == tag:
+            self._open = None
 
     async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
@@ -134,6 +146,8 @@ class OutboundAudioTrack(MediaStreamTrack):
     def _take(self, count: int) -> Int16Array | None:
         """The next ``count`` samples (silence-padded), or None when nothing is queued."""
         if not self._segments:
+            if self._open is not None:
+                self._underrun[self._open] = self._underrun.get(self._open, 0) + count
             return None
         out = np.zeros(count, np.int16)
         filled = 0
@@ -149,6 +163,7 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._buffered -= n
             if first and self._listener is not None:
                 self._listener.playback_started(segment.tag, now)
+            self._open = segment.tag
             if segment.offset >= len(segment.samples):
                 self._segments.popleft()
                 if segment.tag in self._finished and not any(s.tag == segment.tag for s in self._segments):
@@ -158,5 +173,7 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     def _report_finished(self, tag: str) -> None:
         self._finished.discard(tag)
+        if self._open == tag:
+            self._open = None
         if self._listener is not None:
             self._listener.playback_finished(tag, self._played.get(tag, 0))

@@ -50,6 +50,7 @@ class TurnResult:
     barge_in_stop_ms: float | None = None
     cleared_event_ms: float | None = None  # onset → arrival of the gateway's output_audio_buffer.cleared
     events_late_ms: float | None = None  # how long after the reply's first audio its response.created arrived
+    underrun_ms: int | None = None  # silence in the middle of the reply: its audio ran out (gateway.response.playback)
     gateway: dict[str, Any] | None = None  # the gateway's gateway.turn.metrics, where sent
     error: str | None = None
 
@@ -161,6 +162,10 @@ class Dialogue:
             return
         turn.reply = measure.response_transcript(done)
         turn.reply_status = done["response"].get("status")
+        playback = [e for at, e in self.caller.events if at >= turn.speech_onset
+                    and e.get("type") == "gateway.response.playback" and e.get("response_id") == rid]
+        if playback:
+            turn.underrun_ms = playback[0].get("underrun_ms")
         if turn.reply_status == "failed":
             turn.error = turn.error or "reply_failed"
 

@@ -101,6 +101,8 @@ class LoadStats:
             "barge_in_stop_ms": measure.summary(self._values("barge_in_stop_ms")),
             "gateway_first_packet_ms": measure.summary(first_packet),
             "events_late_ms": measure.summary(self._values("events_late_ms")),
+            "replies_with_underrun": sum(1 for t in self.turns if t.get("underrun_ms")),
+            "underrun_ms": measure.summary([v for v in self._values("underrun_ms") if v]),
             "wer": measure.corpus_word_error_rate((t["expected"], t["transcript"] or "") for t in self.turns
                                                   if t.get("expected") and not t["error"]),
             "errors": dict(self.errors.most_common()),
@@ -158,6 +160,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"barge-in   stop {_ms(report['barge_in_stop_ms'], 'p50', 'max')}",
         f"gateway    first reply packet after the end of speech {_ms(report['gateway_first_packet_ms'], 'p50', 'max')}",
     ]
+    underruns = report.get("replies_with_underrun", 0)
+    lines.append(f"underruns  {underruns} replies had their audio run out mid-reply"
+                 + (f" ({_ms(report['underrun_ms'], 'p50', 'max')} of silence)" if underruns else ""))
     late = report.get("events_late_ms") or {}
     if late.get("count"):
         lines.append(f"events     {late['count']} replies were heard before their response.created arrived"

@@ -33,6 +33,9 @@ async def test_each_turn_is_transcribed_and_answered_in_order(caller: Caller) ->
         assert word_error_rate(clip.transcript, spoken.removeprefix("You said:")) <= 0.25
         # The reply was heard: seconds of audible audio arrived after the caller stopped.
         assert caller.received.audible_seconds(since=speech_end) >= 1.0
+        playback = caller.events_of("gateway.response.playback", since=speech_end)[-1]
+        assert playback["response_id"] == done["response"]["id"]
+        assert playback["played_ms"] >= 1000 and playback["underrun_ms"] == 0  # no gap inside the reply
 
         types = event_types(caller, since=speech_end - clip.duration - 1)
         order = [

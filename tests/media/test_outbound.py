@@ -93,3 +93,24 @@ def test_the_negotiated_audio_codec_is_read_from_the_answer() -> None:
     assert negotiated_audio_codec(sdp) == "pcmu"
     assert negotiated_audio_codec(sdp.replace("SAVPF 0 111", "SAVPF 111 0")) == "opus"
     assert negotiated_audio_codec("v=0\r\n") is None
+
+
+async def test_silence_in_the_middle_of_an_unfinished_tag_is_counted_as_underrun() -> None:
+    track = OutboundAudioTrack()
+    track.push("r1", tone(FRAME_SAMPLES))
+    await track.recv()
+    await track.recv()  # r1 ran out before it was finished: the caller hears a gap
+    await track.recv()
+    assert track.underrun_samples("r1") == 2 * FRAME_SAMPLES
+    track.push("r1", tone(FRAME_SAMPLES))
+    track.finish("r1")
+    await track.recv()
+    await track.recv()  # finished: silence after the end is not an underrun
+    assert track.underrun_samples("r1") == 2 * FRAME_SAMPLES
+    track.push("r2", tone(FRAME_SAMPLES * 3))
+    await track.recv()
+    track.clear()  # cut: nothing more is expected
+    await track.recv()
+    assert track.underrun_samples("r2") == 0
+    track.forget("r1")
+    assert track.underrun_samples("r1") == 0
