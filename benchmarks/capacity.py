@@ -118,6 +118,13 @@ def plot(results: list[dict[str, Any]], target_ms: float, path: Path) -> None:
         ns = [r["callers"] for r in rows]
         ax.plot(ns, [r["overhead_ms"].get("p50") for r in rows], "o--", color=colour, label=f"{label}: p50")
         ax.plot(ns, [r["overhead_ms"].get("p95") for r in rows], "o-", color=colour, label=f"{label}: p95")
+    top = 3 * target_ms  # points above are written, not drawn off the scale
+    ax.set_ylim(0, top)
+    for r in results:
+        p95 = r["overhead_ms"].get("p95")
+        if p95 is not None and p95 > top:
+            ax.annotate(f"{r['mode']} p95 {p95 / 1000:.1f} s", (r["callers"], top), textcoords="offset points",
+                        xytext=(-60, -12 - 10 * (r["mode"] != "baseline")), fontsize=7)
     ax.axhline(target_ms, color="grey", lw=1, ls=":", label=f"target p95 ≤ {target_ms:.0f} ms")
     ax.set_xlabel("concurrent calls (callers on the same 2-core machine)")
     ax.set_ylabel("overhead (ms)")
