@@ -3,9 +3,9 @@
 numpy's OpenBLAS (used by Whisper's feature extraction) starts one thread per
 core and keeps them busy-waiting after every matrix product. On a machine whose
 cores are shared by many calls that spinning is pure waste: a Whisper tiny.en
-decode of a 3 s utterance took 118 ms of CPU with it and 68 ms without, for the
-same wall time (see docs/benchmarks.md). The matrices involved are small, so one
-BLAS thread loses nothing.
+decode of a clip of at most 4 s took 103 ms of CPU (median) with it and 63 ms
+without, and was no slower (benchmarks/engine_cpu.py, docs/benchmarks.md). The
+matrices involved are small, so one BLAS thread loses nothing.
 """
 
 from __future__ import annotations
