@@ -82,11 +82,15 @@ class InferenceWorker:
         now = time.monotonic()
         since = now - UTILIZATION_WINDOW
         with self._lock:
-            while self._finished and self._finished[0][1] <= since:
-                self._finished.popleft()
+            self._drop_finished_before(since)
             busy = sum(end - max(start, since) for start, end in self._finished)
             busy += sum(now - max(start, since) for start in self._running.values())
         return min(1.0, busy / (UTILIZATION_WINDOW * len(self._threads)))
+
+    def _drop_finished_before(self, since: float) -> None:
+        """Forget jobs that ended before ``since`` (the lock is held)."""
+        while self._finished and self._finished[0][1] <= since:
+            self._finished.popleft()
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -125,31 +129,27 @@ class InferenceWorker:
             job = self._queue.get()
             if not isinstance(job, _Job):
                 return
-            skip = job.future.cancelled()
-            if not skip:
-                now = time.monotonic()
-                self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (now - job.submitted)
-                self._wait_updated = now
+            if job.future.cancelled():
+                with self._lock:
+                    self._pending -= 1
+                continue
+            started = time.monotonic()
+            self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (started - job.submitted)
+            self._wait_updated = started
+            with self._lock:
+                self._running[threading.get_ident()] = started
             value: Any = None
             error: BaseException | None = None
-            started = time.monotonic()
-            if not skip:
-                with self._lock:
-                    self._running[threading.get_ident()] = started
-                try:
-                    value = job.fn()
-                except BaseException as exc:
-                    error = exc
+            try:
+                value = job.fn()
+            except BaseException as exc:
+                error = exc
             with self._lock:
                 self._pending -= 1
-                if not skip:
-                    del self._running[threading.get_ident()]
-                    ended = time.monotonic()
-                    self._finished.append((started, ended))
-                    while self._finished[0][1] <= ended - UTILIZATION_WINDOW:
-                        self._finished.popleft()
-            if skip:
-                continue
+                del self._running[threading.get_ident()]
+                ended = time.monotonic()
+                self._finished.append((started, ended))
+                self._drop_finished_before(ended - UTILIZATION_WINDOW)
             try:
                 if error is None:
                     job.loop.call_soon_threadsafe(_set_result, job.future, value)
