@@ -17,10 +17,10 @@ import fractions
 from typing import Any
 
 import numpy as np
-from av import AudioFrame, CodecContext
+from av import CodecContext
 from av.packet import Packet
 
-from media.pcm import Int16Array
+from media.pcm import Int16Array, int16_frame
 
 RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
@@ -90,10 +90,7 @@ class OpusFrameEncoder:
         return packet
 
     def _encode(self, pcm: Int16Array) -> bytes:
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self.frames_encoded * FRAME_SAMPLES
-        frame.time_base = TIME_BASE
+        frame = int16_frame(pcm, RATE, self.frames_encoded * FRAME_SAMPLES)
         self.frames_encoded += 1
         packets = self._codec.encode(frame)
         # libopus returns one packet per 20 ms frame; were one missing, an empty payload is what

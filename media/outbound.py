@@ -11,7 +11,6 @@ actually sent; that playback position is what truncation is computed from.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from av.packet import Packet
 
 from media.opus import OpusFrameEncoder
 from media.pacing import FramePacer
-from media.pcm import Int16Array
+from media.pcm import Int16Array, int16_frame
 
 RATE = 48_000
 PTIME = 0.020
@@ -135,13 +134,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         frame_pcm = self._take(FRAME_SAMPLES)
         if self._opus is not None:
             return self._opus.encode(frame_pcm, pts)
-        if frame_pcm is None:
-            frame_pcm = np.zeros(FRAME_SAMPLES, np.int16)
-        frame = AudioFrame.from_ndarray(frame_pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = pts
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+        return int16_frame(np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm, RATE, pts)
 
     def _take(self, count: int) -> Int16Array | None:
         """The next ``count`` samples (silence-padded), or None when nothing is queued."""

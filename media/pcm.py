@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,6 +53,15 @@ def float_frame(samples: FloatArray, rate: int) -> AudioFrame:
     data = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
     frame = AudioFrame.from_ndarray(data, format="flt", layout="mono")
     frame.sample_rate = rate
+    return frame
+
+
+def int16_frame(samples: Int16Array, rate: int, pts: int) -> AudioFrame:
+    """A mono s16 av frame holding ``samples``, stamped ``pts`` (in samples at ``rate``)."""
+    frame = AudioFrame.from_ndarray(np.ascontiguousarray(samples).reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, rate)
     return frame
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from av.packet import Packet
 from gateway.qa.netem import ImpairmentRelay, NetworkImpairment
 from media.opus import OpusFrameEncoder, negotiated_audio_codec
 from media.pacing import FramePacer
-from media.pcm import PcmConverter
+from media.pcm import PcmConverter, int16_frame
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +103,7 @@ class _MicrophoneTrack(MediaStreamTrack):
                 self._queue[0] = (samples[n:], future, mark - n)
         if self._opus is not None:
             return self._opus.encode(out, pts)
-        frame = AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = pts
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+        return int16_frame(out, RATE, pts)
 
 
 @dataclass
