@@ -113,6 +113,6 @@ class LoadMonitor:
             self._lags.append((now, max(0.0, loop.time() - expected)))
             while self._lags and self._lags[0][0] < now - WINDOW_SECONDS:
                 self._lags.popleft()
-            if self._limits.max_cpu_percent and samples % CPU_SAMPLE_EVERY == 0:
+            if samples % CPU_SAMPLE_EVERY == 0:  # also reported in /internal/load when not a limit
                 self.sample_cpu(now)
             samples += 1
