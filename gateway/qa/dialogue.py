@@ -162,8 +162,8 @@ class Dialogue:
             return
         turn.reply = measure.response_transcript(done)
         turn.reply_status = done["response"].get("status")
-        playback = [e for at, e in self.caller.events if at >= turn.speech_onset
-                    and e.get("type") == "gateway.response.playback" and e.get("response_id") == rid]
+        playback = [e for e in self.caller.events_of("gateway.response.playback", since=turn.speech_onset)
+                    if e.get("response_id") == rid]
         if playback:
             turn.underrun_ms = playback[0].get("underrun_ms")
         if turn.reply_status == "failed":
@@ -195,11 +195,11 @@ class Dialogue:
             await asyncio.sleep(0.02)
         heard_until = turn.first_audible or time.monotonic()
         if turn.first_audible is not None:
-            created_at = await self._arrival("response.created", since, EVENT_GRACE_S,
-                                             where=lambda e: e["response"]["id"] not in known)
-            if created_at is not None and created_at > heard_until:
-                turn.events_late_ms = round((created_at - heard_until) * 1000, 1)
-                heard_until = created_at
+            announced = await self._next_arrival(("response.created",), since, EVENT_GRACE_S,
+                                                 where=lambda e: e["response"]["id"] not in known)
+            if announced is not None and announced[0] > heard_until:
+                turn.events_late_ms = round((announced[0] - heard_until) * 1000, 1)
+                heard_until = announced[0]
         transcripts = [e["transcript"] for at, e in caller.events
                        if at >= since and at <= heard_until and e.get("type") == TRANSCRIBED]
         turn.transcript = " ".join(t.strip() for t in transcripts).strip()
@@ -221,13 +221,6 @@ class Dialogue:
         if metrics is not None:
             turn.gateway = {k: v for k, v in metrics.items() if k not in ("type", "event_id")}
 
-    async def _arrival(self, type_: str, since: float, timeout: float,  # noqa: ASYNC109
-                       where: Callable[[dict[str, Any]], bool]) -> float | None:
-        """When the first event ``type_`` matching ``where`` arrived at or after ``since``; None on timeout."""
-        if await self._next((type_,), since, timeout, where=where) is None:
-            return None
-        return next(at for at, e in self.caller.events if at >= since and e.get("type") == type_ and where(e))
-
     def _replies_over(self, since: float, known: set[str | None]) -> bool:
         """Whether every reply created since ``since`` is done, the last one over a second ago."""
         created, done = set(), {}
@@ -248,6 +241,13 @@ class Dialogue:
     async def _next(self, types: Iterable[str], since: float, timeout: float,  # noqa: ASYNC109
                     where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
         """The first event of one of ``types`` that arrived at or after ``since``; None on timeout."""
+        found = await self._next_arrival(types, since, timeout, where)
+        return found[1] if found is not None else None
+
+    async def _next_arrival(self, types: Iterable[str], since: float, timeout: float,  # noqa: ASYNC109
+                            where: Callable[[dict[str, Any]], bool] | None = None
+                            ) -> tuple[float, dict[str, Any]] | None:
+        """(arrival time, event) of the first event of one of ``types`` at or after ``since``; None on timeout."""
         wanted = set(types)
         deadline = time.monotonic() + timeout
         seen = 0
@@ -255,7 +255,7 @@ class Dialogue:
             events = self.caller.events
             for at, event in events[seen:]:
                 if at >= since and event.get("type") in wanted and (where is None or where(event)):
-                    return event
+                    return at, event
             seen = len(events)
             if time.monotonic() >= deadline:
                 return None
