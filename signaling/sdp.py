@@ -66,29 +66,32 @@ def validate_offer(text: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def _fingerprints_cover_media(lines: list[str]) -> bool:
-    """A session-level fingerprint, or one in every m-section (aiortc fails later without it)."""
-    session_level, sections = False, []
+def _sections(lines: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The session-level lines, and the attribute lines of each m-section."""
+    session: list[str] = []
+    sections: list[list[str]] = []
     for line in lines:
         if line.startswith("m="):
-            sections.append(False)
-        elif line.startswith("a=fingerprint:"):
-            if sections:
-                sections[-1] = True
-            else:
-                session_level = True
-    return session_level or all(sections)
+            sections.append([])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            session.append(line)
+    return session, sections
+
+
+def _fingerprints_cover_media(lines: list[str]) -> bool:
+    """A session-level fingerprint, or one in every m-section (aiortc fails later without it)."""
+    session, sections = _sections(lines)
+    has_fingerprint = [any(line.startswith("a=fingerprint:") for line in part) for part in (session, *sections)]
+    return has_fingerprint[0] or all(has_fingerprint[1:])
 
 
 def _media_ids_valid(lines: list[str]) -> bool:
     """One non-empty, distinct ``a=mid`` per m-section, and BUNDLE naming only those: aiortc's connect task
     fails otherwise, leaving a call that never connects (found by fuzzing)."""
-    sections: list[list[str]] = []
-    for line in lines:
-        if line.startswith("m="):
-            sections.append([])
-        elif line.startswith("a=mid:") and sections:
-            sections[-1].append(line[6:].strip())
-    mids = [section[0] for section in sections if len(section) == 1 and section[0]]
+    _, sections = _sections(lines)
+    section_mids = [[line[6:].strip() for line in section if line.startswith("a=mid:")] for section in sections]
+    mids = [found[0] for found in section_mids if len(found) == 1 and found[0]]
     bundled = [mid for line in lines if line.startswith("a=group:BUNDLE") for mid in line[14:].split()]
     return len(mids) == len(sections) and len(set(mids)) == len(mids) and set(bundled) <= set(mids)
