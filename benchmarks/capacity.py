@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.latency import start_gateway_process  # noqa: E402
-from gateway.qa.loadtest import LoadOptions, run_loadtest  # noqa: E402
+from qa.loadtest import LoadOptions, run_loadtest  # noqa: E402
 
 #: The single process as configured before the capacity work (see docs/benchmarks.md).
 BASELINE = ("media.opus_packets=false", "engines.blas_threads=0", "engines.tts_intra_threads=0",

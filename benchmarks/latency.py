@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.qa.caller import Caller, speech_end_sample, speech_start_sample  # noqa: E402
+from qa.caller import Caller, speech_end_sample, speech_start_sample  # noqa: E402
 from tests.support.speech import manifest, normalize, word_error_rate  # noqa: E402
 
 SILENCE_MS = 500

@@ -1,7 +1,7 @@
 """Transcripts under packet loss and jitter on the caller's side: WER per loss level.
 
 For each loss level, one call to an in-process gateway (real engines) goes through the
-impairment relay of ``gateway.qa.netem`` on the caller's side — media packets from the caller are
+impairment relay of ``qa.netem`` on the caller's side — media packets from the caller are
 dropped at random (``loss``) and delayed by a uniform ±``jitter_ms`` (so reordered) — and says the
 clips of ``../shared/speech`` (up to ``--max-clip-seconds`` long). The final transcript of each
 utterance (all turns the gateway made of it) is scored against the reference. The call must survive
@@ -29,11 +29,12 @@ sys.path.insert(0, str(REPO))
 
 from aiohttp.test_utils import TestServer  # noqa: E402
 
-from gateway.app import REGISTRY, create_app  # noqa: E402
+from gateway.app.application import REGISTRY, create_app  # noqa: E402
 from gateway.config import EventsConfig, GatewayConfig, MediaConfig  # noqa: E402
-from gateway.engines import Engines, load_engines, warm_up  # noqa: E402
-from gateway.qa.caller import Caller  # noqa: E402
-from gateway.qa.netem import NetworkImpairment  # noqa: E402
+from gateway.voice.engines import Engines# noqa: E402
+from gateway.app.engines import load_engines, warm_up# noqa: E402
+from qa.caller import Caller  # noqa: E402
+from qa.netem import NetworkImpairment  # noqa: E402
 from tests.support.speech import Utterance, manifest, normalize, word_error_rate  # noqa: E402
 
 COMPLETED = "conversation.item.input_audio_transcription.completed"

@@ -38,9 +38,9 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import AuthConfig, GatewayConfig
-from gateway.engines import Engines
-from gateway.settings import InvalidSession, SessionSettings
-from gateway.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV
+from gateway.voice.engines import Engines
+from gateway.protocol.session_settings import InvalidSession, SessionSettings
+from gateway.app.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV
 from signaling.errors import ApiError, Handler, error_response
 from signaling.service import REGISTRY
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
+from gateway.app.application import create_app
 from gateway.config import EventsConfig, GatewayConfig
-from gateway.engines import Engines, load_engines, warm_up
-from gateway.qa.caller import Caller
+from gateway.voice.engines import Engines
+from gateway.app.engines import load_engines, warm_up
+from qa.caller import Caller
 
 logging.getLogger("aioice").setLevel(logging.WARNING)
 logging.getLogger("aiortc").setLevel(logging.WARNING)

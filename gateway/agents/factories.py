@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_LLM_HISTORY_ITEMS = 12  # SmolLM2 is served with a 2048-token context
 
-AgentFactory = Callable[[], Agent]
+from gateway.agents.registry import AgentFactory
 
 
 def agent_factories(config: GatewayConfig) -> tuple[dict[str, AgentFactory], Callable[[], None]]:

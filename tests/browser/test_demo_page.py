@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import REGISTRY
+from gateway.app.application import REGISTRY
 from gateway.config import GatewayConfig
 from tests.browser.chromium import Chromium, Page
 from tests.browser.conftest import ARTIFACTS, LaunchBrowser, silence, speech

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.support.calls import event_types, index_of, only, silence, trimmed
 from tests.support.speech import normalize, utterance, word_error_rate
 

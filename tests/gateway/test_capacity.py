@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewayConfig, LimitsConfig
-from gateway.qa.caller import Caller, CallFailed
+from qa.caller import Caller, CallFailed
 from tests.support.calls import trimmed
 from tests.support.ops import GatewayProcess, get_json
 from tests.support.speech import utterance, word_error_rate
@@ -115,7 +115,7 @@ async def test_calls_on_worker_processes_behave_like_single_process_calls(front:
 
 
 def test_busy_cpus_refuse_calls_only_when_the_limit_is_set(tmp_path: Path) -> None:
-    from gateway.load import LoadMonitor, read_proc_stat
+    from gateway.session.load import LoadMonitor, read_proc_stat
 
     readings = iter([(100.0, 1000.0), (290.0, 1200.0), (480.0, 1400.0)])  # 95 % busy after the first
     monitor = LoadMonitor(LimitsConfig(max_cpu_percent=90), cpu_reader=lambda: next(readings))

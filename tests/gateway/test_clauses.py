@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway.clauses import ClauseSplitter
+from gateway.voice.clauses import ClauseSplitter
 
 
 def test_first_clause_is_released_early_and_later_ones_are_longer() -> None:

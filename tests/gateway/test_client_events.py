@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 
 
 async def test_bad_client_events_get_error_events_and_the_call_goes_on(caller: Caller) -> None:

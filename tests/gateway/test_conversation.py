@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.conversation import Conversation
-from gateway.settings import SessionSettings
+from gateway.voice.conversation import Conversation
+from gateway.protocol.session_settings import SessionSettings
 from media import OutboundAudioTrack
 from media.outbound import FRAME_SAMPLES
 from tests.support.fakes import FloatArray, fake_engines, loud, quiet

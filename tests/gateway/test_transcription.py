@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 
 from engines.base import SpeechRecognizer, Transcript
-from gateway.transcription import PartialTranscriber
+from gateway.voice.transcription import PartialTranscriber
 
 
 class _Recognizer(SpeechRecognizer):

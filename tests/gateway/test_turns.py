@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
 
 WINDOW = 32
 

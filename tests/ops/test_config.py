@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import build_parser, main
+from gateway.app.cli import build_parser, main
 from gateway.config import ConfigError, GatewayConfig
-from gateway.config_loader import ConfigSource, load_config
+from gateway.config.loader import ConfigSource, load_config
 
 
 def config_from(argv: list[str]) -> GatewayConfig:

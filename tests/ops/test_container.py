@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.support.ops import REPO, GatewayProcess, free_port, get_json
 
 DOCKERFILE = REPO / "Dockerfile"

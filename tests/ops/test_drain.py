@@ -6,10 +6,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import REGISTRY
+from gateway.app.application import REGISTRY
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
-from gateway.qa.caller import Caller
-from gateway.serve import drain
+from qa.caller import Caller
+from gateway.app.serve import drain
 from tests.support.ops import get_json, real_offer, scrape
 
 pytestmark = pytest.mark.slow

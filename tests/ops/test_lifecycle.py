@@ -12,9 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import EventsConfig
-from gateway.lifecycle import JsonLinesSink, LifecycleEvents, WebhookSink, build_sinks
-from gateway.metrics import GatewayMetrics
-from gateway.observers import TURN_STAGES, TurnReport
+from gateway.ops.lifecycle import JsonLinesSink, LifecycleEvents, WebhookSink, build_sinks
+from gateway.ops.metrics import GatewayMetrics
+from gateway.ops.observers import TURN_STAGES, TurnReport
 from tests.support.ops import free_port
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]

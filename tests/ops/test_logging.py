@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.config import LoggingConfig
-from gateway.logging_setup import JsonFormatter, configure_logging
+from gateway.ops.logging_setup import JsonFormatter, configure_logging
 
 
 @pytest.fixture
@@ -30,12 +30,12 @@ def restored_logging() -> Iterator[None]:
 
 
 def test_json_lines_carry_the_call_id_and_the_exception() -> None:
-    record = logging.LogRecord("gateway.registry", logging.INFO, __file__, 1, "call %s: ended (%s)",
+    record = logging.LogRecord("gateway.session.registry", logging.INFO, __file__, 1, "call %s: ended (%s)",
                                ("rtc_0123abcd", "hangup"), None)
     entry = json.loads(JsonFormatter().format(record))
     assert entry["call_id"] == "rtc_0123abcd"
     assert entry["message"] == "call rtc_0123abcd: ended (hangup)"
-    assert (entry["level"], entry["logger"]) == ("INFO", "gateway.registry")
+    assert (entry["level"], entry["logger"]) == ("INFO", "gateway.session.registry")
     assert entry["time"].endswith("Z")
     try:
         raise ValueError("bad")
@@ -50,11 +50,11 @@ def test_json_lines_carry_the_call_id_and_the_exception() -> None:
 def test_configure_logging_sets_the_format_and_quiets_chatty_libraries(fmt: str) -> None:
     stream = io.StringIO()
     configure_logging(LoggingConfig(format=fmt, level="info"), stream)
-    logging.getLogger("gateway.call").info("call %s: closing (%s)", "rtc_42", "hangup")
-    logging.getLogger("gateway.call").debug("not shown")
+    logging.getLogger("gateway.session.call").info("call %s: closing (%s)", "rtc_42", "hangup")
+    logging.getLogger("gateway.session.call").debug("not shown")
     logging.getLogger("aioice.ice").info("candidate noise")
     [line] = stream.getvalue().splitlines()
     if fmt == "json":
         assert json.loads(line)["call_id"] == "rtc_42"
     else:
-        assert line.endswith("INFO gateway.call: call rtc_42: closing (hangup)")
+        assert line.endswith("INFO gateway.session.call: call rtc_42: closing (hangup)")

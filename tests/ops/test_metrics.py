@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import EventsConfig, GatewayConfig
-from gateway.metrics import GatewayMetrics, bounded_label
-from gateway.observers import TURN_STAGES
-from gateway.qa.caller import Caller
+from gateway.ops.metrics import GatewayMetrics, bounded_label
+from gateway.ops.observers import TURN_STAGES
+from qa.caller import Caller
 from tests.support.ops import Scrape, scrape
 from tests.support.speech import utterance
 

@@ -11,9 +11,9 @@ import pytest
 
 from engines.base import FloatArray
 from gateway.config import GatewayConfig, TurnDetectionConfig
-from gateway.conversation import Conversation
-from gateway.observers import TURN_STAGES, CallObserver, CompositeObserver, TurnLog, TurnReport
-from gateway.settings import SessionSettings
+from gateway.voice.conversation import Conversation
+from gateway.ops.observers import TURN_STAGES, CallObserver, CompositeObserver, TurnLog, TurnReport
+from gateway.protocol.session_settings import SessionSettings
 from media import OutboundAudioTrack
 from tests.support.fakes import fake_engines, loud, quiet
 
@@ -114,7 +114,7 @@ REPORT = TurnReport(item_id="item_1", response_id="resp_1", speculative=True,
 
 
 def test_the_turn_log_line_has_the_call_id_and_no_transcript_unless_enabled(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.observers")
+    caplog.set_level(logging.INFO, logger="gateway.ops.observers")
     TurnLog().turn_completed("rtc_abc", REPORT)
     TurnLog(log_transcripts=True).turn_completed("rtc_abc", dataclasses.replace(REPORT, item_id="item_2"))
     [hidden, shown] = [r.getMessage() for r in caplog.records]

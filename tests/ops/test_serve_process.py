@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.support.ops import GatewayProcess, get_json, real_offer
 from tests.support.speech import utterance
 

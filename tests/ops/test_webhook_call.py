@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gateway.config import EventsConfig, GatewayConfig
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.support.ops import free_port, scrape
 from tests.support.speech import utterance
 

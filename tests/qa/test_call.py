@@ -15,12 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
+from gateway.app.application import create_app
 from gateway.config import AuthConfig, GatewayConfig, LimitsConfig
-from gateway.engines import Engines
-from gateway.qa.call_cmd import CallOptions, format_report, run_call
-from gateway.qa.caller import Caller
-from gateway.qa.netem import NetworkImpairment
+from gateway.voice.engines import Engines
+from qa.call_cmd import CallOptions, format_report, run_call
+from qa.caller import Caller
+from qa.netem import NetworkImpairment
 from tests.support.speech import REPO, SPEECH_DIR, utterance, word_error_rate
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.qa.caller import ReceivedAudio
-from gateway.qa.dialogue import Dialogue, TurnResult
+from qa.caller import ReceivedAudio
+from qa.dialogue import Dialogue, TurnResult
 
 
 class _ScriptedCaller:

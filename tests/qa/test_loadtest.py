@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.qa.loadreport import format_report
-from gateway.qa.loadtest import LoadOptions, run_loadtest
+from qa.loadreport import format_report
+from qa.loadtest import LoadOptions, run_loadtest
 from tests.support.speech import SPEECH_DIR, utterance
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.cli import build_parser
-from gateway.qa import measure
-from gateway.qa.call_cmd import base_url, network_from_args
-from gateway.qa.clips import known_transcript, load_speech, write_wav
-from gateway.qa.loadreport import LoadStats, format_report
+from gateway.app.cli import build_parser
+from qa import measure
+from qa.call_cmd import base_url, network_from_args
+from qa.clips import known_transcript, load_speech, write_wav
+from qa.loadreport import LoadStats, format_report
 from tests.support.speech import SPEECH_DIR
 
 

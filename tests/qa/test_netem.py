@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.qa.netem import ImpairmentRelay, NetworkImpairment
+from qa.netem import ImpairmentRelay, NetworkImpairment
 
 
 class Endpoint(asyncio.DatagramProtocol):

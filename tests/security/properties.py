@@ -10,10 +10,10 @@ import asyncio
 import json
 from typing import Any
 
-from gateway.call import Call
-from gateway.client_events import BadClientEvent, parse_client_event
+from gateway.session.call import Call
+from gateway.protocol.client_events import BadClientEvent, parse_client_event
 from gateway.config import EventsConfig, GatewayConfig
-from gateway.settings import InvalidSession, SessionSettings
+from gateway.protocol.session_settings import InvalidSession, SessionSettings
 from tests.security.strategies import EVENT_ERRORS
 from tests.support.fakes import fake_engines
 

@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestServer
 
 from engines import EngineError, SpeechRecognizer, SpeechSynthesizer, SynthesizedAudio, Transcript
 from engines.base import FloatArray
-from gateway.app import REGISTRY, create_app
+from gateway.app.application import REGISTRY, create_app
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
-from gateway.engines import Engines
-from gateway.observers import CallObserver
-from gateway.registry import SessionRegistry
+from gateway.voice.engines import Engines
+from gateway.ops.observers import CallObserver
+from gateway.session.registry import SessionRegistry
 
 
 class EndRecorder(CallObserver):

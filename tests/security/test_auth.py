@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import REGISTRY, create_app
+from gateway.app.application import REGISTRY, create_app
 from gateway.config import AuthConfig, ConfigError, EventsConfig, GatewayConfig
-from gateway.config_loader import ConfigSource, load_config, to_dict
+from gateway.config.loader import ConfigSource, load_config, to_dict
 from signaling import auth
 from signaling.auth import Authenticator, ClientSecretStore
 from signaling.errors import ApiError

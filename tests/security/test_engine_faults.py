@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway import reply
-from gateway.engines import Engines
-from gateway.qa.caller import Caller
+from gateway.voice import reply
+from gateway.voice.engines import Engines
+from qa.caller import Caller
 from tests.security.support import STALL_VOICE, flaky_engines, running_gateway
 from tests.support.speech import utterance, word_error_rate
 
@@ -91,6 +91,6 @@ async def test_a_stalled_tts_blocks_neither_barge_in_nor_other_calls(engines: En
             assert error["error"]["code"] == "tts_failed" and "stalled" in error["error"]["message"]
             done = await stuck.wait_event("response.done", since=end, timeout=15)
             assert done["response"]["status"] == "failed"
-            assert len(gateway.registry) == 2
+            assert len(gateway.session.registry) == 2
         finally:
             await asyncio.gather(stuck.hangup(), other.hangup())

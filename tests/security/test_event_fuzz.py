@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.security.properties import check_call_messages, checked_event, checked_session
 from tests.security.strategies import EVENT_ERRORS, client_messages, sessions
 from tests.support.speech import utterance, word_error_rate

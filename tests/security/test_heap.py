@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway import heap
-from gateway.heap import HeapTrimmer
+from gateway.ops import heap
+from gateway.ops.heap import HeapTrimmer
 
 
 async def test_call_ends_trim_at_once_then_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:

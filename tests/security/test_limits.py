@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import REGISTRY, create_app
+from gateway.app.application import REGISTRY, create_app
 from gateway.config import ConfigError, EventsConfig, GatewayConfig, LimitsConfig
 from signaling.errors import ApiError
 from signaling.limits import ClientLimiter, client_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.loss import call_with_loss
-from gateway.qa.netem import NetworkImpairment
+from qa.netem import NetworkImpairment
 from tests.support.speech import utterance
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.soak import run_soak
-from gateway.engines import Engines
+from gateway.voice.engines import Engines
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 
-from gateway.app import REGISTRY
+from gateway.app.application import REGISTRY
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
 from signaling.errors import ApiError
 from signaling.sdp import decode_sdp

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
+from gateway.app.application import create_app
 from gateway.config import LOCAL_ORIGINS, ConfigError, GatewayConfig, ServerConfig
-from gateway.config_loader import ConfigSource, add_config_arguments, load_config
-from gateway.engines import Engines
+from gateway.config.loader import ConfigSource, add_config_arguments, load_config
+from gateway.voice.engines import Engines
 from signaling.cors import OriginPolicy
 from tests.support.ops import real_offer
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.qa.caller import Caller, speech_end_sample, speech_start_sample
+from qa.caller import Caller, speech_end_sample, speech_start_sample
 
 
 def trimmed(samples: npt.NDArray[np.float32], rate: int = 16_000) -> npt.NDArray[np.float32]:

@@ -17,7 +17,8 @@ from engines.base import (
     VoiceActivityDetector,
 )
 from gateway.agents import EchoAgent
-from gateway.engines import AgentRegistry, Engines
+from gateway.agents.registry import AgentRegistry
+from gateway.voice.engines import Engines
 
 
 class LoudnessVad(VoiceActivityDetector):

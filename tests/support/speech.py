@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from gateway.qa.measure import normalize, word_error_rate
+from qa.measure import normalize, word_error_rate
 from media.pcm import read_audio_file
 
 __all__ = ["SPEECH_DIR", "Utterance", "manifest", "normalize", "utterance", "word_error_rate"]

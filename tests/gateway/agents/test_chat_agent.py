@@ -17,8 +17,8 @@ from gateway.agents.chat import ChatCompletionsAgent, ChatEndpoint, chat_message
 from gateway.agents.local_llm import LocalLlmServer
 from gateway.agents.upstream import UpstreamPolicy
 from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
-from gateway.engines import default_agents
-from gateway.qa.caller import Caller
+from gateway.app.engines import default_agents
+from qa.caller import Caller
 from tests.gateway.agents.upstream_server import (
     ScriptedUpstream,
     forward,

@@ -10,7 +10,7 @@ import pytest
 from gateway.agents import AgentError
 from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.config import AgentsConfig, GatewayConfig
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.gateway.agents.upstream_server import ScriptedUpstream
 from tests.support.calls import trimmed
 from tests.support.speech import utterance

@@ -11,7 +11,7 @@ from gateway.agents import AgentError, ConversationItem
 from gateway.agents.upstream import UpstreamPolicy
 from gateway.agents.webhook import WebhookAgent, WebhookEndpoint
 from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.gateway.agents.upstream_server import (
     Behaviour,
     ScriptedUpstream,

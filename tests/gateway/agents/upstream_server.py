@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.qa.caller import Caller
+from qa.caller import Caller
 from tests.support.speech import utterance
 
 

@@ -1,0 +1,1 @@
+"""How the process runs: create_app, serve, the CLI, health, worker processes."""

@@ -1,0 +1,54 @@
+"""Loading the engines and agents every call shares, from the configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from gateway.agents.factories import agent_factories
+from gateway.agents.registry import AgentRegistry
+from gateway.config import GatewayConfig
+from gateway.voice.engines import Engines
+
+logger = logging.getLogger(__name__)
+
+
+def default_agents(config: GatewayConfig) -> AgentRegistry:
+    """The agents ``config`` enables (blocking when it starts the local LLM server)."""
+    factories, close = agent_factories(config)
+    return AgentRegistry(factories, on_close=close)
+
+
+def load_engines(config: GatewayConfig) -> Engines:
+    """Load every model (blocking: call it in an executor)."""
+    from engines.piper_tts import PiperSynthesizer
+    from engines.silero import SileroVad
+    from engines.threads import limit_blas_threads
+    from engines.whisper import WhisperRecognizer
+
+    started = time.perf_counter()
+    cfg = config.engines
+    if cfg.blas_threads:
+        limit_blas_threads(cfg.blas_threads)
+    vad = SileroVad()
+    asr = WhisperRecognizer(
+        cfg.asr_model or None,
+        device=cfg.asr_device,
+        compute_type=cfg.asr_compute_type,
+        cpu_threads=cfg.asr_threads,
+        language=cfg.asr_language or None,
+        fitted_window=cfg.asr_fitted_window,
+    )
+    voices = {name: Path(path) for name, path in cfg.tts_voices} or None
+    tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
+    logger.info("engines loaded in %.1f s", time.perf_counter() - started)
+    return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config))
+
+
+async def warm_up(engines: Engines) -> None:
+    """Run every model once so the first call pays no start-up cost."""
+    started = time.perf_counter()
+    await asyncio.gather(engines.vad.warm_up(), engines.asr.warm_up(), engines.tts.warm_up())
+    logger.info("engines warmed up in %.1f s", time.perf_counter() - started)

