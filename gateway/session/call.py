@@ -19,6 +19,7 @@ from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.protocol.client_events import BadClientEvent, RateLimiter, parse_client_event
 from gateway.config import GatewayConfig
 from gateway.voice.conversation import Conversation
+from gateway.voice.options import VoiceOptions
 from gateway.voice.engines import Engines
 from gateway.errors import InvalidOffer
 from gateway.protocol.server_events import Event
@@ -73,12 +74,7 @@ class Call:
             send=self.send,
             observer=observer,
             settings=settings,
-            max_utterance_seconds=config.media.max_utterance_seconds,
-            tts_ahead_seconds=config.media.tts_ahead_seconds,
-            partial_interval_ms=config.engines.asr_partial_interval_ms,
-            partials_max_utilization=config.engines.asr_partials_max_utilization,
-            speculative=config.pipeline.speculative_turns,
-            incremental_tts=config.pipeline.incremental_tts,
+            options=VoiceOptions.from_config(config),
         )
         self._activity_at = self.created_at
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=self._packets_received,

@@ -30,6 +30,7 @@ from gateway.protocol import server_events as events
 from gateway.agents import Agent, ConversationItem, TextAgent
 from gateway.voice.audio_buffer import RollingAudio
 from gateway.voice.engines import Engines
+from gateway.voice.options import VoiceOptions
 from gateway.protocol.server_events import Event
 from gateway.voice.history import History
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
@@ -71,13 +72,8 @@ class Conversation:
         track: OutboundAudioTrack,
         send: Callable[[Event], None],
         settings: SessionSettings,
-        max_utterance_seconds: float,
-        tts_ahead_seconds: float,
-        partial_interval_ms: int,
-        partials_max_utilization: float = 1.0,
+        options: VoiceOptions,
         observer: CallObserver = NULL_OBSERVER,
-        speculative: bool = True,
-        incremental_tts: bool = True,
     ) -> None:
         self.call_id = call_id
         self._engines = engines
@@ -89,14 +85,11 @@ class Conversation:
         self._detector = TurnDetector(
             threshold=settings.turn.threshold, silence_duration_ms=settings.turn.silence_duration_ms
         )
-        self._max_utterance = int(max_utterance_seconds * SAMPLE_RATE)
+        self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
         self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
         self._window = np.zeros(0, np.float32)
-        self._ahead = tts_ahead_seconds
-        self._partial_interval = partial_interval_ms * SAMPLE_RATE // 1000
-        self._partials_max_utilization = partials_max_utilization
-        self._speculative = speculative
-        self._incremental_tts = incremental_tts
+        self._options = options
+        self._partial_interval = options.partial_interval_ms * SAMPLE_RATE // 1000
         self._utterance: _Utterance | None = None
         self._history = History()
         self._responses = ResponsePlayer(call_id=call_id, track=track, send=send, observer=observer,
@@ -170,7 +163,7 @@ class Conversation:
                     self._engines.asr,
                     lambda delta: self._send(events.transcription_delta(item_id, delta)),
                     interval_samples=self._partial_interval,
-                    max_utilization=self._partials_max_utilization,
+                    max_utilization=self._options.partials_max_utilization,
                 ),
             )
             self._utterance = utterance
@@ -184,7 +177,7 @@ class Conversation:
 
     def _start_speculation(self, audio_end_ms: int) -> None:
         utterance = self._utterance
-        if utterance is None or utterance.finishing is not None or not self._speculative:
+        if utterance is None or utterance.finishing is not None or not self._options.speculative:
             return
         self._drop_speculation(utterance)
         end_sample = self._audio.end
@@ -302,11 +295,11 @@ class Conversation:
             synthesizer=self._engines.tts,
             voice=self.settings.voice,
             track=self._track,
-            ahead_seconds=self._ahead,
+            ahead_seconds=self._options.tts_ahead_seconds,
             on_clause=lambda text: self._responses.on_clause(response_id, item_id, text),
             on_error=lambda code, message: self._on_reply_error(response_id, code, message),
             on_synthesized=self._observer.tts_finished,
-            incremental=self._incremental_tts,
+            incremental=self._options.incremental_tts,
         )
 
     def _on_reply_error(self, response_id: str, code: str, message: str) -> None:

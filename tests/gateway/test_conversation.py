@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.voice.conversation import Conversation
+from gateway.voice.options import VoiceOptions
 from gateway.protocol.session_settings import SessionSettings
 from media import OutboundAudioTrack
 from media.outbound import FRAME_SAMPLES
@@ -21,7 +22,7 @@ class Harness:
         settings = SessionSettings.from_config(GatewayConfig(), self.engines.tts.voices)
         self.conversation = Conversation(
             call_id="rtc_test", engines=self.engines, track=self.track, send=self.events.append,
-            settings=settings, max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0,
+            settings=settings, options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0),
         )
 
     async def feed(self, audio: FloatArray) -> None:

@@ -12,6 +12,7 @@ import pytest
 from engines.base import FloatArray
 from gateway.config import GatewayConfig, TurnDetectionConfig
 from gateway.voice.conversation import Conversation
+from gateway.voice.options import VoiceOptions
 from gateway.ops.observers import TURN_STAGES, CallObserver, CompositeObserver, TurnLog, TurnReport
 from gateway.protocol.session_settings import SessionSettings
 from media import OutboundAudioTrack
@@ -45,7 +46,7 @@ def conversation(observer: CallObserver, config: GatewayConfig | None = None) ->
     settings = SessionSettings.from_config(config or GatewayConfig(), engines.tts.voices)
     events: list[dict[str, Any]] = []
     return Conversation(call_id="rtc_test", engines=engines, track=track, send=events.append, settings=settings,
-                        max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0,
+                        options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0),
                         observer=observer), track
 
 

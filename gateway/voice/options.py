@@ -1,0 +1,36 @@
+"""How a conversation listens and talks, fixed for the life of a call (built from the configuration once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import GatewayConfig
+
+
+@dataclass(frozen=True)
+class VoiceOptions:
+    """Per-call knobs that ``session.update`` cannot change (those are :class:`SessionSettings`)."""
+
+    max_utterance_seconds: float = 30.0  # an utterance this long ends the turn
+    tts_ahead_seconds: float = 4.0  # synthesised audio queued ahead of playback, at most
+    partial_interval_ms: int = 800  # 0: no partial transcripts
+    partials_max_utilization: float = 1.0  # partials are skipped while the recogniser is busier than this
+    speculative: bool = True  # decode and prepare the reply inside the silence window
+    incremental_tts: bool = True  # synthesise clause by clause as the agent's text arrives
+
+    def __post_init__(self) -> None:
+        if self.max_utterance_seconds <= 0 or self.tts_ahead_seconds <= 0:
+            raise ValueError("max_utterance_seconds and tts_ahead_seconds must be positive")
+        if self.partial_interval_ms < 0 or not 0.0 <= self.partials_max_utilization <= 1.0:
+            raise ValueError("partial_interval_ms must be >= 0 and partials_max_utilization within 0..1")
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> VoiceOptions:
+        return cls(
+            max_utterance_seconds=config.media.max_utterance_seconds,
+            tts_ahead_seconds=config.media.tts_ahead_seconds,
+            partial_interval_ms=config.engines.asr_partial_interval_ms,
+            partials_max_utilization=config.engines.asr_partials_max_utilization,
+            speculative=config.pipeline.speculative_turns,
+            incremental_tts=config.pipeline.incremental_tts,
+        )
