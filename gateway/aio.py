@@ -8,7 +8,6 @@ tracked in a module global or forgotten on a helper object.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -58,5 +57,4 @@ class TaskSet:
                 return
             for task in pending:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)  # children's errors were logged in _done
