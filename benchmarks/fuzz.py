@@ -40,10 +40,10 @@ sys.path.insert(0, str(REPO))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gateway.session.call import Call  # noqa: E402
-from gateway.protocol.client_events import BadClientEvent  # noqa: E402
 from gateway.errors import InvalidOffer  # noqa: E402
+from gateway.protocol.client_events import BadClientEvent  # noqa: E402
 from gateway.protocol.session_settings import InvalidSession, SessionSettings  # noqa: E402
+from gateway.session.call import Call  # noqa: E402
 from signaling.errors import ApiError  # noqa: E402
 from signaling.sdp import decode_sdp  # noqa: E402
 from tests.security.properties import CONFIG, check_call_messages, checked_event, checked_session  # noqa: E402
@@ -226,7 +226,8 @@ def run_atheris(target: str, libfuzzer_args: list[str]) -> None:
     import gateway.protocol.session_settings
     import signaling.sdp
 
-    for module in (signaling.sdp, gateway.protocol.client_events, gateway.protocol.session_settings):  # coverage feedback from these
+    # coverage feedback from these
+    for module in (signaling.sdp, gateway.protocol.client_events, gateway.protocol.session_settings):
         for value in list(vars(module).values()):
             functions = [value] if inspect.isfunction(value) else list(vars(value).values()) \
                 if inspect.isclass(value) and value.__module__ == module.__name__ else []

@@ -11,6 +11,11 @@ caller, plays the utterances of ``../shared/speech/manifest.tsv`` and measures:
 * WER of the streaming final transcripts vs offline faster-whisper on whole files
 
 Usage: python benchmarks/latency.py [--rounds 3] [--barge-ins 10] [--out benchmarks/results]
+
+``--against REF`` instead compares this tree's streaming pipeline with the same
+pipeline at git revision REF (e.g. the commit before a refactor), in the same
+run: the two gateways take turns (ABBA order, so drift on a shared machine
+falls on both), and the ratios of their p50/p95 are reported.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,12 +59,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_gateway_process(extra: list[str], *, wait_workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+async def start_gateway_process(extra: list[str], *, wait_workers: int = 1,
+                                cwd: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
     """``voice-gateway serve`` with ``extra`` flags on a free port, once it (and its workers) are ready."""
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "WARNING",
                "--events-file", "", *extra]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # noqa: ASYNC220
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(cwd)}
+    process = subprocess.Popen(command, cwd=cwd, env=env)  # noqa: ASYNC220
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     async with aiohttp.ClientSession() as http:
@@ -226,14 +234,68 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+async def compare_revisions(ref: str, rounds: int, barge_ins: int) -> dict[str, Any]:
+    """This tree's streaming pipeline against the same pipeline at ``ref``, taking turns (ABBA)."""
+    from benchmarks.machine import machine_speed
+
+    worktree = Path(tempfile.mkdtemp(prefix="latency-ref-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), ref], cwd=REPO, check=True,  # noqa: ASYNC221
+                   capture_output=True)
+    trees = {"this tree": REPO, ref: worktree}
+    raw: dict[str, dict[str, list[float]]] = {name: {"overhead_ms": [], "barge_in_stop_ms": [],
+                                                     "confirmed_to_first_packet_ms": []} for name in trees}
+    speed_before = machine_speed()
+    try:
+        for r in range(rounds):
+            order = list(trees) if r % 2 == 0 else list(reversed(trees))
+            for name in order:
+                process, url = await start_gateway_process([], cwd=trees[name])
+                try:
+                    print(f"[{name}] round {r + 1}/{rounds}…", file=sys.stderr)
+                    turns = await measure_turns(url, 1)
+                    stops = await measure_barge_ins(url, max(1, barge_ins // rounds))
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+                raw[name]["overhead_ms"] += turns["overhead_ms"]
+                raw[name]["confirmed_to_first_packet_ms"] += turns["confirmed_to_first_packet_ms"]
+                raw[name]["barge_in_stop_ms"] += [ms for _, ms in stops]
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False)  # noqa: ASYNC221
+    results: dict[str, Any] = {name: {k: summary(v) for k, v in values.items()} for name, values in raw.items()}
+    results["ratio_this_over_ref"] = {
+        f"{metric}_{q}": round(results["this tree"][metric][q] / max(1.0, results[ref][metric][q]), 3)
+        for metric in raw["this tree"] for q in ("p50", "p95")
+        if results["this tree"][metric].get(q) is not None and results[ref][metric].get(q) is not None}
+    results["machine"] = {"before": speed_before, "after": machine_speed(), "uname": " ".join(os.uname())}
+    results["raw"] = raw
+    return results
+
+
+def print_comparison(results: dict[str, Any], ref: str) -> None:
+    print(f"\n{'revision':<12} overhead p50 / p95 (ms)   confirmed→first packet p50 / p95   barge-in stop p50 / p95")
+    for name in ("this tree", ref):
+        o, c, b = (results[name][k] for k in ("overhead_ms", "confirmed_to_first_packet_ms", "barge_in_stop_ms"))
+        print(f"{name[:12]:<12} {o.get('p50')} / {o.get('p95')} (n={o.get('n')})      {c.get('p50')} / {c.get('p95')}"
+              f"                   {b.get('p50')} / {b.get('p95')} (n={b.get('n')})")
+    print("this tree / ref:", results["ratio_this_over_ref"])
+    print("machine:", results["machine"]["before"], "→", results["machine"]["after"])
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="times each short utterance is played per mode")
     parser.add_argument("--barge-ins", type=int, default=10)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "latency_overhead.png")
+    parser.add_argument("--against", metavar="REF", help="compare with the streaming pipeline at git revision REF")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.against:
+        compared = await compare_revisions(args.against, args.rounds, args.barge_ins)
+        (args.out / "latency_against.json").write_text(json.dumps(compared, indent=2))
+        print_comparison(compared, args.against)
+        return
 
     results: dict[str, Any] = {}
     for mode in ("streaming", "naive"):
@@ -265,7 +327,9 @@ async def main() -> None:
                       "offline_transcripts": offline}
     ratio = results["naive"]["overhead_ms"].get("p50", 0) / max(1.0, results["streaming"]["overhead_ms"].get("p50", 1))
     results["naive_over_streaming_p50"] = round(ratio, 2)
-    results["machine"] = {"cpus": os.cpu_count(), "uname": " ".join(os.uname())}
+    from benchmarks.machine import machine_speed
+
+    results["machine"] = {**machine_speed(), "uname": " ".join(os.uname())}
     (args.out / "latency.json").write_text(json.dumps(results, indent=2))
     plot(results, args.plot)
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 from aiohttp.test_utils import TestServer  # noqa: E402
 
 from gateway.app.application import REGISTRY, create_app  # noqa: E402
+from gateway.app.engines import load_engines, warm_up  # noqa: E402
 from gateway.config import EventsConfig, GatewayConfig, MediaConfig  # noqa: E402
-from gateway.voice.engines import Engines# noqa: E402
-from gateway.app.engines import load_engines, warm_up# noqa: E402
+from gateway.voice.engines import Engines  # noqa: E402
 from qa.caller import Caller  # noqa: E402
 from qa.netem import NetworkImpairment  # noqa: E402
 from tests.support.speech import Utterance, manifest, normalize, word_error_rate  # noqa: E402

@@ -52,12 +52,12 @@ import aiohttp  # noqa: E402
 from aiohttp.test_utils import TestServer  # noqa: E402
 from aiortc import RTCPeerConnection  # noqa: E402
 
-from gateway.ops import heap# noqa: E402
 from gateway.app.application import REGISTRY, create_app  # noqa: E402
+from gateway.app.engines import load_engines, warm_up  # noqa: E402
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig  # noqa: E402
-from gateway.voice.engines import Engines# noqa: E402
-from gateway.app.engines import load_engines, warm_up# noqa: E402
+from gateway.ops import heap  # noqa: E402
 from gateway.ops.observers import CallObserver  # noqa: E402
+from gateway.voice.engines import Engines  # noqa: E402
 
 MODES = ("hangup", "close", "vanish", "no_ice")
 CLIPS = ("ps_cards_001.wav", "ps_cards_003.wav", "ps_cards_004.wav", "lhotse_ljspeech_LJ002-0020.wav")
