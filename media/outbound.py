@@ -4,8 +4,14 @@ Audio is queued as tagged segments (a tag is the id of the reply it belongs
 to). ``recv()`` hands aiortc one 20 ms frame per tick, silence when the queue
 is empty; once Opus is negotiated, the frame's Opus packet instead (see
 :mod:`media.opus`). ``clear()`` drops everything queued, so the next frame is silence:
-audio stops within one frame. The track counts the samples of each tag it has
-actually sent; that playback position is what truncation is computed from.
+audio stops within one frame.
+
+The track counts the samples of each tag it has actually sent, and reports each
+tag's :class:`PlayoutResult` to its listener exactly once: when a finished tag's
+audio has all been sent, or when ``clear()`` cuts it (``interrupted``). That
+playback position is what truncation is computed from; reporting it (rather than
+being asked for it afterwards) lets the track forget the tag at once, so its
+bookkeeping holds only the tags still playing.
 """
 
 from __future__ import annotations
@@ -30,12 +36,37 @@ PTIME = 0.020
 FRAME_SAMPLES = int(RATE * PTIME)
 
 
+@dataclass(frozen=True)
+class PlayoutResult:
+    """How one tag's audio was played out: the playback position and the gaps in it."""
+
+    tag: str
+    played_samples: int  # 48 kHz samples actually sent
+    underrun_samples: int  # silence sent while the tag was playing but its audio had run out
+    interrupted: bool  # cut by clear() rather than played to its end
+
+    def __post_init__(self) -> None:
+        if self.played_samples < 0 or self.underrun_samples < 0:
+            raise ValueError("played_samples and underrun_samples cannot be negative")
+
+    @property
+    def played_ms(self) -> int:
+        return self.played_samples * 1000 // RATE
+
+    @property
+    def underrun_ms(self) -> int:
+        return self.underrun_samples * 1000 // RATE
+
+
 class PlaybackListener(Protocol):
     def playback_started(self, tag: str, at: float) -> None:
         """The first frame holding ``tag``'s audio was handed to the encoder at ``at`` (monotonic)."""
 
-    def playback_finished(self, tag: str, played_samples: int) -> None:
-        """Everything queued for a finished ``tag`` has been sent."""
+    def playback_finished(self, result: PlayoutResult) -> None:
+        """``result.tag`` is over: all of its audio was sent after ``finish()``, or ``clear()`` cut it.
+
+        Called once per tag; the track has forgotten the tag by then. A tag finished without any
+        audio pushed is reported at once, with nothing played."""
 
 
 @dataclass
@@ -43,6 +74,15 @@ class _Segment:
     tag: str
     samples: Int16Array
     offset: int = 0
+
+
+@dataclass
+class _Playout:
+    """What the track knows of a tag until its result is reported."""
+
+    played: int = 0
+    underrun: int = 0
+    finished: bool = False
 
 
 class OutboundAudioTrack(MediaStreamTrack):
@@ -54,10 +94,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._segments: deque[_Segment] = deque()
         self._buffered = 0
         self._max_buffered = int(max_buffered_seconds * RATE)
-        self._played: dict[str, int] = {}
-        self._underrun: dict[str, int] = {}
+        self._playouts: dict[str, _Playout] = {}  # tags pushed and not yet reported
         self._open: str | None = None  # the tag playing, not finished: silence now is an underrun
-        self._finished: set[str] = set()
         self._space = asyncio.Event()
         self._space.set()
         self._pacer = FramePacer(RATE, FRAME_SAMPLES)
@@ -74,12 +112,10 @@ class OutboundAudioTrack(MediaStreamTrack):
     def buffered_seconds(self) -> float:
         return self._buffered / RATE
 
-    def played_samples(self, tag: str) -> int:
-        return self._played.get(tag, 0)
-
-    def underrun_samples(self, tag: str) -> int:
-        """Silence sent in the middle of ``tag``: its audio ran out before it was finished."""
-        return self._underrun.get(tag, 0)
+    @property
+    def playing_tags(self) -> int:
+        """Tags pushed whose result is not reported yet (a handful at most: the bookkeeping is bounded)."""
+        return len(self._playouts)
 
     def push(self, tag: str, samples: Int16Array) -> None:
         """Queue 48 kHz mono int16 audio for ``tag``. Raises if the buffer is full."""
@@ -93,8 +129,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self._open != tag:
             self._open = None
         self._buffered += len(samples)
-        self._finished.discard(tag)
-        self._played.setdefault(tag, 0)
+        self._playouts.setdefault(tag, _Playout()).finished = False
 
     async def wait_for_space(self, ahead_seconds: float) -> None:
         """Wait until at most ``ahead_seconds`` of audio is queued."""
@@ -103,29 +138,24 @@ class OutboundAudioTrack(MediaStreamTrack):
             await self._space.wait()
 
     def finish(self, tag: str) -> None:
-        """No more audio will be pushed for ``tag``; report when it has all been sent."""
-        self._finished.add(tag)
-        if not any(segment.tag == tag for segment in self._segments):
+        """No more audio will be pushed for ``tag``; its result is reported when it has all been sent."""
+        playout = self._playouts.setdefault(tag, _Playout())
+        playout.finished = True
+        if not self._queued(tag):
             self._report_finished(tag)
 
-    def clear(self) -> dict[str, int]:
-        """Drop all queued audio now. Returns the samples played of each dropped tag."""
-        dropped = {segment.tag: self._played.get(segment.tag, 0) for segment in self._segments}
+    def clear(self) -> list[PlayoutResult]:
+        """Drop all queued audio now: every tag not yet reported is, as interrupted. Returns those results."""
+        playouts, self._playouts = self._playouts, {}
         self._segments.clear()
         self._buffered = 0
         self._open = None
         self._space.set()
-        for tag in dropped:
-            self._finished.discard(tag)
-        return dropped
-
-    def forget(self, tag: str) -> None:
-        """Release the bookkeeping of a tag that is over."""
-        self._played.pop(tag, None)
-        self._underrun.pop(tag, None)
-        self._finished.discard(tag)
-        if self._open == tag:
-            self._open = None
+        results = [PlayoutResult(tag, p.played, p.underrun, interrupted=True) for tag, p in playouts.items()]
+        if self._listener is not None:
+            for result in results:
+                self._listener.playback_finished(result)
+        return results
 
     async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
@@ -140,33 +170,37 @@ class OutboundAudioTrack(MediaStreamTrack):
         """The next ``count`` samples (silence-padded), or None when nothing is queued."""
         if not self._segments:
             if self._open is not None:
-                self._underrun[self._open] = self._underrun.get(self._open, 0) + count
+                self._playouts[self._open].underrun += count
             return None
         out = np.zeros(count, np.int16)
         filled = 0
         now = time.monotonic()
         while filled < count and self._segments:
             segment = self._segments[0]
+            playout = self._playouts[segment.tag]
             n = min(count - filled, len(segment.samples) - segment.offset)
             out[filled : filled + n] = segment.samples[segment.offset : segment.offset + n]
-            first = self._played.get(segment.tag, 0) == 0
+            first = playout.played == 0
             segment.offset += n
             filled += n
-            self._played[segment.tag] = self._played.get(segment.tag, 0) + n
+            playout.played += n
             self._buffered -= n
             if first and self._listener is not None:
                 self._listener.playback_started(segment.tag, now)
             self._open = segment.tag
             if segment.offset >= len(segment.samples):
                 self._segments.popleft()
-                if segment.tag in self._finished and not any(s.tag == segment.tag for s in self._segments):
+                if playout.finished and not self._queued(segment.tag):
                     self._report_finished(segment.tag)
         self._space.set()
         return out
 
+    def _queued(self, tag: str) -> bool:
+        return any(segment.tag == tag for segment in self._segments)
+
     def _report_finished(self, tag: str) -> None:
-        self._finished.discard(tag)
+        playout = self._playouts.pop(tag)
         if self._open == tag:
             self._open = None
         if self._listener is not None:
-            self._listener.playback_finished(tag, self._played.get(tag, 0))
+            self._listener.playback_finished(PlayoutResult(tag, playout.played, playout.underrun, interrupted=False))

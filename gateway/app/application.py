@@ -20,7 +20,6 @@ from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
 from gateway.app.operations import setup_operations
 from gateway.session.registry import SessionRegistry
-from gateway.voice.playback import drain_background
 from gateway.app.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV, watch_parent
 from media.jitter import set_audio_prefetch
 from signaling.auth import auth_middleware
@@ -118,7 +117,6 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
                 await task
         registry.draining = True
         await registry.close_all("shutdown")
-        await drain_background()
         await registry.load.stop()
         parent_watch.cancel()
         await asyncio.gather(parent_watch, return_exceptions=True)

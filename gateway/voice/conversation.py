@@ -7,11 +7,16 @@ decoded speculatively as soon as the caller falls silent, and with a
 speculative agent the reply is synthesised (held back) inside the silence
 window, so that it starts the moment the turn is confirmed.
 
-* Barge-in: speech while a reply is active clears the outbound track (audio
-  stops within one frame), cancels the agent and synthesis, and truncates the
-  assistant item to what was actually played.
+* Barge-in: speech while a reply is active interrupts it (:meth:`Reply.interrupt`):
+  the audio output is cleared (audio stops within one frame), the agent and
+  synthesis are cancelled, and the assistant item is truncated to what the
+  output reports was actually played.
 * A pause is not a turn: speech that resumes before the reply is committed
   cancels the pending reply and the same utterance goes on.
+
+Every task the conversation starts (speculation, a turn's end, partial decodes,
+replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
+:meth:`Conversation.close`.
 """
 
 from __future__ import annotations
@@ -20,47 +25,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from engines import EngineError, Transcript
 from engines.base import SAMPLE_RATE, FloatArray
-from gateway.protocol import server_events as events
 from gateway.agents import Agent, ConversationItem, TextAgent
+from gateway.aio import TaskSet
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.protocol import server_events as events
+from gateway.protocol.server_events import Event
+from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
 from gateway.voice.engines import Engines
-from gateway.voice.options import VoiceOptions
-from gateway.protocol.server_events import Event
 from gateway.voice.history import History
-from gateway.ops.observers import NULL_OBSERVER, CallObserver
-from gateway.voice.reply import Reply
-from gateway.voice.playback import ResponsePlayer, TurnTiming, spawn
-from gateway.protocol.session_settings import SessionSettings
+from gateway.voice.options import VoiceOptions
+from gateway.voice.output import AudioOutput
+from gateway.voice.playback import ResponsePlayer, TurnTiming
+from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
 from gateway.voice.transcription import PartialTranscriber
 from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
-from media import OutboundAudioTrack
+from gateway.voice.utterance import Prepared, Utterance
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclass
-class _Prepared:
-    transcript: Transcript
-    asr_done_at: float
-    reply: Reply | None
-
-
-@dataclass
-class _Utterance:
-    item_id: str
-    start_sample: int
-    partials: PartialTranscriber
-    speculation: asyncio.Task[_Prepared] | None = None
-    finishing: asyncio.Task[None] | None = None
-    end_ms: int = 0
-    speech_end_at: float = 0.0
 
 
 class Conversation:
@@ -69,15 +56,18 @@ class Conversation:
         *,
         call_id: str,
         engines: Engines,
-        track: OutboundAudioTrack,
+        track: AudioOutput,
         send: Callable[[Event], None],
         settings: SessionSettings,
         options: VoiceOptions,
         observer: CallObserver = NULL_OBSERVER,
+        tasks: TaskSet | None = None,
     ) -> None:
+        """``track`` is where replies are heard (any :class:`AudioOutput`); ``tasks``, the session's task set
+        (one of its own if None), which :meth:`close` cancels and awaits."""
         self.call_id = call_id
         self._engines = engines
-        self._track = track
+        self._tasks = tasks if tasks is not None else TaskSet(f"call {call_id}")
         self._send = send
         self._observer = observer
         self.settings = settings
@@ -90,10 +80,12 @@ class Conversation:
         self._window = np.zeros(0, np.float32)
         self._options = options
         self._partial_interval = options.partial_interval_ms * SAMPLE_RATE // 1000
-        self._utterance: _Utterance | None = None
+        self._utterance: Utterance | None = None
         self._history = History()
-        self._responses = ResponsePlayer(call_id=call_id, track=track, send=send, observer=observer,
+        self._responses = ResponsePlayer(call_id=call_id, output=track, send=send, observer=observer,
                                          history=self._history)
+        self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
+                                           tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
         self._feed_at = 0.0
         self._closed = False
@@ -124,7 +116,7 @@ class Conversation:
                 for event in turn_events:
                     self._on_turn_event(event)
         utterance = self._utterance
-        if utterance is not None and self._detector.speaking and utterance.finishing is None:
+        if utterance is not None and self._detector.speaking and not utterance.finishing:
             if self._audio.end - utterance.start_sample >= self._max_utterance:
                 self._detector.reset()
                 self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
@@ -140,7 +132,7 @@ class Conversation:
             self._start_speculation(event.audio_end_ms)
         elif isinstance(event, SpeechResumed):
             if self._utterance is not None:
-                self._drop_speculation(self._utterance)
+                self._utterance.drop_speculation()
         elif isinstance(event, TurnEnded):
             self._end_turn(event.audio_end_ms)
 
@@ -148,25 +140,9 @@ class Conversation:
         self.speech_at = time.monotonic()
         utterance = self._utterance
         if utterance is not None:
-            # A pause is not a turn: the reply was not committed yet, so drop it and go on.
-            if utterance.finishing is not None:
-                utterance.finishing.cancel()
-                utterance.finishing = None
-            self._drop_speculation(utterance)
+            utterance.resume()  # a pause is not a turn: the reply was not committed yet, so drop it and go on
         else:
-            padding = self.settings.turn.prefix_padding_ms
-            item_id = events.new_id("item")
-            utterance = _Utterance(
-                item_id=item_id,
-                start_sample=max(0, (audio_start_ms - padding) * SAMPLE_RATE // 1000),
-                partials=PartialTranscriber(
-                    self._engines.asr,
-                    lambda delta: self._send(events.transcription_delta(item_id, delta)),
-                    interval_samples=self._partial_interval,
-                    max_utilization=self._options.partials_max_utilization,
-                ),
-            )
-            self._utterance = utterance
+            utterance = self._utterance = self._new_utterance(audio_start_ms)
         self._send(events.speech_started(utterance.item_id, audio_start_ms))
         if self._responses.active_response_id is not None and self.settings.turn.interrupt_response:
             self.barge_ins += 1
@@ -175,25 +151,24 @@ class Conversation:
             onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
             self._observer.barge_in(self.call_id, time.monotonic() - onset_at)
 
+    def _new_utterance(self, audio_start_ms: int) -> Utterance:
+        padding = self.settings.turn.prefix_padding_ms
+        item_id = events.new_id("item")
+        partials = PartialTranscriber(
+            self._engines.asr,
+            lambda delta: self._send(events.transcription_delta(item_id, delta)),
+            interval_samples=self._partial_interval,
+            tasks=self._tasks,
+            max_utilization=self._options.partials_max_utilization,
+        )
+        return Utterance(item_id=item_id, start_sample=max(0, (audio_start_ms - padding) * SAMPLE_RATE // 1000),
+                         partials=partials, tasks=self._tasks)
+
     def _start_speculation(self, audio_end_ms: int) -> None:
         utterance = self._utterance
-        if utterance is None or utterance.finishing is not None or not self._options.speculative:
+        if utterance is None or utterance.finishing or not self._options.speculative:
             return
-        self._drop_speculation(utterance)
-        end_sample = self._audio.end
-        utterance.speculation = asyncio.create_task(self._prepare(utterance, end_sample, speculative=True))
-
-    def _drop_speculation(self, utterance: _Utterance) -> None:
-        task, utterance.speculation = utterance.speculation, None
-        if task is None:
-            return
-        if task.done():
-            if not task.cancelled() and task.exception() is None and task.result().reply is not None:
-                reply = task.result().reply
-                assert reply is not None
-                spawn(reply.cancel())
-        else:
-            task.cancel()
+        utterance.speculate(self._prepare(utterance, self._audio.end, speculative=True))
 
     def _end_turn(self, audio_end_ms: int) -> None:
         utterance = self._utterance
@@ -204,11 +179,11 @@ class Conversation:
         now_ms = self._audio.end * 1000 // SAMPLE_RATE
         utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
         self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
-        utterance.finishing = asyncio.create_task(self._finish_turn(utterance, time.monotonic()))
+        utterance.finish(self._finish_turn(utterance, time.monotonic()))
 
     # ------------------------------------------------------------------ turns
 
-    async def _prepare(self, utterance: _Utterance, end_sample: int, *, speculative: bool) -> _Prepared:
+    async def _prepare(self, utterance: Utterance, end_sample: int, *, speculative: bool) -> Prepared:
         samples = self._audio.slice(utterance.start_sample, end_sample)
         transcript = await self._engines.asr.transcribe(samples)
         done_at = time.monotonic()
@@ -221,10 +196,10 @@ class Conversation:
                 pending = ConversationItem(utterance.item_id, "user", text)
                 reply = self._new_reply(agent, self._history.snapshot(pending))
                 reply.start()
-        return _Prepared(transcript, done_at, reply)
+        return Prepared(transcript, done_at, reply)
 
-    async def _finish_turn(self, utterance: _Utterance, confirmed_at: float) -> None:
-        speculation, utterance.speculation = utterance.speculation, None
+    async def _finish_turn(self, utterance: Utterance, confirmed_at: float) -> None:
+        speculation = utterance.take_speculation()
         speculative = speculation is not None
         try:
             prepared = await (speculation or self._prepare(utterance, self._audio.end, speculative=False))
@@ -241,7 +216,7 @@ class Conversation:
             try:
                 await reply.first_audio.wait()
             except asyncio.CancelledError:
-                await reply.cancel()
+                await reply.aclose()
                 raise
         # Commit point: from here on the turn is final and nothing awaits.
         self._utterance = None
@@ -286,25 +261,11 @@ class Conversation:
     # ---------------------------------------------------------------- replies
 
     def _new_reply(self, agent: Agent, history: list[ConversationItem], item_id: str | None = None) -> Reply:
-        response_id = events.new_id("resp")
-        item_id = item_id or events.new_id("item")
-        return Reply(
-            response_id=response_id,
-            item_id=item_id,
-            pieces=agent.reply(history, self.settings.instructions),
-            synthesizer=self._engines.tts,
-            voice=self.settings.voice,
-            track=self._track,
-            ahead_seconds=self._options.tts_ahead_seconds,
-            on_clause=lambda text: self._responses.on_clause(response_id, item_id, text),
-            on_error=lambda code, message: self._on_reply_error(response_id, code, message),
-            on_synthesized=self._observer.tts_finished,
-            incremental=self._options.incremental_tts,
-        )
-
-    def _on_reply_error(self, response_id: str, code: str, message: str) -> None:
-        logger.warning("call %s: reply %s failed: %s", self.call_id, response_id, message)
-        self._send(events.error(code, message, error_type="server_error"))
+        options = ReplyOptions(voice=self.settings.voice, ahead_seconds=self._options.tts_ahead_seconds,
+                               incremental=self._options.incremental_tts)
+        return Reply(response_id=events.new_id("resp"), item_id=item_id or events.new_id("item"),
+                     pieces=agent.reply(history, self.settings.instructions), options=options,
+                     context=self._reply_context)
 
     # ---------------------------------------------------------- client events
 
@@ -316,15 +277,12 @@ class Conversation:
     def clear_input(self) -> None:
         utterance, self._utterance = self._utterance, None
         if utterance is not None:
-            utterance.partials.cancel()
-            self._drop_speculation(utterance)
-            if utterance.finishing is not None:
-                utterance.finishing.cancel()
+            utterance.discard()
         self._detector.reset()
 
     def commit_input(self) -> bool:
         """Force the end of the current utterance; False when there is none."""
-        if self._utterance is None or self._utterance.finishing is not None:
+        if self._utterance is None or self._utterance.finishing:
             return False
         self._detector.reset()
         self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
@@ -367,8 +325,13 @@ class Conversation:
     # ------------------------------------------------------------------ close
 
     async def close(self) -> None:
+        """Hang-up: drop the utterance and the reply, then cancel and await every task (safe twice).
+
+        The task set is closed even when the session passed it in: once this returns, nothing
+        the conversation started is still running."""
         if self._closed:
             return
         self._closed = True
         self.clear_input()
         await self._responses.close()
+        await self._tasks.close()

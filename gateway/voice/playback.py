@@ -1,28 +1,25 @@
 """The reply being spoken: its events, playback, barge-in truncation and end.
 
-One reply is active at a time. The outbound track tells this module when a
-reply's first packet left and when its audio has all been sent; an
-interruption (barge-in, ``response.cancel``) clears the track first, so audio
-stops within one frame, then truncates the assistant item to the samples that
-were actually sent.
+One reply is active at a time. The audio output tells this module when a
+reply's first packet left and, with a :class:`PlayoutResult`, how its playout
+ended: played to its end, or cut by ``clear()``. An interruption (barge-in,
+``response.cancel``) goes through :meth:`Reply.interrupt`, which clears the
+output first, so audio stops within one frame; the cut reply's result then
+truncates the assistant item to the samples that were actually sent.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from gateway.ops.observers import CallObserver, TurnReport
 from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.voice.history import History
-from gateway.ops.observers import CallObserver, TurnReport
+from gateway.voice.output import OUTPUT_RATE, AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply
-from media import OutboundAudioTrack
-from media.outbound import RATE as TRACK_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +45,7 @@ class _Active:
     started: bool = False
     reported: bool = False  # the turn was told to the observer
     spoken: bool = False  # a transcript delta was sent
+    interrupt_reason: str | None = None  # why it is being interrupted, once it is
 
 
 def stages_ms(timing: TurnTiming, reply: Reply | None, first_packet_at: float | None) -> dict[str, float | None]:
@@ -67,15 +65,17 @@ def stages_ms(timing: TurnTiming, reply: Reply | None, first_packet_at: float | 
 
 
 class ResponsePlayer:
-    def __init__(self, *, call_id: str, track: OutboundAudioTrack, send: Callable[[Event], None],
+    """Speaks the active reply: the output's listener, and each reply's :class:`ReplyListener`."""
+
+    def __init__(self, *, call_id: str, output: AudioOutput, send: Callable[[Event], None],
                  observer: CallObserver, history: History) -> None:
         self.call_id = call_id
-        self._track = track
+        self._output = output
         self._send = send
         self._observer = observer
         self._history = history
         self._active: _Active | None = None
-        track.set_listener(self)
+        output.set_listener(self)
 
     @property
     def active_response_id(self) -> str | None:
@@ -83,7 +83,7 @@ class ResponsePlayer:
         return self._active.reply.response_id if self._active is not None else None
 
     def activate(self, reply: Reply, timing: TurnTiming | None) -> None:
-        """Announce ``reply`` and let its audio flow to the track."""
+        """Announce ``reply`` and let its audio flow to the output."""
         self._active = _Active(reply, timing)
         item = events.message_item(reply.item_id, "assistant", None, status="in_progress", audio=True)
         self._send(events.response_created(reply.response_id))
@@ -91,16 +91,29 @@ class ResponsePlayer:
         self._send(events.item_added(item, self._history.last_id))
         self._send(events.content_part_added(reply.response_id, reply.item_id))
         reply.release()
-        reply.task.add_done_callback(lambda _t: self._track.finish(reply.response_id))
+        reply.add_done_callback(self._reply_done)
 
-    def on_clause(self, response_id: str, item_id: str, text: str) -> None:
+    def _reply_done(self, reply: Reply) -> None:
+        if not reply.interrupted:  # an interrupted reply's playout was reported when the output was cleared
+            self._output.finish(reply.response_id)
+
+    # Each reply's listener -----------------------------------------------------------------
+
+    def reply_clause(self, reply: Reply, text: str) -> None:
         active = self._active
-        if active is not None and active.reply.response_id == response_id:
+        if active is not None and active.reply is reply:
             prefix = " " if active.spoken else ""
             active.spoken = True
-            self._send(events.audio_transcript_delta(response_id, item_id, prefix + text))
+            self._send(events.audio_transcript_delta(reply.response_id, reply.item_id, prefix + text))
 
-    # The outbound track's listener ---------------------------------------------------------
+    def reply_failed(self, reply: Reply, code: str, message: str) -> None:
+        logger.warning("call %s: reply %s failed: %s", self.call_id, reply.response_id, message)
+        self._send(events.error(code, message, error_type="server_error"))
+
+    def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
+        self._observer.tts_finished(audio_seconds, wall_seconds)
+
+    # The output's listener -----------------------------------------------------------------
 
     def playback_started(self, tag: str, at: float) -> None:
         active = self._active
@@ -111,49 +124,58 @@ class ResponsePlayer:
         if active.timing is not None:
             self._send_metrics(active, at)
 
-    def playback_finished(self, tag: str, played_samples: int) -> None:
+    def playback_finished(self, result: PlayoutResult) -> None:
         active = self._active
-        underrun = self._track.underrun_samples(tag)
-        self._track.forget(tag)
-        if active is None or active.reply.response_id != tag:
-            return
+        if active is None or active.reply.response_id != result.tag:
+            return  # a reply already ended (or replaced): its result only released the output's bookkeeping
         self._active = None
+        if result.interrupted:
+            self._truncate(active, result)
+            return
         if active.started:
-            self._send(events.output_audio_stopped(tag))
+            self._send(events.output_audio_stopped(result.tag))
         status = "failed" if active.reply.failed else "completed"
-        self._played(tag, played_samples, underrun)
+        self._played(result)
         self._finish(active, active.reply.text, truncated=False, status=status)
 
     # Ending early ---------------------------------------------------------------------------
 
     def interrupt(self, reason: str) -> bool:
-        """Stop the active reply now and truncate it to what was played; False if none is active."""
-        active, self._active = self._active, None
+        """Stop the active reply now and truncate it to what was played; False if none is active.
+
+        The reply's :meth:`~Reply.interrupt` clears the output, whose interrupted result ends the
+        reply in :meth:`playback_finished`; a reply none of whose audio reached the output yet has
+        no result, and ends here with nothing played."""
+        active = self._active
         if active is None:
             return False
-        reply = active.reply
-        reply.task.cancel()
-        self._track.clear()
-        spawn(reply.cancel())
-        played = self._track.played_samples(reply.response_id)
-        self._played(reply.response_id, played, self._track.underrun_samples(reply.response_id))
-        self._track.forget(reply.response_id)
-        if active.started:
-            self._send(events.output_audio_cleared(reply.response_id))
-        played_ms = played * 1000 // TRACK_RATE
-        self._send(events.item_truncated(reply.item_id, played_ms))
-        logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
-                    played_ms)
-        self._finish(active, reply.heard_text(played), truncated=True, status="cancelled", reason=reason)
+        active.interrupt_reason = reason
+        active.reply.interrupt()
+        if self._active is active:
+            self._active = None
+            self._truncate(active, PlayoutResult(active.reply.response_id, 0, 0, interrupted=True))
         return True
 
+    def _truncate(self, active: _Active, result: PlayoutResult) -> None:
+        reply = active.reply
+        reason = active.interrupt_reason or "output_cleared"  # cleared by someone else: stop the reply too
+        reply.interrupt()
+        self._played(result)
+        if active.started:
+            self._send(events.output_audio_cleared(reply.response_id))
+        self._send(events.item_truncated(reply.item_id, result.played_ms))
+        logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
+                    result.played_ms)
+        self._finish(active, reply.heard_text(result.played_samples), truncated=True, status="cancelled",
+                     reason=reason)
+
     async def close(self) -> None:
+        """Hang-up: stop the active reply without a word on the wire, and wait until its agent is closed."""
         active, self._active = self._active, None
         if active is not None:
             self._report(active, None)  # hung up before the reply's first packet, if it had not started
-            active.reply.task.cancel()
-            await active.reply.cancel()
-        self._track.clear()
+            await active.reply.aclose()
+        self._output.clear()
 
     def report_turn(self, timing: TurnTiming, reply: Reply | None, first_packet_at: float | None) -> None:
         """Tell the observer about a committed turn, with what is known of its reply."""
@@ -188,13 +210,13 @@ class ResponsePlayer:
         self._send(events.item_done(item, self._history.previous_of(reply.item_id)))
         self._send(events.response_done(reply.response_id, status, [item], reason))
 
-    def _played(self, response_id: str, played_samples: int, underrun_samples: int) -> None:
+    def _played(self, result: PlayoutResult) -> None:
         """How much of a reply was played, and how much silence its audio running out left in it."""
-        if not played_samples:
+        if not result.played_samples:
             return
-        self._observer.reply_played(self.call_id, played_samples / TRACK_RATE, underrun_samples / TRACK_RATE)
-        self._send(events.response_playback(response_id, played_samples * 1000 // TRACK_RATE,
-                                            underrun_samples * 1000 // TRACK_RATE))
+        self._observer.reply_played(self.call_id, result.played_samples / OUTPUT_RATE,
+                                    result.underrun_samples / OUTPUT_RATE)
+        self._send(events.response_playback(result.tag, result.played_ms, result.underrun_ms))
 
     def _send_metrics(self, active: _Active, first_packet_at: float) -> None:
         timing, reply = active.timing, active.reply
@@ -207,20 +229,3 @@ class ResponsePlayer:
             audio_ms=round(timing.audio_s * 1000),
         ))
         self._report(active, first_packet_at)
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def spawn(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a short clean-up coroutine to completion without blocking the caller."""
-    task = asyncio.ensure_future(coroutine)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-async def drain_background() -> None:
-    """Wait for pending clean-ups (used at shutdown and in tests)."""
-    while _background:
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*list(_background), return_exceptions=True)

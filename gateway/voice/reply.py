@@ -1,11 +1,13 @@
-"""One spoken reply: agent text → clauses → TTS → the outbound track.
+"""One spoken reply: agent text → clauses → TTS → the audio output.
 
 A reply can be *prepared* before the turn is confirmed (speculation): its audio
 is held back until :meth:`Reply.release`. After release, every clause's audio
-goes to the track as soon as it is synthesised, at most ``ahead_seconds`` ahead
-of playback. :meth:`Reply.cancel` stops the agent and synthesis at once; the
-track is cleared by the conversation. The reply remembers which samples carry
-which clause, so it can say what text the caller actually heard.
+goes to the output as soon as it is synthesised, at most ``ahead_seconds`` ahead
+of playback. :meth:`Reply.interrupt` is the one way to stop a reply: it cancels
+the agent and synthesis and, once the reply was released, clears its audio from
+the output; it is safe to call any number of times, from barge-in, from
+``response.cancel`` or when a speculation is dropped. The reply remembers which
+samples carry which clause, so it can say what text the caller actually heard.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from engines import EngineError, SpeechSynthesizer, SynthesizedAudio
 from gateway.agents import AgentError
+from gateway.aio import TaskSet
 from gateway.voice.clauses import ClauseSplitter
-from media import OutboundAudioTrack, PcmConverter
-from media.outbound import RATE as TRACK_RATE
+from gateway.voice.output import OUTPUT_RATE, AudioOutput
+from media import PcmConverter
 from media.pcm import Int16Array, trim_leading_silence
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,42 @@ logger = logging.getLogger(__name__)
 #: A clause whose synthesis yields no audio for this long fails the reply (``tts_failed``), so that a stalled
 #: TTS engine never holds a call's turn-taking hostage.
 SYNTHESIS_STALL_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """How one reply is spoken (the voice may change between replies with ``session.update``)."""
+
+    voice: str
+    ahead_seconds: float  # synthesised audio queued ahead of playback, at most
+    incremental: bool = True  # synthesise clause by clause as the agent's text arrives
+
+    def __post_init__(self) -> None:
+        if self.ahead_seconds <= 0:
+            raise ValueError("ahead_seconds must be positive")
+
+
+class ReplyListener(Protocol):
+    """Who hears what a reply does while it runs (the conversation's :class:`ResponsePlayer`)."""
+
+    def reply_clause(self, reply: Reply, text: str) -> None:
+        """The first audio of a clause of ``reply``, whose text is ``text``, went to the output."""
+
+    def reply_failed(self, reply: Reply, code: str, message: str) -> None:
+        """The agent or the synthesiser failed; the reply ends (perhaps after an apology)."""
+
+    def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
+        """A clause of ``audio_seconds`` took ``wall_seconds`` to synthesise: the TTS real-time factor."""
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What every reply of one conversation shares: the synthesiser, the output, the listener, the task set."""
+
+    synthesizer: SpeechSynthesizer
+    output: AudioOutput
+    listener: ReplyListener
+    tasks: TaskSet
 
 
 @dataclass
@@ -41,36 +81,18 @@ class _Clause:
 
 
 class Reply:
-    def __init__(
-        self,
-        *,
-        response_id: str,
-        item_id: str,
-        pieces: AsyncIterator[str],
-        synthesizer: SpeechSynthesizer,
-        voice: str,
-        track: OutboundAudioTrack,
-        ahead_seconds: float,
-        on_clause: Callable[[str], None],
-        on_error: Callable[[str, str], None],
-        incremental: bool = True,
-        on_synthesized: Callable[[float, float], None] | None = None,
-    ) -> None:
+    def __init__(self, *, response_id: str, item_id: str, pieces: AsyncIterator[str], options: ReplyOptions,
+                 context: ReplyContext) -> None:
         self.response_id = response_id
         self.item_id = item_id
         self._pieces = pieces
-        self._tts = synthesizer
-        self._voice = voice
-        self._track = track
-        self._ahead = ahead_seconds
-        self._on_clause = on_clause
-        self._on_error = on_error
-        self._incremental = incremental
-        self._on_synthesized = on_synthesized  # (audio s, wall s) of each clause: the TTS real-time factor
-        self._converter = PcmConverter(TRACK_RATE, sample_format="s16")
+        self._options = options
+        self._context = context
+        self._converter = PcmConverter(OUTPUT_RATE, sample_format="s16")
         self._clauses: list[_Clause] = []
         self._held: list[tuple[str, Int16Array]] = []
         self._released = False
+        self._interrupted = False
         self._samples = 0
         self.first_audio = asyncio.Event()
         self.failed = False
@@ -79,17 +101,21 @@ class Reply:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"reply-{self.response_id}")
+        self._task = self._context.tasks.create_task(self._run(), name=f"reply-{self.response_id}")
         self._task.add_done_callback(lambda _t: self.first_audio.set())
 
-    @property
-    def task(self) -> asyncio.Task[None]:
+    def add_done_callback(self, callback: Callable[[Reply], None]) -> None:
+        """Call ``callback`` once the agent and synthesis are over (done, failed or interrupted)."""
         assert self._task is not None, "start() first"
-        return self._task
+        self._task.add_done_callback(lambda _t: callback(self))
 
     @property
     def released(self) -> bool:
         return self._released
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted
 
     @property
     def text(self) -> str:
@@ -97,7 +123,7 @@ class Reply:
         return " ".join(clause.text for clause in self._clauses)
 
     def release(self) -> None:
-        """Send held audio to the track; later audio goes straight there."""
+        """Send held audio to the output; later audio goes straight there."""
         self._released = True
         held, self._held = self._held, []
         for text, pcm in held:
@@ -115,15 +141,32 @@ class Reply:
                 words.extend(clause_words[: int(len(clause_words) * fraction)])
         return " ".join(words)
 
-    async def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def interrupt(self) -> None:
+        """Stop now: cancel the agent and synthesis and, once released, clear its audio from the output.
+
+        Idempotent: only the first call does anything, so barge-in, ``response.cancel`` and a
+        dropped speculation may all reach the same reply. The output reports the cut audio's
+        :class:`PlayoutResult` (interrupted) to its listener. Held audio of a reply that was never
+        released is not in the output, so another reply's audio is left alone."""
+        if self._interrupted:
+            return
+        self._interrupted = True
+        if self._task is not None:
+            self._task.cancel()  # the task closes the agent's stream on its way out
+        if self._released:
+            self._context.output.clear()
+
+    async def aclose(self) -> None:
+        """:meth:`interrupt`, then wait until the agent and synthesis have stopped and the agent's stream is closed.
+
+        The stream is closed here too, for a reply interrupted before its task ever ran."""
+        self.interrupt()
+        if self._task is not None:
+            await asyncio.wait([self._task])
         await _aclose(self._pieces)
 
     async def _run(self) -> None:
-        splitter = ClauseSplitter() if self._incremental else ClauseSplitter.whole_text()
+        splitter = ClauseSplitter() if self._options.incremental else ClauseSplitter.whole_text()
         try:
             async for piece in self._pieces:
                 if self.agent_first_text_at is None and piece.strip():
@@ -135,12 +178,12 @@ class Reply:
             self._flush_audio()
         except AgentError as exc:
             self.failed = True
-            self._on_error(exc.code, str(exc))
+            self._context.listener.reply_failed(self, exc.code, str(exc))
             if exc.apology:
                 await self._apologize(exc.apology)
         except EngineError as exc:
             self.failed = True
-            self._on_error("tts_failed", str(exc))
+            self._context.listener.reply_failed(self, "tts_failed", str(exc))
         finally:
             await _aclose(self._pieces)
 
@@ -157,18 +200,18 @@ class Reply:
             await self._speak(text)
             self._flush_audio()
         except EngineError as exc:
-            self._on_error("tts_failed", str(exc))
+            self._context.listener.reply_failed(self, "tts_failed", str(exc))
 
     async def _speak(self, text: str) -> None:
         first = not self._clauses
         start = self._samples
         label = text  # the clause's text travels with its first piece of audio
         started = time.monotonic()
-        synthesis = self._tts.synthesize(text, voice=self._voice, first=first)
+        synthesis = self._context.synthesizer.synthesize(text, voice=self._options.voice, first=first)
         async for audio in _within(synthesis, SYNTHESIS_STALL_SECONDS):
             pcm = self._converter.convert_array(audio.samples, audio.sample_rate).astype(np.int16, copy=False)
             if self._samples == 0:  # the reply's first sound is heard as soon as it can be
-                pcm = trim_leading_silence(pcm, TRACK_RATE)
+                pcm = trim_leading_silence(pcm, OUTPUT_RATE)
             if not len(pcm):
                 continue
             if self.tts_first_audio_at is None:
@@ -176,12 +219,11 @@ class Reply:
             self._samples += len(pcm)
             self._queue_audio(label, pcm)
             label = ""
-        if self._on_synthesized is not None:
-            self._on_synthesized((self._samples - start) / TRACK_RATE, time.monotonic() - started)
+        self._context.listener.clause_synthesized((self._samples - start) / OUTPUT_RATE, time.monotonic() - started)
         self._clauses.append(_Clause(text, start, self._samples))
         self.first_audio.set()
         if self._released:
-            await self._track.wait_for_space(self._ahead)
+            await self._context.output.wait_for_space(self._options.ahead_seconds)
 
     def _queue_audio(self, text: str, pcm: Int16Array) -> None:
         if self._released:
@@ -190,9 +232,9 @@ class Reply:
             self._held.append((text, pcm))
 
     def _emit(self, text: str, pcm: Int16Array) -> None:
-        self._track.push(self.response_id, pcm)
+        self._context.output.push(self.response_id, pcm)
         if text:
-            self._on_clause(text)
+            self._context.listener.reply_clause(self, text)
 
 
 async def _aclose(pieces: AsyncIterator[str]) -> None:

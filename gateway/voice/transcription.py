@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from engines import EngineError, SpeechRecognizer, Transcript
 from engines.base import FloatArray
+from gateway.aio import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +29,12 @@ def _normal(word: str) -> str:
 
 
 class PartialTranscriber:
-    """Publishes stable partial words of one utterance."""
+    """Publishes stable partial words of one utterance. Its decodes are tasks of ``tasks`` (the conversation's)."""
 
     def __init__(self, recognizer: SpeechRecognizer, on_delta: Callable[[str], None], *, interval_samples: int,
-                 max_utilization: float = 1.0) -> None:
+                 tasks: TaskSet, max_utilization: float = 1.0) -> None:
         self._recognizer = recognizer
+        self._tasks = tasks
         self._max_utilization = max_utilization
         self._on_delta = on_delta
         self._interval = interval_samples
@@ -51,7 +53,7 @@ class PartialTranscriber:
         if self._recognizer.queue_depth > 0 or self._recognizer.utilization > self._max_utilization:
             return  # the recogniser is busy: partials are shed first, finals keep their latency
         self._last_decoded_end = audio_end
-        self._task = asyncio.create_task(self._decode(audio()))
+        self._task = self._tasks.create_task(self._decode(audio()), name="partial-decode")
 
     async def _decode(self, samples: FloatArray) -> None:
         try:

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from engines.base import FloatArray
+from gateway.agents import Agent, ConversationItem
+from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
+from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.conversation import Conversation
 from gateway.voice.options import VoiceOptions
-from gateway.protocol.session_settings import SessionSettings
 from media import OutboundAudioTrack
 from media.outbound import FRAME_SAMPLES
-from tests.support.fakes import FloatArray, fake_engines, loud, quiet
+from tests.support.fakes import fake_engines, loud, quiet
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, tasks: TaskSet | None = None) -> None:
         self.engines, self.asr = fake_engines()
         self.track = OutboundAudioTrack()
         self.events: list[dict[str, Any]] = []
         settings = SessionSettings.from_config(GatewayConfig(), self.engines.tts.voices)
         self.conversation = Conversation(
             call_id="rtc_test", engines=self.engines, track=self.track, send=self.events.append,
-            settings=settings, options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0),
+            settings=settings, tasks=tasks,
+            options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0),
         )
 
     async def feed(self, audio: FloatArray) -> None:
@@ -93,3 +98,48 @@ async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
     assert heard == "You said: word word word"
     assert h.of("output_audio_buffer.cleared")[0]["response_id"] == response_id
     await h.conversation.close()
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    return {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+
+async def test_close_cancels_and_awaits_the_speculation_and_the_turn_being_finished() -> None:
+    h = Harness()
+    h.asr.release = asyncio.Event()  # the final decode never returns
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.1))  # the pause: the final decode starts
+    assert len(h.asr.finals) == 1
+    await h.feed(quiet(0.5))  # the turn ends and waits for it
+    assert other_tasks()
+    await h.conversation.close()
+    assert not other_tasks()  # nothing the conversation started outlives it
+    await h.conversation.close()  # safe twice
+
+
+class ThinkingAgent(Agent):
+    """Says one clause, then thinks for ever; remembers being closed."""
+
+    closed = False
+
+    async def reply(self, history: Sequence[ConversationItem], instructions: str) -> AsyncIterator[str]:
+        try:
+            yield "Hello there, "
+            await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+
+async def test_close_cancels_and_awaits_a_reply_whose_agent_is_still_thinking() -> None:
+    tasks = TaskSet("session")
+    h = Harness(tasks)
+    conversation = h.conversation
+    agent = ThinkingAgent()
+    assert conversation.create_response(agent=agent)
+    await settle()
+    assert h.track.buffered_seconds > 0 and len(tasks) == 1  # the reply: spoken, and waiting for its agent
+    await conversation.close()
+    assert tasks.closed and len(tasks) == 0  # the session's task set, closed with the conversation
+    assert agent.closed and not other_tasks()
+    assert h.track.buffered_seconds == 0 and h.track.playing_tags == 0
+    assert not [e for e in h.events if e["type"] == "response.done"]  # a hang-up says nothing more

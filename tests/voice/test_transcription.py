@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 
 from engines.base import SpeechRecognizer, Transcript
+from gateway.aio import TaskSet
 from gateway.voice.transcription import PartialTranscriber
 
 
@@ -26,11 +27,13 @@ class _Recognizer(SpeechRecognizer):
 
 async def _decode_twice(recognizer: _Recognizer) -> list[str]:
     deltas: list[str] = []
-    partials = PartialTranscriber(recognizer, deltas.append, interval_samples=1600, max_utilization=0.5)
+    tasks = TaskSet("test")
+    partials = PartialTranscriber(recognizer, deltas.append, interval_samples=1600, tasks=tasks, max_utilization=0.5)
     audio = np.zeros(16000, np.float32)
     for end in (3200, 6400):
         partials.maybe_decode(lambda end=end: audio[:end], end)
         await asyncio.sleep(0.01)
+    await tasks.close()
     return deltas
 
 

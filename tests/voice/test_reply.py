@@ -1,0 +1,146 @@
+"""Reply: one idempotent interrupt(), audio held until release, the agent's stream always closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from gateway.aio import TaskSet
+from gateway.voice.output import AudioOutput, PlayoutResult
+from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
+from media import OutboundAudioTrack
+from media.pcm import Int16Array
+from tests.support.fakes import ToneTts
+
+
+class CountingOutput:
+    """The real track, counting what the reply asks of it."""
+
+    def __init__(self) -> None:
+        self.track = OutboundAudioTrack()
+        self.clears = 0
+        self.pushed = 0  # samples
+
+    @property
+    def buffered_seconds(self) -> float:
+        return self.track.buffered_seconds
+
+    def set_listener(self, listener: object) -> None:
+        raise AssertionError("a reply never sets the output's listener")
+
+    def push(self, tag: str, samples: Int16Array) -> None:
+        self.pushed += len(samples)
+        self.track.push(tag, samples)
+
+    def finish(self, tag: str) -> None:
+        self.track.finish(tag)
+
+    def clear(self) -> list[PlayoutResult]:
+        self.clears += 1
+        return self.track.clear()
+
+    async def wait_for_space(self, ahead_seconds: float) -> None:
+        await self.track.wait_for_space(ahead_seconds)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.failures: list[str] = []
+        self.synthesized = 0
+
+    def reply_clause(self, reply: Reply, text: str) -> None:
+        self.clauses.append(text)
+
+    def reply_failed(self, reply: Reply, code: str, message: str) -> None:
+        self.failures.append(code)
+
+    def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
+        self.synthesized += 1
+
+
+class Agent:
+    """Says one clause, then waits (a slow agent) until closed; remembers being closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def pieces(self) -> AsyncIterator[str]:
+        try:
+            yield "Hello there, "
+            await asyncio.Event().wait()
+            yield "never"
+        finally:
+            self.closed = True
+
+
+class Pieces:
+    """An agent stream that is not a generator: only an explicit aclose() closes it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __aiter__(self) -> Pieces:
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def reply(pieces: AsyncIterator[str], output: CountingOutput, tasks: TaskSet) -> tuple[Reply, Listener]:
+    listener = Listener()
+    typed: AudioOutput = output  # the fake satisfies the voice layer's protocol
+    context = ReplyContext(synthesizer=ToneTts(), output=typed, listener=listener, tasks=tasks)
+    return Reply(response_id="resp_1", item_id="item_1", pieces=pieces,
+                 options=ReplyOptions(voice="tone", ahead_seconds=60), context=context), listener
+
+
+async def test_interrupt_is_idempotent_clears_the_output_once_and_closes_the_agent() -> None:
+    agent, output, tasks = Agent(), CountingOutput(), TaskSet("test")
+    speaking, listener = reply(agent.pieces(), output, tasks)
+    speaking.start()
+    speaking.release()
+    await asyncio.wait_for(speaking.first_audio.wait(), 5)
+    assert output.pushed and listener.clauses == ["Hello there,"]
+    for _ in range(3):  # barge-in, response.cancel and a hang-up may all reach it
+        speaking.interrupt()
+    assert output.clears == 1 and speaking.interrupted
+    await speaking.aclose()
+    assert agent.closed and output.clears == 1
+    assert len(tasks) == 0  # the reply's task is over
+    await tasks.close()
+
+
+async def test_a_held_reply_interrupted_leaves_the_output_alone() -> None:
+    """A dropped speculation's audio never reached the output; another reply's audio may be playing there."""
+    agent, output, tasks = Agent(), CountingOutput(), TaskSet("test")
+    output.track.push("resp_0", np.full(4800, 100, np.int16))  # the reply being spoken
+    held, listener = reply(agent.pieces(), output, tasks)
+    held.start()
+    await asyncio.wait_for(held.first_audio.wait(), 5)
+    assert output.track.buffered_seconds == 0.1 and listener.clauses == []  # its audio is held back
+    held.interrupt()
+    await held.aclose()
+    assert output.clears == 0 and output.track.buffered_seconds > 0 and agent.closed
+    await tasks.close()
+
+
+async def test_a_reply_interrupted_before_its_task_ran_still_closes_the_agent_stream() -> None:
+    pieces, output, tasks = Pieces(), CountingOutput(), TaskSet("test")
+    stopped = reply(pieces, output, tasks)[0]
+    stopped.start()
+    await stopped.aclose()  # in the same tick: the task never ran, so it could not close the stream
+    assert pieces.closed and output.pushed == 0 and len(tasks) == 0
+    await tasks.close()
+
+
+def test_reply_options_are_validated() -> None:
+    with pytest.raises(ValueError):
+        ReplyOptions(voice="tone", ahead_seconds=0)
+
