@@ -27,7 +27,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -38,16 +37,13 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import AuthConfig, GatewayConfig
-from gateway.voice.engines import Engines
-from gateway.protocol.session_settings import InvalidSession, SessionSettings
-from gateway.app.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV
 from signaling.errors import ApiError, Handler, error_response
+from signaling.internal import is_internal
+from signaling.paths import CALL_PATH, CALLS_PATH, CLIENT_SECRETS_PATH, call_id_from_location
 from signaling.service import REGISTRY
 
 logger = logging.getLogger(__name__)
 
-CALLS_PATH = "/v1/realtime/calls"
-CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
 TOKEN_PREFIX = "ek_"
 #: Tokens minted and not yet forgotten; minting beyond it is refused with 429.
 MAX_CLIENT_SECRETS = 10_000
@@ -141,10 +137,8 @@ class ClientSecretStore:
 class Authenticator:
     """Checks the ``Authorization`` header of signaling requests (see the module doc)."""
 
-    def __init__(self, config: AuthConfig, *, gateway_config: GatewayConfig | None = None,
-                 store: ClientSecretStore | None = None) -> None:
+    def __init__(self, config: AuthConfig, *, store: ClientSecretStore | None = None) -> None:
         self.config = config
-        self.gateway_config = gateway_config or GatewayConfig(auth=config)
         self._keys = [key.encode() for key in config.api_keys]
         self.store = store or ClientSecretStore()
 
@@ -184,15 +178,6 @@ AUTH_KEY = web.RequestKey("authenticator", Authenticator)
 CLIENT_SECRET_KEY = web.RequestKey("client_secret", ClientSecret)  # the client secret a call is placed with
 
 
-def is_internal(request: web.Request) -> bool:
-    """A request from this gateway's own front process (multi-worker mode), already checked there."""
-    token = os.environ.get(INTERNAL_TOKEN_ENV)
-    offered = request.headers.get(INTERNAL_HEADER)
-    if not token or offered is None:
-        return False
-    return hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), token.encode())
-
-
 def call_alive(request: web.Request, call_id: str) -> bool:
     """Whether the call ``call_id`` is live (asked of the app's call service)."""
     return request.app[REGISTRY].has_call(call_id)
@@ -217,7 +202,7 @@ def merge_sessions(base: dict[str, Any] | None, update: dict[str, Any] | None) -
 
 def auth_middleware(config: GatewayConfig) -> Middleware:
     """Checks credentials on the signaling routes (see the module doc)."""
-    authenticator = Authenticator(config.auth, gateway_config=config)
+    authenticator = Authenticator(config.auth)
     if not authenticator.keys_required and config.server.host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("no API keys are configured (auth.api_keys): anyone who reaches %s can place calls",
                        config.server.host)
@@ -227,12 +212,12 @@ def auth_middleware(config: GatewayConfig) -> Middleware:
         request[AUTH_KEY] = authenticator
         resource = request.match_info.route.resource
         path = resource.canonical if resource is not None else None
-        if path not in (CALLS_PATH, CALLS_PATH + "/{call_id}", CLIENT_SECRETS_PATH) or is_internal(request):
+        if path not in (CALLS_PATH, CALL_PATH, CLIENT_SECRETS_PATH) or is_internal(request):
             return await handler(request)
         try:
             if request.method == hdrs.METH_POST and path == CALLS_PATH:
                 return await _place_call(authenticator, request, handler)
-            if request.method == hdrs.METH_DELETE and path == CALLS_PATH + "/{call_id}":
+            if request.method == hdrs.METH_DELETE and path == CALL_PATH:
                 credential = bearer(request)
                 if authenticator.keys_required and not (
                         credential is not None and authenticator.store.owns(credential, request.match_info["call_id"])):
@@ -265,9 +250,9 @@ async def _place_call(authenticator: Authenticator, request: web.Request, handle
     except BaseException:
         authenticator.store.release(secret)
         raise
-    location = response.headers.get(hdrs.LOCATION, "")
-    if response.status == 201 and location.startswith(CALLS_PATH + "/"):
-        authenticator.store.consume(secret, location.rsplit("/", 1)[1])
+    call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, "")) if response.status == 201 else None
+    if call_id is not None:
+        authenticator.store.consume(secret, call_id)
     else:
         authenticator.store.release(secret)
     return response
@@ -288,7 +273,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     session = request_body.get("session")
     if session is not None and not isinstance(session, dict):
         raise ApiError(400, "invalid_session", "session must be a JSON object")
-    effective = _effective_session(request, authenticator, session)
+    effective = _effective_session(request, session)
     value, secret = authenticator.store.mint(ttl, session, call_alive=lambda call_id: call_alive(request, call_id))
     logger.info("client secret minted (expires in %.0f s, %d outstanding)", ttl, len(authenticator.store))
     return web.json_response({"value": value, "expires_at": int(secret.expires_at), "session": effective})
@@ -318,22 +303,13 @@ def _ttl(expires_after: Any, config: AuthConfig) -> float:
     return float(seconds)
 
 
-def _effective_session(request: web.Request, authenticator: Authenticator,
-                       session: dict[str, Any] | None) -> dict[str, Any]:
+def _effective_session(request: web.Request, session: dict[str, Any] | None) -> dict[str, Any]:
     """The session a call placed with the token starts with.
 
-    Checked now when this process has the engines (it knows the voices and
-    agents); in any case checked again when the call is placed.
+    Checked now when the call service can (this process has the engines: it knows the voices and agents);
+    in any case checked again when the call is placed.
     """
-    engines = getattr(request.app[REGISTRY], "engines", None)
-    if not isinstance(engines, Engines):  # a front process, or models still loading
+    effective = request.app[REGISTRY].validate_session(session)
+    if effective is None:  # a front process, or models still loading
         return {"type": "realtime", "object": "realtime.session", **(session or {})}
-    settings = SessionSettings.from_config(authenticator.gateway_config, engines.tts.voices)
-    if session is not None:
-        try:
-            settings = settings.updated(session, voices=engines.tts.voices, agents=engines.agents.names)
-        except InvalidSession as exc:
-            raise ApiError(400, "invalid_session", str(exc)) from exc
-    effective = settings.to_dict("", engines.tts.voices)
-    del effective["id"]
     return effective

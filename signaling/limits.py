@@ -29,13 +29,13 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import LimitsConfig
-from signaling.auth import is_internal
 from signaling.errors import ApiError, Handler
+from signaling.internal import is_internal
+from signaling.paths import CALLS_PATH, call_id_from_location
 from signaling.service import REGISTRY
 
 logger = logging.getLogger(__name__)
 
-CALLS_PATH = "/v1/realtime/calls"
 MAX_CLIENTS = 100_000
 CONCURRENCY_RETRY_AFTER = 5
 
@@ -166,9 +166,8 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
         call_id = None
         try:
             response = await handler(request)
-            location = response.headers.get(hdrs.LOCATION, "")
-            if response.status == 201 and location.startswith(CALLS_PATH + "/"):
-                call_id = location.rsplit("/", 1)[1]
+            if response.status == 201:
+                call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, ""))
             return response
         finally:
             limiter.settle(state, call_id)

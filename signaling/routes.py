@@ -7,14 +7,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from signaling.auth import CLIENT_SECRETS_PATH, bound_session, create_client_secret, merge_sessions
+from signaling.auth import bound_session, create_client_secret, merge_sessions
 from signaling.errors import ApiError
+from signaling.paths import CALL_PATH, CALLS_PATH, CLIENT_SECRETS_PATH, call_location
 from signaling.sdp import decode_sdp
 from signaling.service import REGISTRY, CallService
 
 MAX_SDP_BYTES = web.AppKey("max_sdp_bytes", int)
-
-CALLS_PATH = "/v1/realtime/calls"
 
 
 async def create_call(request: web.Request) -> web.Response:
@@ -27,7 +26,7 @@ async def create_call(request: web.Request) -> web.Response:
         status=201,
         body=answer.encode(),
         content_type="application/sdp",
-        headers={"Location": f"{CALLS_PATH}/{call_id}"},
+        headers={"Location": call_location(call_id)},
     )
 
 
@@ -92,5 +91,5 @@ def setup_routes(app: web.Application, registry: CallService, *, max_sdp_bytes: 
     app[REGISTRY] = registry
     app[MAX_SDP_BYTES] = max_sdp_bytes
     app.router.add_post(CALLS_PATH, create_call)
-    app.router.add_delete(CALLS_PATH + "/{call_id}", hangup_call)
+    app.router.add_delete(CALL_PATH, hangup_call)
     app.router.add_post(CLIENT_SECRETS_PATH, create_client_secret)

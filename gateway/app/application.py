@@ -1,80 +1,45 @@
-"""``create_app(config)``: the aiohttp application of the gateway."""
+"""``create_app(config)``: the aiohttp application of a single-process gateway.
+
+Each resource has its own cleanup context, appended in the order they start;
+aiohttp closes them in the reverse order, which is the order shutdown needs:
+
+1. the sinks of lifecycle events and ``/metrics`` (:func:`setup_operations`): closed last, after the
+   last call's ``call.ended`` was queued;
+2. the engines: loaded in the background (``/readyz`` says when), closed once no call uses them;
+3. the watch on the front process (a worker exits when its front is gone);
+4. the load monitor: admission asks it while calls are placed;
+5. the calls: no new ones, the live ones closed (each awaits its own tasks) — first on shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from gateway.config import GatewayConfig
-from gateway.voice.engines import Engines
 from gateway.app.engines import load_engines, warm_up
+from gateway.app.health import add_page_and_health_routes, add_readiness_routes
+from gateway.app.keys import CONFIG, ENGINE_LOADING, REGISTRY, EngineLoading
+from gateway.app.operations import setup_operations
+from gateway.app.workers import watch_parent
+from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
-from gateway.app.operations import setup_operations
 from gateway.session.registry import SessionRegistry
-from gateway.app.workers import INTERNAL_HEADER, INTERNAL_TOKEN_ENV, watch_parent
+from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
-from signaling.auth import auth_middleware
-from signaling.cors import cors_middleware
-from signaling.errors import json_errors
-from signaling.limits import limits_middleware
+from signaling.middlewares import signaling_app
 from signaling.routes import setup_routes
+
+__all__ = ["CONFIG", "ENGINE_LOADING", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-CONFIG = web.AppKey("config", GatewayConfig)
-REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
-
-WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
-
 EngineLoader = Callable[[GatewayConfig], Engines]
-
-
-class EngineLoading:
-    """Background model loading: ``done`` is set when it ends; ``error`` says if it failed."""
-
-    def __init__(self) -> None:
-        self.done = asyncio.Event()
-        self.error: BaseException | None = None
-
-
-ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
-
-
-def extra_middlewares(config: GatewayConfig) -> list[Middleware]:
-    """Middlewares after CORS and JSON errors, shared by single-process and front apps.
-
-    In a worker process, requests forwarded by the front (which already applied
-    them, with the caller's address and credentials) skip them.
-    """
-    middlewares = [limits_middleware(config.limits), auth_middleware(config)]  # limits first: they count refusals
-    if os.environ.get(INTERNAL_TOKEN_ENV):
-        middlewares = [_unless_internal(m) for m in middlewares]
-    return middlewares
-
-
-def _is_internal(request: web.Request) -> bool:
-    token = os.environ.get(INTERNAL_TOKEN_ENV)
-    offered = request.headers.get(INTERNAL_HEADER, "")
-    return bool(token) and hmac.compare_digest(offered.encode(), token.encode())  # type: ignore[union-attr]
-
-
-def _unless_internal(middleware: Middleware) -> Middleware:
-    @web.middleware
-    async def wrapped(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _is_internal(request):
-            return await handler(request)
-        return await middleware(request, handler)
-
-    return wrapped
+ResourceContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engines,
@@ -86,47 +51,63 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
-    app = web.Application(middlewares=[cors_middleware(config.server.allow_origins), json_errors,
-                                       *extra_middlewares(config)],
-                          client_max_size=config.limits.max_sdp_bytes + 4096)
+    app = signaling_app(config)
     observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines,
-                                observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/heap.py
+                                observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/ops/heap.py
     registry = SessionRegistry(config, observer=observer)
-    loading = EngineLoading()
     app[CONFIG] = config
-    app[ENGINE_LOADING] = loading
+    app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
     setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
     add_page_and_health_routes(app)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/internal/load", _internal_load)
+    add_readiness_routes(app)
+    app.cleanup_ctx.extend([_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx, _calls_ctx])
+    return app
+
+
+def _engines_ctx(loader: EngineLoader, given: Engines | None) -> ResourceContext:
+    """Loads the engines in the background, or uses ``given`` ones; closes only those it loaded."""
 
     async def engines_ctx(app: web.Application) -> AsyncIterator[None]:
+        registry, loading = app[REGISTRY], app[ENGINE_LOADING]
         task = None
-        registry.load.start()
-        parent_watch = asyncio.create_task(watch_parent(), name="watch-parent")
-        if engines is None:
-            task = asyncio.create_task(_load_engines(config, engine_loader, registry, loading), name="load-engines")
+        if given is None:
+            task = asyncio.create_task(_load_engines(app[CONFIG], loader, registry, loading), name="load-engines")
         else:
-            registry.set_engines(engines)
+            registry.set_engines(given)
             loading.done.set()
         yield
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        registry.draining = True
-        await registry.close_all("shutdown")
-        await registry.load.stop()
-        parent_watch.cancel()
-        await asyncio.gather(parent_watch, return_exceptions=True)
         loaded = registry.engines
         registry.set_engines(None)
-        if engines is None and loaded is not None:
+        if given is None and loaded is not None:
             await asyncio.get_running_loop().run_in_executor(None, loaded.close)  # joins the inference threads
 
-    app.cleanup_ctx.append(engines_ctx)
-    return app
+    return engines_ctx
+
+
+async def _parent_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    watch = asyncio.create_task(watch_parent(), name="watch-parent")
+    yield
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
+
+
+async def _load_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
+    monitor = app[REGISTRY].load
+    monitor.start()
+    yield
+    await monitor.stop()
+
+
+async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    registry = app[REGISTRY]
+    registry.draining = True
+    await registry.close_all("shutdown")  # each call's close awaits its own tasks
 
 
 async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: SessionRegistry,
@@ -146,41 +127,3 @@ async def _load_engines(config: GatewayConfig, loader: EngineLoader, registry: S
         registry.set_engines(loaded)
     finally:
         loading.done.set()
-
-
-def add_page_and_health_routes(app: web.Application) -> None:
-    """``/`` and ``/static/`` (the demo page) and ``/healthz``: the same in single-process and front apps."""
-    app.router.add_get("/", _index)
-    app.router.add_get("/healthz", _healthz)
-    if WEB_DEMO.is_dir():
-        app.router.add_static("/static/", WEB_DEMO, show_index=False)
-
-
-async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DEMO / "index.html")
-
-
-async def _internal_load(request: web.Request) -> web.Response:
-    """This process's load, for a front process (only with the internal token it was started with)."""
-    if not _is_internal(request):
-        raise web.HTTPNotFound()
-    return web.json_response(request.app[REGISTRY].load_report())
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    config = request.app[CONFIG]
-    reason = None
-    if registry.engines is None:
-        reason = "engines_not_loaded"
-    elif registry.draining:
-        reason = "draining"
-    elif len(registry) >= config.limits.max_calls:
-        reason = "at_capacity"
-    if reason:
-        return web.json_response({"status": "unavailable", "reason": reason}, status=503)
-    return web.json_response({"status": "ready", "active_calls": len(registry)})

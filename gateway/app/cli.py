@@ -1,4 +1,4 @@
-"""``voice-gateway``: serve the gateway."""
+"""``voice-gateway``: serve the gateway, show its configuration; ``call`` and ``loadtest`` run the QA client."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.config import ConfigError
 from gateway.config.loader import ConfigSource, add_config_arguments, load_config
@@ -24,11 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective configuration, secrets masked")
     add_config_arguments(show)
     show.add_argument("--format", choices=("toml", "json"), default="toml")
+    _add_qa_commands(commands)
+    return parser
+
+
+def _add_qa_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``call`` and ``loadtest``: the QA client (:mod:`qa`), which talks to a gateway over HTTP and WebRTC
+    like any caller and imports no server code; each command's ``run`` is its ``main``."""
     from qa import call_cmd, loadtest
 
-    call_cmd.add_arguments(commands.add_parser("call", help="place a call and report what the caller heard"))
-    loadtest.add_arguments(commands.add_parser("loadtest", help="run concurrent callers and report latency"))
-    return parser
+    call = commands.add_parser("call", help="place a call and report what the caller heard")
+    call_cmd.add_arguments(call)
+    call.set_defaults(run=call_cmd.main)
+    load = commands.add_parser("loadtest", help="run concurrent callers and report latency")
+    loadtest.add_arguments(load)
+    load.set_defaults(run=loadtest.main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         return _config_show(args)
     if args.command in ("call", "loadtest"):
-        from qa import call_cmd, loadtest
-
-        return call_cmd.main(args) if args.command == "call" else loadtest.main(args)
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
     return 2
 
 
@@ -52,8 +61,8 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"voice-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
     from gateway.app.application import create_app
-    from gateway.ops.logging_setup import configure_logging
     from gateway.app.serve import serve
+    from gateway.ops.logging_setup import configure_logging
 
     configure_logging(config.logging)
 

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
-from gateway.config import GatewayConfig
+from gateway.app.health import add_page_and_health_routes
 from gateway.app.workers import WorkerPool
-from signaling.cors import cors_middleware
-from signaling.errors import json_errors
+from gateway.config import GatewayConfig
+from signaling.middlewares import signaling_app
 from signaling.routes import setup_routes
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,7 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(\s.*)$")
 
 
 def create_front_app(config: GatewayConfig, pool: WorkerPool) -> web.Application:
-    from gateway.app.application import add_page_and_health_routes, extra_middlewares
-
-    app = web.Application(
-        middlewares=[cors_middleware(config.server.allow_origins), json_errors, *extra_middlewares(config)],
-        client_max_size=config.limits.max_sdp_bytes + 4096,
-    )
+    app = signaling_app(config)
     app[POOL] = pool
     setup_routes(app, pool, max_sdp_bytes=config.limits.max_sdp_bytes)
     add_page_and_health_routes(app)

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.voice.engines import Engines
 from gateway.ops.lifecycle import LifecycleEvents, build_sinks
 from gateway.ops.metrics import GatewayMetrics, sample_loop_lag
 from gateway.ops.observers import CallObserver, CompositeObserver, TurnLog
+from gateway.voice.engines import Engines
 
 METRICS = web.AppKey("metrics", GatewayMetrics)
 LIFECYCLE = web.AppKey("lifecycle_events", LifecycleEvents)

@@ -21,7 +21,7 @@ import sys
 
 from aiohttp import web
 
-from gateway.app.application import ENGINE_LOADING, REGISTRY
+from gateway.app.keys import ENGINE_LOADING, REGISTRY
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
 

@@ -33,12 +33,12 @@ from typing import Any
 import aiohttp
 
 from gateway.errors import CallNotFound, GatewayError, InvalidOffer, Unavailable
+from signaling.internal import INTERNAL_TOKEN_ENV, internal_headers
+from signaling.paths import CALLS_PATH, call_id_from_location, call_location
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_TOKEN_ENV = "VOICE_GATEWAY_INTERNAL_TOKEN"
 PARENT_PID_ENV = "VOICE_GATEWAY_PARENT_PID"
-INTERNAL_HEADER = "X-Voice-Gateway-Internal"
 POLL_INTERVAL = 0.5
 
 
@@ -116,6 +116,10 @@ class WorkerPool:
     def has_call(self, call_id: str) -> bool:
         return call_id in self._owner
 
+    def validate_session(self, session: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Not here: a front has no engines (no voices, no agents); the worker checks it when the call is placed."""
+        return None
+
     @property
     def ready(self) -> bool:
         return any(w.load.accepting for w in self.workers)
@@ -139,7 +143,7 @@ class WorkerPool:
             await self._http.close()
 
     def headers(self) -> dict[str, str]:
-        return {INTERNAL_HEADER: self.token}
+        return internal_headers(self.token)
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         if self.draining:
@@ -174,7 +178,7 @@ class WorkerPool:
         if worker is None:
             raise CallNotFound(call_id)
         assert self._http is not None
-        async with self._http.delete(f"{worker.url}/v1/realtime/calls/{call_id}", headers=self.headers()) as r:
+        async with self._http.delete(worker.url + call_location(call_id), headers=self.headers()) as r:
             if r.status == 404:
                 self._forget(call_id)
                 raise CallNotFound(call_id)
@@ -193,11 +197,10 @@ class WorkerPool:
         if session is not None:
             form.add_field("session", json.dumps(session), content_type="application/json")
         try:
-            async with self._http.post(f"{worker.url}/v1/realtime/calls", data=form, headers=self.headers()) as r:
+            async with self._http.post(worker.url + CALLS_PATH, data=form, headers=self.headers()) as r:
                 body = await r.text()
                 if r.status == 201:
-                    call_id = r.headers["Location"].rsplit("/", 1)[1]
-                    return call_id, body
+                    return _placed_call_id(worker, r.headers.get("Location", "")), body
                 error = _error_of(body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             logger.warning("worker %d: unreachable: %s", worker.index, exc)
@@ -247,6 +250,13 @@ async def watch_parent() -> None:
         await asyncio.sleep(1.0)
     logger.warning("the front process %s is gone; shutting down", parent)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _placed_call_id(worker: WorkerProcess, location: str) -> str:
+    call_id = call_id_from_location(location)
+    if call_id is None:  # a bug in the worker: a 500 for the caller
+        raise RuntimeError(f"worker {worker.index} answered 201 with no call Location ({location!r})")
+    return call_id
 
 
 def _error_of(body: str) -> dict[str, str]:

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from gateway.config import LoggingConfig
+from gateway.protocol.server_events import CALL_ID_PREFIX
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_CALL_ID = re.compile(r"call (rtc_[0-9a-f]+)\b")
+_CALL_ID = re.compile(rf"call ({CALL_ID_PREFIX}_[0-9a-f]+)\b")
 
 #: Libraries whose INFO lines are noise in a gateway's log (one per ICE candidate, ...).
 QUIET_LOGGERS = ("aioice", "aiortc", "aiohttp.access")

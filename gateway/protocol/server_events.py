@@ -16,6 +16,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
+#: A call's id (also its session's), as in OpenAI's API; signaling puts it in the call's ``Location``.
+CALL_ID_PREFIX = "rtc"
+
+
+def new_call_id() -> str:
+    """A new call's id: ``rtc_`` and 20 hex digits."""
+    return new_id(CALL_ID_PREFIX)
+
+
 def _event(type_: str, **fields: Any) -> Event:
     return {"type": type_, "event_id": new_id("event"), **fields}
 

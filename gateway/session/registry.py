@@ -89,15 +89,28 @@ class SessionRegistry:
             self._observer.call_rejected(exc.code)
             raise
 
-    async def _admit(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
-        engines = self.check_admission()
+    def validate_session(self, session: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The session a call placed with ``session`` would start with, without its id (a client secret is
+        minted with it); None before the engines are loaded. Raises InvalidSessionConfig."""
+        if self._engines is None:
+            return None
+        effective = self._settings(self._engines, session).to_dict("", self._engines.tts.voices)
+        del effective["id"]
+        return effective
+
+    def _settings(self, engines: Engines, session: dict[str, Any] | None) -> SessionSettings:
         settings = SessionSettings.from_config(self._config, engines.tts.voices)
         if session is not None:
             try:
                 settings = settings.updated(session, voices=engines.tts.voices, agents=engines.agents.names)
             except InvalidSession as exc:
                 raise InvalidSessionConfig("invalid_session", str(exc)) from exc
-        call_id = events.new_id("rtc")
+        return settings
+
+    async def _admit(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        engines = self.check_admission()
+        settings = self._settings(engines, session)
+        call_id = events.new_call_id()
         call = Call(call_id, self._config, engines, settings, on_closed=self._forget, observer=self._observer)
         self._calls[call_id] = call
         try:

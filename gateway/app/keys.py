@@ -1,0 +1,23 @@
+"""What a single-process app holds, under typed ``web.AppKey``s (set by :func:`gateway.app.application.create_app`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.session.registry import SessionRegistry
+
+
+class EngineLoading:
+    """Background model loading: ``done`` is set when it ends; ``error`` says if it failed."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: BaseException | None = None
+
+
+CONFIG = web.AppKey("config", GatewayConfig)
+REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
+ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
