@@ -45,9 +45,11 @@ $(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
 	@if command -v npm >/dev/null; then cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch $(CURDIR)/$@; \
 	else echo "browser tests need Node.js and npm (Debian: nodejs, npm)" >&2; fi
 
+# Style, types (strict), and the layer contracts of pyproject.toml's [tool.importlinter] (dependencies point down).
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check gateway signaling media engines tests benchmarks
-	$(BIN)/mypy gateway signaling media engines
+	$(BIN)/ruff check gateway signaling media engines qa tests benchmarks
+	$(BIN)/mypy gateway signaling media engines qa
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

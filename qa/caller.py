@@ -24,10 +24,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 from av.packet import Packet
 
-from qa.netem import ImpairmentRelay, NetworkImpairment
 from media.opus import OpusFrameEncoder, negotiated_audio_codec
 from media.pacing import FramePacer
 from media.pcm import PcmConverter, int16_frame
+from qa.netem import ImpairmentRelay, NetworkImpairment
 
 logger = logging.getLogger(__name__)
 

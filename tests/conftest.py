@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app.application import create_app
+from gateway.app.engines import load_engines, warm_up
 from gateway.config import EventsConfig, GatewayConfig
 from gateway.voice.engines import Engines
-from gateway.app.engines import load_engines, warm_up
 from qa.caller import Caller
 
 logging.getLogger("aioice").setLevel(logging.WARNING)

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.agents.base import Agent
 from gateway.agents.chat import ChatCompletionsAgent, ChatEndpoint
 from gateway.agents.echo import EchoAgent
 from gateway.agents.local_llm import LocalLlmServer
+from gateway.agents.registry import AgentFactory
 from gateway.agents.upstream import UpstreamPolicy
 from gateway.agents.webhook import WebhookAgent, WebhookEndpoint
 from gateway.config import GatewayConfig
@@ -22,8 +22,6 @@ from gateway.config import GatewayConfig
 logger = logging.getLogger(__name__)
 
 LOCAL_LLM_HISTORY_ITEMS = 12  # SmolLM2 is served with a 2048-token context
-
-from gateway.agents.registry import AgentFactory
 
 
 def agent_factories(config: GatewayConfig) -> tuple[dict[str, AgentFactory], Callable[[], None]]:

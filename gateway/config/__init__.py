@@ -2,13 +2,13 @@
 
 from gateway.config.schema import (
     AGENT_NAMES,
+    LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
     ConfigError,
     EngineConfig,
     EventsConfig,
     GatewayConfig,
-    LOCAL_ORIGINS,
     LimitsConfig,
     LoggingConfig,
     MediaConfig,
@@ -18,4 +18,20 @@ from gateway.config.schema import (
     TurnDetectionConfig,
 )
 
-__all__ = ["AGENT_NAMES", "AgentsConfig", "AuthConfig", "ConfigError", "EngineConfig", "EventsConfig", "GatewayConfig", "LOCAL_ORIGINS", "LimitsConfig", "LoggingConfig", "MediaConfig", "PipelineConfig", "ServerConfig", "SessionDefaults", "TurnDetectionConfig"]
+__all__ = [
+    "AGENT_NAMES",
+    "LOCAL_ORIGINS",
+    "AgentsConfig",
+    "AuthConfig",
+    "ConfigError",
+    "EngineConfig",
+    "EventsConfig",
+    "GatewayConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "MediaConfig",
+    "PipelineConfig",
+    "ServerConfig",
+    "SessionDefaults",
+    "TurnDetectionConfig",
+]

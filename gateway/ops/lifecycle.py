@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.protocol import server_events as events
 from gateway.config import EventsConfig
 from gateway.ops.observers import CallObserver, TurnReport
+from gateway.protocol import server_events as events
 
 logger = logging.getLogger(__name__)
 

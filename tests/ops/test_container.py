@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -83,8 +85,20 @@ def test_the_dockerfile_has_what_the_image_needs() -> None:
     assert parsed[keywords.index("CMD")].exec_form()[:2] == ["voice-gateway", "serve"]
     assert environment(parsed)["HF_HUB_OFFLINE"] == "1"
     copied = {i.arguments.split()[0] for i in parsed if i.keyword == "COPY"}
-    for package in ("gateway", "signaling", "media", "engines"):
+    for package in ("gateway", "signaling", "media", "engines", "qa"):
         assert package in copied, f"{package}/ is not copied into the image"
+
+
+def test_the_build_time_model_check_imports_what_exists() -> None:
+    """The ``python -c`` that loads the models at build time names modules that exist (a moved module
+    would fail only in ``docker build``)."""
+    runs = [i.arguments for i in instructions() if i.keyword == "RUN" and "python -c" in i.arguments]
+    assert runs, "no build-time model check"
+    code = shlex.split(runs[0].split("python -c", 1)[1])[0]
+    imports = re.findall(r"from ([\w.]+) import (\w+)", code)
+    assert imports
+    for module, name in imports:
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name} does not exist"
 
 
 def test_hadolint_finds_nothing() -> None:

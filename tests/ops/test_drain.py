@@ -7,9 +7,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app.application import REGISTRY
+from gateway.app.serve import drain
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
 from qa.caller import Caller
-from gateway.app.serve import drain
 from tests.support.ops import get_json, real_offer, scrape
 
 pytestmark = pytest.mark.slow

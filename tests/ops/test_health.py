@@ -12,9 +12,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from gateway.app.application import create_app
+from gateway.app.serve import serve
 from gateway.config import EventsConfig, GatewayConfig, ServerConfig
 from gateway.voice.engines import Engines
-from gateway.app.serve import serve
 from tests.support.fakes import fake_engines
 from tests.support.ops import free_port, get_json, real_offer
 

@@ -11,10 +11,10 @@ import pytest
 
 from engines.base import FloatArray
 from gateway.config import GatewayConfig, TurnDetectionConfig
-from gateway.voice.conversation import Conversation
-from gateway.voice.options import VoiceOptions
 from gateway.ops.observers import TURN_STAGES, CallObserver, CompositeObserver, TurnLog, TurnReport
 from gateway.protocol.session_settings import SessionSettings
+from gateway.voice.conversation import Conversation
+from gateway.voice.options import VoiceOptions
 from media import OutboundAudioTrack
 from tests.support.fakes import fake_engines, loud, quiet
 

@@ -15,9 +15,9 @@ from engines import EngineError, SpeechRecognizer, SpeechSynthesizer, Synthesize
 from engines.base import FloatArray
 from gateway.app.application import REGISTRY, create_app
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
-from gateway.voice.engines import Engines
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
+from gateway.voice.engines import Engines
 
 
 class EndRecorder(CallObserver):

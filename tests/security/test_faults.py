@@ -12,13 +12,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from gateway.session import watchdog
 from gateway.app.application import ENGINE_LOADING, create_app
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
+from gateway.session import watchdog
+from gateway.session.watchdog import CallWatchdog
 from gateway.voice.engines import Engines
 from qa.caller import Caller
 from qa.netem import NetworkImpairment
-from gateway.session.watchdog import CallWatchdog
 from tests.security.support import call_id, running_gateway
 from tests.support.ops import get_json, real_offer
 

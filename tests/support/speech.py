@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from qa.measure import normalize, word_error_rate
 from media.pcm import read_audio_file
+from qa.measure import normalize, word_error_rate
 
 __all__ = ["SPEECH_DIR", "Utterance", "manifest", "normalize", "utterance", "word_error_rate"]
 

@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.agents.local_llm import LocalLlmServer
 from gateway.app.application import create_app
+from gateway.app.engines import default_agents
 from gateway.config import GatewayConfig
 from gateway.voice.engines import Engines
-from gateway.app.engines import default_agents
 from tests.gateway.agents.upstream_server import ScriptedUpstream, stream
 
 

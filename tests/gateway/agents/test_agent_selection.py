@@ -8,9 +8,9 @@ import pytest
 
 from gateway.agents.chat import ChatCompletionsAgent, ChatEndpoint
 from gateway.agents.webhook import WebhookAgent
+from gateway.app.engines import default_agents
 from gateway.config import AgentsConfig, ConfigError, GatewayConfig, SessionDefaults
 from gateway.config.loader import ConfigSource, load_config, to_dict
-from gateway.app.engines import default_agents
 from qa.caller import Caller, CallFailed
 from tests.gateway.agents.upstream_server import ScriptedUpstream, stream
 

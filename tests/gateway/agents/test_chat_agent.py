@@ -16,8 +16,8 @@ from gateway.agents import AgentError, ConversationItem
 from gateway.agents.chat import ChatCompletionsAgent, ChatEndpoint, chat_messages, chunk_text
 from gateway.agents.local_llm import LocalLlmServer
 from gateway.agents.upstream import UpstreamPolicy
-from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
 from gateway.app.engines import default_agents
+from gateway.config import AgentsConfig, GatewayConfig, SessionDefaults
 from qa.caller import Caller
 from tests.gateway.agents.upstream_server import (
     ScriptedUpstream,
