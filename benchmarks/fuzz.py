@@ -5,11 +5,12 @@ Two engines:
 * ``hypothesis`` (default): the property tests' strategies (tests/security/strategies.py) at high example
   counts, against five targets —
   ``sdp``: ``signaling.sdp.decode_sdp`` returns SDP text or raises a documented ApiError;
-  ``offer``: an offer that ``decode_sdp`` accepts is answered by a real ``Call`` (aiortc) or refused with
+  ``offer``: an offer that ``decode_sdp`` accepts is answered by a real WebRTC session (aiortc) or refused with
   ``InvalidOffer`` — nothing else escapes, and closing the call leaves no task;
   ``events``: ``parse_client_event`` returns an event or raises a documented BadClientEvent;
   ``session``: ``SessionSettings.updated`` returns valid settings or raises InvalidSession;
-  ``call``: any sequence of data-channel messages to a ``Call`` yields only documented errors, never an exception.
+  ``call``: any sequence of data-channel messages to a ``RealtimeSession`` yields only documented errors, never an
+  exception.
 * ``atheris``: coverage-guided libFuzzer (``pip install atheris``) on raw bytes, for ``sdp``, ``events``
   (parsing, then ``session.update`` payloads through the settings) and ``offer``.
 
@@ -41,9 +42,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gateway.errors import InvalidOffer  # noqa: E402
-from gateway.protocol.client_events import BadClientEvent  # noqa: E402
+from gateway.protocol.client_events import BadClientEvent, ClientEvent, SessionUpdate  # noqa: E402
 from gateway.protocol.session_settings import InvalidSession, SessionSettings  # noqa: E402
-from gateway.session.call import Call  # noqa: E402
+from gateway.session.session import RealtimeSession  # noqa: E402
+from gateway.transports.webrtc import WebRTCOptions, WebRTCTransport  # noqa: E402
 from signaling.errors import ApiError  # noqa: E402
 from signaling.sdp import decode_sdp  # noqa: E402
 from tests.security.properties import CONFIG, check_call_messages, checked_event, checked_session  # noqa: E402
@@ -102,7 +104,7 @@ def check_sdp(body: bytes, stats: Stats) -> str | None:
 
 
 async def check_offer(text: str, stats: Stats) -> None:
-    """A real Call answers ``text`` or refuses it with InvalidOffer; closing it leaves no task behind.
+    """A real WebRTC session answers ``text`` or refuses it with InvalidOffer; closing it leaves no task behind.
 
     Tasks still pending a second after the close are counted (``tasks_left:<coroutine>``), not failed:
     some are aiortc's own fire-and-forget tasks.
@@ -110,10 +112,11 @@ async def check_offer(text: str, stats: Stats) -> None:
     engines, _ = fake_engines()
     stats.current = text
     before = asyncio.all_tasks()
-    call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
-                on_closed=lambda _call: None)
+    transport = WebRTCTransport("rtc_fuzz", WebRTCOptions.from_config(CONFIG))
+    call = RealtimeSession("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
+                           transport, on_closed=lambda _call: None)
     try:
-        answer = await call.answer(text)
+        answer = await transport.answer(text)
         assert answer.startswith("v=0")
         stats.count("answered")
     except InvalidOffer as exc:
@@ -130,7 +133,7 @@ async def check_offer(text: str, stats: Stats) -> None:
         stats.found("tasks_left:" + task.get_coro().__qualname__)  # type: ignore[union-attr]
 
 
-def check_event(message: str | bytes, stats: Stats) -> dict[str, Any] | None:
+def check_event(message: str | bytes, stats: Stats) -> ClientEvent | None:
     result = checked_event(message)
     if isinstance(result, BadClientEvent):
         stats.count(result.code)
@@ -219,8 +222,8 @@ def run_atheris(target: str, libfuzzer_args: list[str]) -> None:
             message: str | bytes = provider.ConsumeBytes(8) if provider.ConsumeBool() else \
                 provider.ConsumeUnicode(provider.remaining_bytes())
             event = check_event(message, stats)
-            if event is not None and event["type"] == "session.update":
-                check_session(event.get("session"), stats)
+            if isinstance(event, SessionUpdate):
+                check_session(event.session, stats)
 
     import gateway.protocol.client_events
     import gateway.protocol.session_settings

@@ -29,6 +29,7 @@ from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
+from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
 from signaling.middlewares import signaling_app
@@ -54,7 +55,7 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app = signaling_app(config)
     observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines,
                                 observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/ops/heap.py
-    registry = SessionRegistry(config, observer=observer)
+    registry = SessionRegistry(config, transports=webrtc_transports(config), observer=observer)
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry

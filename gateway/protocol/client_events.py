@@ -1,21 +1,144 @@
-"""Parsing and limits for client events arriving on the data channel."""
+"""Client events on the ``oai-events`` channel, parsed once into typed values.
+
+:func:`parse_client_event` turns one raw message into one of the frozen
+dataclasses below, or raises :class:`BadClientEvent` with a stable ``code``
+(docs/protocol.md, "error"). Everything that can be checked without the
+session's state is checked here; what depends on it (is a response active?
+does the item exist? is the voice installed?) is the session's business.
+"""
 
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.protocol.server_events import new_id
+
+Role = Literal["user", "assistant", "system"]
+ROLES: tuple[Role, ...] = ("user", "assistant", "system")
+TEXT_PARTS = ("input_text", "output_text", "text")
+STREAM_NOT_FOUND = ("no such streamed response; open one with response.create "
+                    "and \"response\": {\"text_stream\": true}")
 
 
 class BadClientEvent(ValueError):
-    def __init__(self, code: str, message: str, event_id: str | None = None) -> None:
+    """A client event refused with ``code``; ``event_id`` (the client's own) and ``param`` go back with it."""
+
+    def __init__(self, code: str, message: str, event_id: str | None = None, *, param: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.event_id = event_id
+        self.param = param
 
 
-def parse_client_event(message: object, *, max_bytes: int) -> dict[str, Any]:
-    """A data-channel message as an event dict with a string ``type``."""
+@dataclass(frozen=True)
+class ClientItem:
+    """A message item the client adds (``conversation.item.create``): text only."""
+
+    id: str
+    role: Role
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("an item needs an id")
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}")
+
+
+@dataclass(frozen=True)
+class SessionUpdate:
+    """``session.update``: ``session`` is checked against the live voices and agents by the session."""
+
+    session: dict[str, Any]
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InputAudioBufferClear:
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InputAudioBufferCommit:
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseCancel:
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputAudioBufferClear:
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationItemCreate:
+    item: ClientItem
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationItemRetrieve:
+    item_id: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseCreate:
+    """``response.create``; ``text_stream`` (extension): the client streams the response's text itself."""
+
+    text_stream: bool = False
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayResponseTextDelta:
+    """``gateway.response.text.delta``. ``response_id`` None: the latest streamed response.
+
+    ``delta`` is None when the client sent no string: refused (``invalid_value``) only once the
+    response is known to be live, so that text for an ended response is dropped silently as before.
+    """
+
+    response_id: str | None
+    delta: str | None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayResponseTextDone:
+    """``gateway.response.text.done``. ``response_id`` None: the latest streamed response."""
+
+    response_id: str | None
+    event_id: str | None = None
+
+
+ClientEvent = (
+    SessionUpdate | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel | OutputAudioBufferClear
+    | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate | GatewayResponseTextDelta
+    | GatewayResponseTextDone
+)
+
+
+def parse_client_event(message: object, *, max_bytes: int) -> ClientEvent:
+    """One data-channel message as a typed event; raises :class:`BadClientEvent`."""
+    raw = _decode(message, max_bytes)
+    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise BadClientEvent("missing_type", "an event must have a string 'type'", event_id)
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
+    return parser(raw, event_id)
+
+
+def _decode(message: object, max_bytes: int) -> dict[str, Any]:
+    """The JSON object a message holds."""
     if isinstance(message, bytes):
         raise BadClientEvent("invalid_event", "binary messages are not supported; send JSON text")
     if not isinstance(message, str):
@@ -28,27 +151,87 @@ def parse_client_event(message: object, *, max_bytes: int) -> dict[str, Any]:
         raise BadClientEvent("invalid_json", f"message is not valid JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise BadClientEvent("invalid_event", "an event must be a JSON object")
-    event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-    if not isinstance(event.get("type"), str):
-        raise BadClientEvent("missing_type", "an event must have a string 'type'", event_id)
     return event
 
 
-class RateLimiter:
-    """Token bucket: ``rate`` events per second with a burst of ``2 × rate``."""
+def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
+    session = raw.get("session")
+    if not isinstance(session, dict):
+        raise BadClientEvent("invalid_value", "session: must be an object", event_id, param="session")
+    return SessionUpdate(session, event_id)
 
-    def __init__(self, rate: int, *, clock: Any = time.monotonic) -> None:
-        self._rate = rate
-        self._capacity = 2.0 * rate
-        self._tokens = self._capacity
-        self._clock = clock
-        self._last = clock()
 
-    def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+def _item_create(raw: dict[str, Any], event_id: str | None) -> ConversationItemCreate:
+    return ConversationItemCreate(parse_item(raw.get("item"), event_id), event_id)
+
+
+def parse_item(item: Any, event_id: str | None) -> ClientItem:
+    """The text message a ``conversation.item.create`` adds (an id is made up when it has none)."""
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        raise BadClientEvent("invalid_item", "item must be an object of type 'message'", event_id)
+    role = item.get("role")
+    if role not in ROLES:
+        raise BadClientEvent("invalid_item", "item.role must be 'user', 'assistant' or 'system'", event_id)
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise BadClientEvent("invalid_item", "item.content must be a non-empty list", event_id)
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS:
+            raise BadClientEvent("invalid_item", "content parts must be text ('input_text', 'output_text', 'text')",
+                                 event_id)
+        if not isinstance(part.get("text"), str):
+            raise BadClientEvent("invalid_item", "content part text must be a string", event_id)
+        texts.append(part["text"])
+    item_id = str(item["id"]) if isinstance(item.get("id"), str) and item["id"] else new_id("item")
+    return ClientItem(item_id, role, " ".join(texts))
+
+
+def _item_retrieve(raw: dict[str, Any], event_id: str | None) -> ConversationItemRetrieve:
+    item_id = raw.get("item_id")
+    if not isinstance(item_id, str):  # no item has such an id
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id)
+    return ConversationItemRetrieve(item_id, event_id)
+
+
+def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreate:
+    response = raw.get("response", {})
+    flag = response.get("text_stream", False) if isinstance(response, dict) else None
+    if not isinstance(flag, bool):
+        raise BadClientEvent("invalid_value", "response must be an object and response.text_stream a boolean",
+                             event_id)
+    return ResponseCreate(flag, event_id)
+
+
+def _stream_target(raw: dict[str, Any], event_id: str | None) -> str | None:
+    """The streamed response a text event is for; None: the latest one."""
+    if "response_id" not in raw:
+        return None
+    response_id = raw["response_id"]
+    if not isinstance(response_id, str):  # matches no response (null included)
+        raise BadClientEvent("response_not_found", STREAM_NOT_FOUND, event_id)
+    return response_id
+
+
+def _text_delta(raw: dict[str, Any], event_id: str | None) -> GatewayResponseTextDelta:
+    delta = raw.get("delta")
+    return GatewayResponseTextDelta(_stream_target(raw, event_id), delta if isinstance(delta, str) else None,
+                                    event_id)
+
+
+def _text_done(raw: dict[str, Any], event_id: str | None) -> GatewayResponseTextDone:
+    return GatewayResponseTextDone(_stream_target(raw, event_id), event_id)
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
+    "session.update": _session_update,
+    "input_audio_buffer.clear": lambda _raw, event_id: InputAudioBufferClear(event_id),
+    "input_audio_buffer.commit": lambda _raw, event_id: InputAudioBufferCommit(event_id),
+    "response.cancel": lambda _raw, event_id: ResponseCancel(event_id),
+    "output_audio_buffer.clear": lambda _raw, event_id: OutputAudioBufferClear(event_id),
+    "conversation.item.create": _item_create,
+    "conversation.item.retrieve": _item_retrieve,
+    "response.create": _response_create,
+    "gateway.response.text.delta": _text_delta,
+    "gateway.response.text.done": _text_done,
+}

@@ -1,4 +1,9 @@
-"""The live calls of this process: admission, lookup, hang-up, shutdown."""
+"""The live calls of this process: admission, lookup, hang-up, shutdown.
+
+Each call is a :class:`~gateway.session.session.RealtimeSession` on a transport made by
+the factory the app passes in (WebRTC: :func:`gateway.transports.webrtc.webrtc_transports`);
+the registry knows no transport beyond "it answers an SDP offer".
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,26 @@ import logging
 import time
 from typing import Any
 
-from gateway.protocol import server_events as events
-from gateway.session.call import Call
 from gateway.config import GatewayConfig
-from gateway.voice.engines import Engines
 from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
-from gateway.session.load import LoadMonitor
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.protocol import server_events as events
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
+from gateway.session.load import LoadMonitor
+from gateway.session.session import RealtimeSession
+from gateway.session.transport import OfferTransportFactory
+from gateway.voice.engines import Engines
 
 logger = logging.getLogger(__name__)
 
 
 class SessionRegistry:
-    def __init__(self, config: GatewayConfig, *, observer: CallObserver = NULL_OBSERVER) -> None:
+    def __init__(self, config: GatewayConfig, *, transports: OfferTransportFactory,
+                 observer: CallObserver = NULL_OBSERVER) -> None:
         self._config = config
+        self._transports = transports
         self._observer = observer
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, RealtimeSession] = {}
         self._started: set[str] = set()
         self._engines: Engines | None = None
         self.draining = False
@@ -42,13 +50,13 @@ class SessionRegistry:
     def has_call(self, call_id: str) -> bool:
         return call_id in self._calls
 
-    def get(self, call_id: str) -> Call:
+    def get(self, call_id: str) -> RealtimeSession:
         call = self._calls.get(call_id)
         if call is None:
             raise CallNotFound(call_id)
         return call
 
-    def calls(self) -> list[Call]:
+    def calls(self) -> list[RealtimeSession]:
         return list(self._calls.values())
 
     def check_admission(self) -> Engines:
@@ -111,13 +119,20 @@ class SessionRegistry:
         engines = self.check_admission()
         settings = self._settings(engines, session)
         call_id = events.new_call_id()
-        call = Call(call_id, self._config, engines, settings, on_closed=self._forget, observer=self._observer)
+        transport = self._transports(call_id)
+        try:
+            call = RealtimeSession(call_id, self._config, engines, settings, transport, on_closed=self._forget,
+                                   observer=self._observer)
+        except BaseException:
+            await transport.close()
+            raise
         self._calls[call_id] = call
         try:
-            answer = await call.answer(offer_sdp)
+            answer = await transport.answer(offer_sdp)
         except BaseException:
             await call.close("rejected")
             raise
+        call.start()
         logger.info("call %s: started (%d active)", call_id, len(self._calls))
         if call.end_reason is None:  # not already closing: its end will be told
             self._started.add(call_id)
@@ -127,7 +142,7 @@ class SessionRegistry:
     async def hangup(self, call_id: str) -> None:
         await self.get(call_id).close("hangup")
 
-    def _forget(self, call: Call) -> None:
+    def _forget(self, call: RealtimeSession) -> None:
         if self._calls.pop(call.id, None) is not None:
             logger.info("call %s: ended (%s), %d active", call.id, call.end_reason, len(self._calls))
         if call.id in self._started:

@@ -6,8 +6,9 @@
   frames every 20 ms (silence included), RTCP reports every few seconds even
   when it only listens, SCTP heartbeats. So once connected, a call from which
   no packet at all arrived for ``limits.media_timeout_seconds`` (default 10 s)
-  is closed with reason ``timeout``. Packets are counted with the public
-  ``RTCPeerConnection.getStats()`` (the transport's ``packetsReceived``).
+  is closed with reason ``timeout``. Packets are counted by the transport
+  (:meth:`~gateway.session.transport.Transport.packets_received`; WebRTC asks the
+  public ``RTCPeerConnection.getStats()`` for its ``packetsReceived``).
 * **Idle**: no caller speech and no reply playing for
   ``limits.idle_timeout_seconds`` (default 300 s) → reason ``idle_timeout``.
 * **Too long**: ``limits.max_call_seconds`` (default 3600 s) after the call was
@@ -16,7 +17,7 @@
 Before an idle or max-duration end, the caller gets ``gateway.session.expiring``
 ``limits.end_notice_seconds`` ahead (speech in between cancels an idle end),
 and ``gateway.session.ended`` when it happens (the call's close sends that).
-ICE that never completes is the job of the call's ICE watchdog
+ICE that never completes is the job of the WebRTC transport's ICE watchdog
 (``limits.ice_timeout_seconds``).
 """
 
@@ -27,8 +28,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway.protocol import server_events as events
 from gateway.config import LimitsConfig
+from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 
 logger = logging.getLogger(__name__)

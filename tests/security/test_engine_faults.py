@@ -91,6 +91,6 @@ async def test_a_stalled_tts_blocks_neither_barge_in_nor_other_calls(engines: En
             assert error["error"]["code"] == "tts_failed" and "stalled" in error["error"]["message"]
             done = await stuck.wait_event("response.done", since=end, timeout=15)
             assert done["response"]["status"] == "failed"
-            assert len(gateway.session.registry) == 2
+            assert len(gateway.registry) == 2
         finally:
             await asyncio.gather(stuck.hangup(), other.hangup())

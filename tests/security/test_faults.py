@@ -61,7 +61,7 @@ async def test_a_vanished_caller_is_freed_with_reason_timeout_but_a_listening_on
         await asyncio.sleep(1.0)
         # The caller without a microphone has been connected for over the media timeout: RTCP keeps it alive.
         assert gateway.registry.has_call(call_id(listener_location))
-        assert len(gateway.session.registry) == 1
+        assert len(gateway.registry) == 1
         await gone.close()
         await listener.close()
         reason, _ = await gateway.ends.wait(call_id(listener_location), timeout=5)
@@ -79,7 +79,7 @@ async def test_a_call_whose_ice_never_completes_is_freed(engines: Engines) -> No
         reason, ended_at = await gateway.ends.wait(call_id(location), timeout=8)
         assert reason in ("ice_timeout", "connection_failed")
         assert ended_at - placed_at <= 2 + 1.5
-        assert len(gateway.session.registry) == 0
+        assert len(gateway.registry) == 0
 
 
 @pytest.mark.parametrize(("reason", "limits"), [

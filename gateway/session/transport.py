@@ -1,0 +1,84 @@
+"""The seam between a session and the transport that carries it to the caller.
+
+A session speaks the OpenAI Realtime protocol; a transport only moves things:
+server events out (:meth:`Transport.send_event`), raw client messages and the
+caller's audio in (:class:`TransportListener`), the gateway's voice out
+(:attr:`Transport.audio_out`, the paced output the voice layer pushes to). It
+knows no event names. WebRTC (:mod:`gateway.transports.webrtc`) carries events
+on the ``oai-events`` data channel and audio as RTP; a WebSocket or Twilio
+transport carries both on one socket (audio as base64 PCM16 or μ-law).
+
+These protocols live with the session because the session depends on them and
+sits below the transports (``[tool.importlinter]`` in pyproject.toml);
+:mod:`gateway.transports.base` is where transports import them from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from engines.base import FloatArray
+from gateway.aio import TaskSet
+from gateway.protocol.server_events import Event
+from gateway.voice.output import AudioOutput
+
+
+class TransportListener(Protocol):
+    """What a transport tells its session (:class:`~gateway.session.session.RealtimeSession` is one)."""
+
+    def on_events_open(self) -> None:
+        """Events can flow both ways now (a data channel opened, a socket was accepted). Called once."""
+
+    def on_client_event(self, message: str | bytes) -> None:
+        """One raw message from the client, unparsed: the session parses and limits it."""
+
+    async def on_audio(self, pcm: FloatArray) -> None:
+        """The caller's next audio, 16 kHz mono float32, in order. Awaited: a slow session slows the reader."""
+
+    def on_connected(self) -> None:
+        """The media path is up: from now on a caller that sends nothing is gone (the session's watchdog)."""
+
+    def on_lost(self, reason: str) -> None:
+        """The transport failed or the caller left (``connection_closed``, ``ice_timeout``, ``error`` …)."""
+
+
+class Transport(Protocol):
+    """How audio and events reach one caller."""
+
+    @property
+    def audio_out(self) -> AudioOutput:
+        """The gateway's voice: replies pushed here are paced out (20 ms frames) and clearable.
+
+        WebRTC's is a :class:`media.OutboundAudioTrack` aiortc pulls frames from; a socket
+        transport can pull the same track's frames, or supply any other output."""
+
+    @property
+    def events_open(self) -> bool:
+        """Whether :meth:`send_event` reaches the caller now."""
+
+    def attach(self, listener: TransportListener, tasks: TaskSet) -> None:
+        """Report to ``listener`` from now on; start background work only in ``tasks`` (the session's)."""
+
+    def send_event(self, event: Event) -> None:
+        """Send one server event (only while :attr:`events_open`; the session queues until then)."""
+
+    async def flush_events(self) -> None:
+        """Wait until the events sent so far have left (the caller bounds the wait)."""
+
+    async def packets_received(self) -> int:
+        """Packets of any kind received from the caller so far (a caller that vanished sends none)."""
+
+    async def close(self) -> None:
+        """Stop the audio and hang up. Safe to call twice; never raises for a transport that is already gone."""
+
+
+class OfferTransport(Transport, Protocol):
+    """A transport set up by an SDP offer and answer (WebRTC): how ``POST /v1/realtime/calls`` places a call."""
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the caller's offer, return the answer SDP. Raises :class:`~gateway.errors.InvalidOffer`."""
+
+
+#: Makes the transport of a new call (given its id); the app passes the WebRTC one to the registry.
+OfferTransportFactory = Callable[[str], OfferTransport]
