@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 from gateway.config import EventsConfig, GatewayConfig
-from gateway.protocol.client_events import BadClientEvent, parse_client_event
+from gateway.protocol.client_events import BadClientEvent, ClientEvent, parse_client_event
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
-from gateway.session.call import Call
+from gateway.session.session import RealtimeSession
+from gateway.transports.memory import MemoryTransport
 from tests.security.strategies import EVENT_ERRORS
 from tests.support.fakes import fake_engines
 
@@ -22,15 +23,15 @@ VOICES = ("tone", "joe")
 AGENTS = ("echo",)
 
 
-def checked_event(message: str | bytes) -> dict[str, Any] | BadClientEvent:
-    """The event ``message`` holds, or the documented error refusing it."""
+def checked_event(message: str | bytes) -> ClientEvent | BadClientEvent:
+    """The typed event ``message`` holds, or the documented error refusing it."""
     try:
         event = parse_client_event(message, max_bytes=CONFIG.limits.max_event_bytes)
     except BadClientEvent as exc:
         assert exc.code in EVENT_ERRORS, exc.code
         assert exc.event_id is None or isinstance(exc.event_id, str)
         return exc
-    assert isinstance(event, dict) and isinstance(event["type"], str)
+    assert isinstance(event, ClientEvent)
     return event
 
 
@@ -54,15 +55,16 @@ def checked_session(session: Any) -> SessionSettings | InvalidSession:
 
 
 async def check_call_messages(messages: list[str | bytes]) -> None:
-    """A ``Call`` answers any messages with events and documented errors only, and goes on."""
+    """A session answers any messages with events and documented errors only, and goes on."""
     engines, _ = fake_engines()
-    call = Call("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
-                on_closed=lambda _call: None)
-    sent: list[dict[str, Any]] = []
-    call.send = sent.append  # type: ignore[method-assign,assignment]
+    transport = MemoryTransport("rtc_fuzz")
+    call = RealtimeSession("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
+                           transport, on_closed=lambda _call: None)
+    transport.open()
+    sent = transport.sent
     try:
         for message in messages:
-            call._on_message(message)  # never raises
+            transport.receive(message)  # never raises
         await asyncio.sleep(0)
         for event in sent:
             json.dumps(event)
