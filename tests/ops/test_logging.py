@@ -50,8 +50,8 @@ def test_json_lines_carry_the_call_id_and_the_exception() -> None:
 def test_configure_logging_sets_the_format_and_quiets_chatty_libraries(fmt: str) -> None:
     stream = io.StringIO()
     configure_logging(LoggingConfig(format=fmt, level="info"), stream)
-    logging.getLogger("gateway.session.call").info("call %s: closing (%s)", "rtc_42", "hangup")
-    logging.getLogger("gateway.session.call").debug("not shown")
+    logging.getLogger("gateway.session.session").info("call %s: closing (%s)", "rtc_42", "hangup")
+    logging.getLogger("gateway.session.session").debug("not shown")
     logging.getLogger("aioice.ice").info("candidate noise")
     [line] = stream.getvalue().splitlines()
     if fmt == "json":
