@@ -57,4 +57,4 @@ def test_configure_logging_sets_the_format_and_quiets_chatty_libraries(fmt: str)
     if fmt == "json":
         assert json.loads(line)["call_id"] == "rtc_42"
     else:
-        assert line.endswith("INFO gateway.session.call: call rtc_42: closing (hangup)")
+        assert line.endswith("INFO gateway.session.session: call rtc_42: closing (hangup)")
