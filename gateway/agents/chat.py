@@ -2,8 +2,9 @@
 
 Works with any server that speaks ``POST {base_url}/chat/completions`` with
 ``"stream": true`` (OpenAI, llama.cpp's server, vLLM, Ollama, LiteLLM, ...).
-The session's instructions are the system prompt; the conversation items
-follow, assistant items holding only what the caller heard. Tokens are yielded
+The session's instructions are the system prompt; the most recent conversation
+items follow (``limits.max_agent_history_*``), assistant items holding only
+what the caller heard. Tokens are yielded
 as they arrive, so speech starts on the first clause.
 """
 
@@ -95,19 +96,20 @@ class ChatCompletionsAgent(Agent):
         self.name = name
 
     async def reply(self, history: Sequence[ConversationItem], instructions: str) -> AsyncIterator[str]:
-        messages = chat_messages(history, instructions, self.endpoint.max_history_items)
+        messages = chat_messages(self.policy.window.recent(history), instructions, self.endpoint.max_history_items)
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "stream": True}
         if self.endpoint.max_tokens:
             body["max_tokens"] = self.endpoint.max_tokens
         headers = {"Accept": "text/event-stream"}
         if self.endpoint.api_key:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
-        what = f"the {self.name} agent ({self.endpoint.base_url})"
+        what = f"the {self.name} agent"  # the caller may see it: no URL (failures logs that)
         started = time.monotonic()
         first = True
         logger.debug("call %s: %s request, %d messages", self.call_id, self.name, len(body["messages"]))
-        async with failures(what, self.policy), post_stream(self.endpoint.url, body, headers=headers,
-                                                            policy=self.policy, what=what) as stream:
+        failed = failures(what, self.policy, call_id=self.call_id, url=self.endpoint.url)
+        async with failed, post_stream(self.endpoint.url, body, headers=headers, policy=self.policy,
+                                       what=what) as stream:
             if stream.content_type == "application/json":  # a server that ignores "stream"
                 yield message_text(await stream.json())
                 return

@@ -30,7 +30,7 @@ def agent_factories(config: GatewayConfig) -> tuple[dict[str, AgentFactory], Cal
     Blocking when ``local-llm`` is enabled (it starts the local LLM server): call it off the event loop.
     """
     cfg = config.agents
-    policy = UpstreamPolicy.from_config(cfg)
+    policy = UpstreamPolicy.from_config(cfg, config.limits)
     factories: dict[str, AgentFactory] = {}
     servers: list[LocalLlmServer] = []
     for name in cfg.enabled(config.session.agent):

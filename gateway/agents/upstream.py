@@ -8,6 +8,11 @@ client leave at once (and an LLM server stops generating).
 
 Each request has its own ``ClientSession``: nothing outlives the reply, and
 redirects are not followed, so requests only ever go to configured URLs.
+
+What went wrong stays on the server: the caller's ``error`` event carries a
+stable code and a generic message (``the webhook agent is unreachable``), never
+the upstream's URL, host, port or answer; those go to the log, with the call id
+(the URL without its query string or credentials).
 """
 
 from __future__ import annotations
@@ -16,21 +21,32 @@ import asyncio
 import codecs
 import json
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from gateway.agents.base import AgentError
-from gateway.config import AgentsConfig
+from gateway.agents.base import AgentError, HistoryWindow
+from gateway.config import AgentsConfig, LimitsConfig
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 2048
 MAX_JSON_BODY = 1024 * 1024
+
+#: What the caller is told for each code, after "the NAME agent"; the details are only logged.
+PUBLIC_MESSAGES = {
+    "agent_timeout": "did not answer in time",
+    "agent_unreachable": "is unreachable",
+    "agent_connection_failed": "connection failed",
+    "agent_http_error": "answered with an HTTP error",
+    "agent_bad_response": "sent an answer that could not be read",
+    "agent_upstream_error": "reported an error",
+}
 
 
 @dataclass(frozen=True)
@@ -39,19 +55,48 @@ class UpstreamPolicy:
     response_timeout: float = 15.0
     idle_timeout: float = 10.0
     apology: str = ""
+    window: HistoryWindow = field(default_factory=HistoryWindow)  # how much history each request carries
 
     @classmethod
-    def from_config(cls, config: AgentsConfig) -> UpstreamPolicy:
+    def from_config(cls, config: AgentsConfig, limits: LimitsConfig | None = None) -> UpstreamPolicy:
+        window = HistoryWindow() if limits is None else HistoryWindow(limits.max_agent_history_items,
+                                                                      limits.max_agent_history_chars)
         return cls(config.connect_timeout_seconds, config.response_timeout_seconds, config.idle_timeout_seconds,
-                   config.apology)
+                   config.apology, window)
+
+
+def loggable_url(url: str) -> str:
+    """``url`` without its query string, fragment and credentials (which may hold secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _classify(exc: Exception) -> tuple[str, str] | None:
+    """The code and the detail (for the log) of a failure; None for an exception that is not the upstream's."""
+    if isinstance(exc, AgentError):
+        return exc.code, str(exc)
+    if isinstance(exc, TimeoutError):  # also aiohttp's connect timeouts
+        return "agent_timeout", "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "agent_unreachable", str(exc)
+    if isinstance(exc, aiohttp.ClientError):
+        return "agent_connection_failed", repr(exc)
+    if isinstance(exc, ValueError):  # undecodable bytes, over-long lines
+        return "agent_bad_response", f"a malformed stream: {exc}"
+    return None
 
 
 class failures:  # lower case: reads as ``async with failures(...)``
-    """Turns whatever goes wrong talking to an upstream into an :class:`AgentError` with the apology."""
+    """Turns whatever goes wrong talking to an upstream into an :class:`AgentError` with the apology.
 
-    def __init__(self, what: str, policy: UpstreamPolicy) -> None:
+    The error says only its code and a generic message; what happened, and where, is logged.
+    """
+
+    def __init__(self, what: str, policy: UpstreamPolicy, *, call_id: str = "", url: str = "") -> None:
         self._what = what
         self._apology = policy.apology
+        self._call_id = call_id
+        self._url = url
 
     async def __aenter__(self) -> None:
         return None
@@ -60,19 +105,14 @@ class failures:  # lower case: reads as ``async with failures(...)``
                         tb: TracebackType | None) -> None:
         if exc is None or not isinstance(exc, Exception):
             return  # success, cancellation (barge-in) and generator close pass through
-        if isinstance(exc, AgentError):
-            raise AgentError(exc.code, str(exc), apology=self._apology) from exc
-        if isinstance(exc, TimeoutError):  # also aiohttp's connect timeouts
-            raise AgentError("agent_timeout", f"{self._what} did not answer in time", apology=self._apology) from exc
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            raise AgentError("agent_unreachable", f"{self._what} is unreachable: {exc}",
-                             apology=self._apology) from exc
-        if isinstance(exc, aiohttp.ClientError):
-            raise AgentError("agent_connection_failed", f"{self._what} connection failed: {exc!r}",
-                             apology=self._apology) from exc
-        if isinstance(exc, ValueError):  # undecodable bytes, over-long lines
-            raise AgentError("agent_bad_response", f"{self._what} sent a malformed stream: {exc}",
-                             apology=self._apology) from exc
+        failure = _classify(exc)
+        if failure is None:
+            return
+        code, detail = failure
+        logger.warning("call %s: %s failed (%s) at %s: %s", self._call_id, self._what, code,
+                       loggable_url(self._url), detail)
+        public = f"{self._what} {PUBLIC_MESSAGES.get(code, 'failed')}"
+        raise AgentError(code, public, apology=self._apology) from exc
 
 
 class UpstreamStream:

@@ -6,6 +6,8 @@ Request body::
      "transcript": "what the caller just said",
      "history": [{"id": "item_...", "role": "user", "text": "...", "truncated": false}, ...]}
 
+``history`` holds the most recent items only (``limits.max_agent_history_items`` and ``_chars``).
+
 The answer may stream in any of these forms, chosen by its ``Content-Type``:
 
 * ``text/plain`` (or none): the body is the text, spoken as it arrives;
@@ -120,9 +122,10 @@ class WebhookAgent(Agent):
         what = "the webhook agent"
         started = time.monotonic()
         first = True
-        payload = turn_payload(self.call_id, history, instructions)
-        async with failures(what, self.policy), post_stream(self.endpoint.url, payload, headers=headers,
-                                                            policy=self.policy, what=what) as stream:
+        payload = turn_payload(self.call_id, self.policy.window.recent(history), instructions)
+        failed = failures(what, self.policy, call_id=self.call_id, url=self.endpoint.url)
+        async with failed, post_stream(self.endpoint.url, payload, headers=headers, policy=self.policy,
+                                       what=what) as stream:
             async for text in stream_text(stream):
                 if text:
                     if first:

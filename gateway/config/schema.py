@@ -115,6 +115,12 @@ class LimitsConfig:
     max_loop_lag_ms: float = 150.0  # refuse new calls while the event loop runs this late (0: off)
     max_asr_wait_ms: float = 400.0  # ... or while ASR jobs wait this long in the queue (0: off)
     max_cpu_percent: float = 0.0  # ... or while the machine's CPUs are this busy over 2 s (0: off)
+    # One call's conversation history (what agents answer from): beyond either bound the oldest items are dropped.
+    max_history_items: int = 200
+    max_history_chars: int = 200_000
+    # What an external agent (openai, webhook, local-llm) is sent per reply: the most recent items within both.
+    max_agent_history_items: int = 50
+    max_agent_history_chars: int = 32_000
 
     def __post_init__(self) -> None:
         _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
@@ -138,6 +144,10 @@ class LimitsConfig:
         _require(self.max_loop_lag_ms >= 0, "limits.max_loop_lag_ms", "must be >= 0")
         _require(self.max_asr_wait_ms >= 0, "limits.max_asr_wait_ms", "must be >= 0")
         _require(0 <= self.max_cpu_percent <= 100, "limits.max_cpu_percent", "must be 0..100")
+        for key in ("max_history_items", "max_agent_history_items"):
+            _require(1 <= getattr(self, key) <= 100_000, f"limits.{key}", "must be 1..100000")
+        for key in ("max_history_chars", "max_agent_history_chars"):
+            _require(1000 <= getattr(self, key) <= 10_000_000, f"limits.{key}", "must be 1000..10000000")
 
 
 #: The default CORS origins: pages served from this machine, on any port.

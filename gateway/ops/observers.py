@@ -72,6 +72,9 @@ class CallObserver:
     def error(self, call_id: str, code: str) -> None:
         """An ``error`` event was sent to the caller."""
 
+    def history_items_dropped(self, call_id: str, count: int) -> None:
+        """``count`` items left the call's conversation history: it was over ``limits.max_history_*``."""
+
     def asr_finished(self, audio_s: float, compute_s: float) -> None:
         """A final transcription of ``audio_s`` seconds took ``compute_s``."""
 
@@ -115,6 +118,9 @@ class CompositeObserver(CallObserver):
 
     def error(self, call_id: str, code: str) -> None:
         self._each("error", call_id, code)
+
+    def history_items_dropped(self, call_id: str, count: int) -> None:
+        self._each("history_items_dropped", call_id, count)
 
     def asr_finished(self, audio_s: float, compute_s: float) -> None:
         self._each("asr_finished", audio_s, compute_s)

@@ -81,7 +81,8 @@ class Conversation:
         self._options = options
         self._partial_interval = options.partial_interval_ms * SAMPLE_RATE // 1000
         self._utterance: Utterance | None = None
-        self._history = History()
+        self._history = History(max_items=options.max_history_items, max_chars=options.max_history_chars,
+                                call_id=call_id, on_drop=lambda count: observer.history_items_dropped(call_id, count))
         self._responses = ResponsePlayer(call_id=call_id, output=track, send=send, observer=observer,
                                          history=self._history)
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,

@@ -17,6 +17,8 @@ class VoiceOptions:
     partials_max_utilization: float = 1.0  # partials are skipped while the recogniser is busier than this
     speculative: bool = True  # decode and prepare the reply inside the silence window
     incremental_tts: bool = True  # synthesise clause by clause as the agent's text arrives
+    max_history_items: int = 200  # the conversation history's bounds: beyond either, the oldest items go
+    max_history_chars: int = 200_000
 
     def __post_init__(self) -> None:
         if self.max_utterance_seconds <= 0 or self.tts_ahead_seconds <= 0:
@@ -33,4 +35,6 @@ class VoiceOptions:
             partials_max_utilization=config.engines.asr_partials_max_utilization,
             speculative=config.pipeline.speculative_turns,
             incremental_tts=config.pipeline.incremental_tts,
+            max_history_items=config.limits.max_history_items,
+            max_history_chars=config.limits.max_history_chars,
         )
