@@ -1,12 +1,21 @@
-"""Per-client limits on placing calls: how many at once, and how fast (429 with ``Retry-After``).
+"""Per-client limits on placing calls: how many at once, how many still connecting, and how fast (429).
 
 A *client* is the caller's IP address, or for IPv6 its /64 network (one
 subscriber usually holds a whole /64). Behind a reverse proxy, list the proxy
 in ``limits.trusted_proxies``: then the client is the last address of
 ``X-Forwarded-For`` that is not itself a trusted proxy.
 
-* ``limits.max_calls_per_client`` (default 8): live calls, plus calls being set
-  up, per client → ``429 too_many_calls``.
+* ``limits.max_calls_per_client`` (default: a quarter of ``limits.max_calls``,
+  at least 1 — 4 of 16): live calls, plus calls being set up, per client →
+  ``429 too_many_calls``. So no one address holds more than a quarter of the
+  gateway; at ``max_calls`` or more it is the global limit that answers
+  (``503 capacity``).
+* ``limits.max_pending_calls_per_client`` (default 2): calls whose ICE/DTLS is
+  not connected yet (and calls being set up) → ``429 too_many_pending_calls``.
+  A call that never connects holds its slot for ``limits.ice_timeout_seconds``
+  (10 s); a real caller connects within a second, so two are plenty, and an
+  address that posts offers it never connects holds two slots, not a quarter
+  of the gateway for the whole window. Off with ``max_calls_per_client = 0``.
 * ``limits.calls_per_client_per_minute`` (default 60) with a burst of
   ``limits.call_burst_per_client`` (default 20): call attempts per client, a
   token bucket; every ``POST /v1/realtime/calls`` takes a token, whatever its
@@ -38,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 MAX_CLIENTS = 100_000
 CONCURRENCY_RETRY_AFTER = 5
+PENDING_RETRY_AFTER = 2  # a real caller's pending calls connect within a second
+
+CallCheck = Callable[[str], bool]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -84,15 +96,18 @@ class ClientAddress:
 class _Client:
     tokens: float
     updated: float
-    pending: int = 0  # calls being set up
-    calls: set[str] = field(default_factory=set)  # live calls (pruned lazily)
+    placing: int = 0  # calls being set up (their request is being answered)
+    calls: set[str] = field(default_factory=set)  # calls admitted earlier, live or not (pruned lazily)
 
 
 class ClientLimiter:
-    """Concurrent calls and call attempts per client (see the module doc)."""
+    """Concurrent calls, pending calls and call attempts per client (see the module doc)."""
 
     def __init__(self, config: LimitsConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_calls = config.max_calls_per_client
+        per_client = config.max_calls_per_client
+        self.max_calls = per_client if per_client < config.max_calls else 0  # else the global limit answers
+        pending = config.max_pending_calls_per_client if per_client else 0
+        self.max_pending = pending if pending < (self.max_calls or config.max_calls) else 0
         self.rate = config.calls_per_client_per_minute / 60.0
         self.burst = float(config.call_burst_per_client)
         self._clock = clock
@@ -101,10 +116,15 @@ class ClientLimiter:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def admit(self, client: str, *, call_alive: Callable[[str], bool]) -> _Client:
+    @property
+    def off(self) -> bool:
+        return not (self.max_calls or self.max_pending or self.rate)
+
+    def admit(self, client: str, *, call_alive: CallCheck, call_connected: CallCheck) -> _Client:
         """Take a token and a call slot for ``client``, or raise a 429 ApiError.
 
-        ``call_alive`` says which of the calls admitted earlier are still live.
+        ``call_alive`` says which of the calls admitted earlier are still live, ``call_connected``
+        which of those have connected (ICE and DTLS up).
         """
         now = self._clock()
         state = self._clients.get(client)
@@ -119,18 +139,23 @@ class ClientLimiter:
                 raise ApiError(429, "rate_limited", f"too many calls placed from this address; retry in {wait} s",
                                retry_after=wait)
             state.tokens -= 1.0
-        if self.max_calls > 0:
+        if self.max_calls or self.max_pending:
             state.calls = {call_id for call_id in state.calls if call_alive(call_id)}
-            if len(state.calls) + state.pending >= self.max_calls:
+            if self.max_calls and len(state.calls) + state.placing >= self.max_calls:
                 raise ApiError(429, "too_many_calls", f"at most {self.max_calls} calls at once from one address",
                                retry_after=CONCURRENCY_RETRY_AFTER)
-        state.pending += 1
+            pending = state.placing + sum(1 for call_id in state.calls if not call_connected(call_id))
+            if self.max_pending and pending >= self.max_pending:
+                raise ApiError(429, "too_many_pending_calls", f"at most {self.max_pending} calls from one address "
+                               "may be connecting at once; connect (ICE) the ones placed first",
+                               retry_after=PENDING_RETRY_AFTER)
+        state.placing += 1
         return state
 
     def settle(self, state: _Client, call_id: str | None) -> None:
         """The call admitted by ``admit`` was set up (``call_id``) or not (None)."""
-        state.pending -= 1
-        if call_id is not None and self.max_calls > 0:
+        state.placing -= 1
+        if call_id is not None and (self.max_calls or self.max_pending):
             state.calls.add(call_id)
 
     def _forget_idle(self, call_alive: Callable[[str], bool]) -> None:
@@ -139,7 +164,7 @@ class ClientLimiter:
         now = self._clock()
         for key, state in list(self._clients.items()):
             refilled = self.rate <= 0 or state.tokens + (now - state.updated) * self.rate >= self.burst
-            if refilled and not state.pending and not any(call_alive(c) for c in state.calls):
+            if refilled and not state.placing and not any(call_alive(c) for c in state.calls):
                 del self._clients[key]
         while len(self._clients) >= MAX_CLIENTS * 0.9:  # still (nearly) full: forget the oldest entries
             del self._clients[next(iter(self._clients))]
@@ -149,7 +174,7 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
     """Applies the per-client limits to ``POST /v1/realtime/calls``."""
     limiter = ClientLimiter(config)
     addresses = ClientAddress(config.trusted_proxies)
-    off = config.max_calls_per_client == 0 and config.calls_per_client_per_minute == 0
+    off = limiter.off
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -159,7 +184,9 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
             return await handler(request)
         address = addresses.of(request)
         try:
-            state = limiter.admit(client_key(address), call_alive=request.app[REGISTRY].has_call)
+            service = request.app[REGISTRY]
+            state = limiter.admit(client_key(address), call_alive=service.has_call,
+                                  call_connected=service.is_connected)
         except ApiError as exc:
             logger.info("refused a call from %s: %s", address, exc.code)
             raise

@@ -27,6 +27,11 @@ class CallService(Protocol):
         """Whether the call ``call_id`` is live (per-client limits and hang-up tokens ask)."""
         ...
 
+    def is_connected(self, call_id: str) -> bool:
+        """Whether the live call ``call_id`` has connected (ICE and DTLS up); until then it is *pending*, and
+        the per-client limits allow only a few of those (``limits.max_pending_calls_per_client``)."""
+        ...
+
     def validate_session(self, session: dict[str, Any] | None) -> dict[str, Any] | None:
         """The session a call placed with ``session`` would start with, without its id (a client secret is
         minted with it). Raises InvalidSessionConfig (``invalid_session``) when ``session`` is not valid.

@@ -22,7 +22,6 @@ from gateway.voice.engines import Engines
 METRICS = web.AppKey("metrics", GatewayMetrics)
 LIFECYCLE = web.AppKey("lifecycle_events", LifecycleEvents)
 
-SINK_CLOSE_TIMEOUT = 5.0
 LOOP_LAG_INTERVAL = 0.25
 
 
@@ -37,7 +36,8 @@ def setup_operations(app: web.Application, config: GatewayConfig, *, engines: Ca
     """Add ``/metrics`` and the sinks' life cycle to ``app``; returns the observer for the registry.
 
     Call it before the engines' ``cleanup_ctx`` is added, so that sinks close
-    after the last call has ended (and its ``call.ended`` event was queued).
+    after the last call has ended (and its ``call.ended`` event was queued); they then get
+    ``events.shutdown_flush_seconds`` to deliver what is queued (see :mod:`gateway.ops.lifecycle`).
     """
     metrics = GatewayMetrics(queue_depths=lambda: engine_queue_depths(engines()))
     sinks = build_sinks(config.events, on_drop=lambda sink: metrics.events_dropped.labels(sink).inc(),
@@ -55,7 +55,7 @@ def setup_operations(app: web.Application, config: GatewayConfig, *, engines: Ca
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-        await lifecycle.close(SINK_CLOSE_TIMEOUT)
+        await lifecycle.close(config.events.shutdown_flush_seconds)  # what is left is counted and logged
 
     app.cleanup_ctx.append(operations_ctx)
     return CompositeObserver([metrics, lifecycle, TurnLog(log_transcripts=config.logging.log_transcripts),

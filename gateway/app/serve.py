@@ -22,6 +22,7 @@ import sys
 from aiohttp import web
 
 from gateway.app.keys import ENGINE_LOADING, REGISTRY
+from gateway.app.workers import inherited_listener
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
 
@@ -58,7 +59,10 @@ async def serve(app: web.Application, config: GatewayConfig) -> int:
     status = 0
     try:
         await runner.setup()
-        await web.TCPSite(runner, config.server.host, config.server.port).start()
+        listener = inherited_listener()  # a worker serves on the socket its front bound (gateway/app/workers.py)
+        site = (web.SockSite(runner, listener) if listener is not None
+                else web.TCPSite(runner, config.server.host, config.server.port))
+        await site.start()
         for address in runner.addresses:
             logger.info("voice gateway: listening on %s", _url(address))
         loading = app[ENGINE_LOADING]

@@ -9,10 +9,19 @@ listening on loopback. The worker's SDP answer carries the worker's own ICE
 candidates, so media flows straight between the caller and the worker; the
 front only ever sees the SDP and the hang-up.
 
-Workers report their load (``GET /internal/load``: active calls, whether they
-accept calls, event-loop lag, ASR queue wait); the front polls it and picks the
-accepting worker with the fewest calls. A worker that refuses (503) is skipped;
-when all refuse, the caller gets ``503 capacity`` with ``Retry-After``.
+Workers report their load (``GET /internal/load``: active calls, which of them
+have connected, whether they accept calls, event-loop lag, ASR queue wait); the
+front polls it and picks the accepting worker with the fewest calls. A worker
+that refuses (503) is skipped; when all refuse, the caller gets ``503 capacity``
+with ``Retry-After``.
+
+The front sends every request to a worker with the internal token
+(:mod:`signaling.internal`), so the token must only ever reach a port the
+worker holds. The front binds each worker's listening socket itself (port 0:
+the kernel picks a free one), passes it to the worker process
+(:data:`LISTEN_FD_ENV`, ``pass_fds``) and keeps its own copy open until the
+worker has exited: no other process can bind that port in between, as it could
+when the front only picked a free port number and the worker bound it later.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from signaling.paths import CALLS_PATH, call_id_from_location, call_location
 logger = logging.getLogger(__name__)
 
 PARENT_PID_ENV = "VOICE_GATEWAY_PARENT_PID"
+#: The file descriptor of the listening socket a worker inherits from its front (see the module doc).
+LISTEN_FD_ENV = "VOICE_GATEWAY_LISTEN_FD"
 POLL_INTERVAL = 0.5
 
 
@@ -51,29 +62,61 @@ class WorkerLoad:
     asr_wait_ms: float = 0.0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+def listening_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A TCP socket bound to a free port of ``host`` and listening (no ``SO_REUSEADDR``: nobody else binds it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
         sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def inherited_listener() -> socket.socket | None:
+    """In a worker: the listening socket its front passed (:data:`LISTEN_FD_ENV`), else None."""
+    fd = os.environ.pop(LISTEN_FD_ENV, None)
+    if fd is None:
+        return None
+    sock = socket.socket(fileno=int(fd))
+    sock.setblocking(False)
+    return sock
 
 
 class WorkerProcess:
     def __init__(self, index: int, argv: Sequence[str], token: str) -> None:
         self.index = index
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1"]
+        self.port = 0  # bound in start()
+        self.url = ""
+        self._argv = list(argv)
         self._token = token
+        self._listener: socket.socket | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.load = WorkerLoad()
         self.calls: set[str] = set()
+        self.connected: set[str] = set()  # calls the worker reported connected (ICE and DTLS up)
 
     async def start(self) -> None:
-        env = {**os.environ, INTERNAL_TOKEN_ENV: self._token, PARENT_PID_ENV: str(os.getpid())}
+        """Bind the worker's socket, then start the worker on it (the front keeps its copy: see the module doc)."""
+        self._listener = listening_socket()
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        fd = self._listener.fileno()
+        argv = [*self._argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1"]
+        env = {**os.environ, INTERNAL_TOKEN_ENV: self._token, PARENT_PID_ENV: str(os.getpid()),
+               LISTEN_FD_ENV: str(fd)}
         # Own session: a Ctrl-C in the terminal reaches the front only, which then drains the workers.
-        self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *self._argv, env=env,
-                                                            start_new_session=True)
+        self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *argv, env=env,
+                                                            pass_fds=(fd,), start_new_session=True)
         logger.info("worker %d: started (pid %d, port %d)", self.index, self.process.pid, self.port)
+
+    def release_port(self) -> None:
+        """Close the front's copy of the listening socket: only once the worker has exited and nothing sends
+        to it any more (a worker that crashed leaves its port held by the front, not free for another process)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
 
     @property
     def alive(self) -> bool:
@@ -116,6 +159,11 @@ class WorkerPool:
     def has_call(self, call_id: str) -> bool:
         return call_id in self._owner
 
+    def is_connected(self, call_id: str) -> bool:
+        """As the owning worker last reported it (polled every 0.5 s): a new call is pending until then."""
+        worker = self._owner.get(call_id)
+        return worker is not None and call_id in worker.connected
+
     def validate_session(self, session: dict[str, Any] | None) -> dict[str, Any] | None:
         """Not here: a front has no engines (no voices, no agents); the worker checks it when the call is placed."""
         return None
@@ -130,7 +178,7 @@ class WorkerPool:
         self._poller = asyncio.create_task(self._poll(), name="worker-load")
 
     async def close(self, drain_timeout: float) -> None:
-        """SIGTERM every worker (each drains its own calls), then wait for them."""
+        """SIGTERM every worker (each drains its own calls), wait for them, then free their ports."""
         self.draining = True
         for worker in self.workers:
             worker.signal(signal.SIGTERM)
@@ -141,6 +189,8 @@ class WorkerPool:
                 await self._poller
         if self._http is not None:
             await self._http.close()
+        for worker in self.workers:  # last: nothing sends the token any more
+            worker.release_port()
 
     def headers(self) -> dict[str, str]:
         return internal_headers(self.token)
@@ -188,6 +238,7 @@ class WorkerPool:
         worker = self._owner.pop(call_id, None)
         if worker is not None:
             worker.calls.discard(call_id)
+            worker.connected.discard(call_id)
 
     async def _forward(self, worker: WorkerProcess, offer_sdp: str,
                        session: dict[str, Any] | None) -> tuple[str, str]:
@@ -236,6 +287,7 @@ class WorkerPool:
                     ended = worker.calls - set(data.get("call_ids", worker.calls))
                     for call_id in ended:
                         self._forget(call_id)
+                    worker.connected = worker.calls & set(data.get("connected_call_ids", ()))
                 except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                     worker.load = WorkerLoad(reason="starting" if worker.load.reason == "starting" else "unreachable")
             await asyncio.sleep(POLL_INTERVAL)

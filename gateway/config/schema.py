@@ -95,16 +95,23 @@ class PipelineConfig:
     incremental_tts: bool = True  # synthesise clause by clause as text arrives, not the whole reply at once
 
 
+#: ``limits.max_calls_per_client`` derived from ``limits.max_calls`` (a quarter of it, at least 1).
+AUTO = -1
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_sdp_bytes: int = 64 * 1024
     max_event_bytes: int = 64 * 1024
     max_calls: int = 16
     max_events_per_second: int = 50
-    ice_timeout_seconds: float = 30.0
+    # A call whose ICE/DTLS is not connected by then ends: browsers and aiortc connect within 0.2 s on loopback,
+    # a few RTTs on real networks (docs/security.md); until then the call holds a slot while it is "pending".
+    ice_timeout_seconds: float = 10.0
     call_close_timeout_seconds: float = 5.0
     # Per client (IP address; IPv6 per /64): concurrent calls and call creation rate (0: off). See docs/security.md.
-    max_calls_per_client: int = 8
+    max_calls_per_client: int = AUTO  # AUTO (-1): a quarter of max_calls, at least 1
+    max_pending_calls_per_client: int = 2  # calls not yet ICE-connected (off with max_calls_per_client = 0)
     calls_per_client_per_minute: int = 60
     call_burst_per_client: int = 20
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
@@ -127,9 +134,14 @@ class LimitsConfig:
         _require(256 <= self.max_event_bytes <= 1024 * 1024, "limits.max_event_bytes", "must be 256 B..1 MiB")
         _require(self.max_calls >= 1, "limits.max_calls", "must be >= 1")
         _require(self.max_events_per_second >= 1, "limits.max_events_per_second", "must be >= 1")
-        _require(self.ice_timeout_seconds > 0, "limits.ice_timeout_seconds", "must be > 0")
-        for key in ("max_calls_per_client", "calls_per_client_per_minute", "call_burst_per_client"):
+        _require(0 < self.ice_timeout_seconds <= 120, "limits.ice_timeout_seconds", "must be > 0 and <= 120")
+        if self.max_calls_per_client == AUTO:  # one client never holds more than a quarter of the gateway
+            object.__setattr__(self, "max_calls_per_client", max(1, self.max_calls // 4))
+        for key in ("max_calls_per_client", "max_pending_calls_per_client", "calls_per_client_per_minute",
+                    "call_burst_per_client"):
             _require(getattr(self, key) >= 0, f"limits.{key}", "must be >= 0 (0: off)")
+        _require(self.max_calls_per_client <= self.max_calls, "limits.max_calls_per_client",
+                 "must be at most limits.max_calls (0: off; -1: a quarter of max_calls)")
         _require(self.calls_per_client_per_minute == 0 or self.call_burst_per_client >= 1,
                  "limits.call_burst_per_client", "must be >= 1 while calls_per_client_per_minute is set")
         for network in self.trusted_proxies:
@@ -267,15 +279,21 @@ class EventsConfig:
     file: str = "-"  # JSON lines: "-" for stdout, a path to append to, "" for none
     webhook_url: str = ""  # POST each event as JSON to this http(s) URL; "" for none
     webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
-    webhook_timeout_seconds: float = 5.0
-    webhook_retries: int = 3
+    webhook_timeout_seconds: float = 5.0  # one attempt
+    webhook_retries: int = 3  # with backoff 0.5 s, 1 s, 2 s ... (at most 5 s)
+    webhook_event_timeout_seconds: float = 15.0  # every attempt at one event, backoff included
     queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
+    # At shutdown the sinks deliver what they can this long; what is left is counted and logged, one line an event.
+    shutdown_flush_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         _require(self.webhook_url == "" or self.webhook_url.startswith(("http://", "https://")),
                  "events.webhook_url", "must be an http:// or https:// URL")
         _require(0.1 <= self.webhook_timeout_seconds <= 60, "events.webhook_timeout_seconds", "must be 0.1..60")
         _require(0 <= self.webhook_retries <= 10, "events.webhook_retries", "must be 0..10")
+        _require(0.1 <= self.webhook_event_timeout_seconds <= 600, "events.webhook_event_timeout_seconds",
+                 "must be 0.1..600")
+        _require(0 <= self.shutdown_flush_seconds <= 600, "events.shutdown_flush_seconds", "must be 0..600")
         _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
 
 

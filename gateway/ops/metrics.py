@@ -53,6 +53,8 @@ class GatewayMetrics(CallObserver):
         self.turns = Counter(f"{PREFIX}_turns", "User turns committed", registry=r)
         self.barge_ins = Counter(f"{PREFIX}_barge_ins", "Replies interrupted by the caller's speech", registry=r)
         self.errors = Counter(f"{PREFIX}_errors", "Error events sent to callers, by code", ["code"], registry=r)
+        self.server_events_dropped = Counter(f"{PREFIX}_server_events_dropped", "Server events dropped because "
+                                             "too many waited for the caller's event channel to open", registry=r)
         self.history_drops = Counter(f"{PREFIX}_history_items_dropped", "Conversation items dropped, oldest "
                                      "first, because a call's history was over its bounds", registry=r)
         self.reply_audio = Counter(f"{PREFIX}_reply_audio_seconds", "Reply audio sent to callers", registry=r)
@@ -129,6 +131,9 @@ class GatewayMetrics(CallObserver):
 
     def error(self, call_id: str, code: str) -> None:
         self.errors.labels(bounded_label(code)).inc()
+
+    def server_event_dropped(self, call_id: str) -> None:
+        self.server_events_dropped.inc()
 
     def history_items_dropped(self, call_id: str, count: int) -> None:
         self.history_drops.inc(count)

@@ -72,6 +72,9 @@ class CallObserver:
     def error(self, call_id: str, code: str) -> None:
         """An ``error`` event was sent to the caller."""
 
+    def server_event_dropped(self, call_id: str) -> None:
+        """A server event was dropped: more were waiting for the caller's event channel to open than are kept."""
+
     def history_items_dropped(self, call_id: str, count: int) -> None:
         """``count`` items left the call's conversation history: it was over ``limits.max_history_*``."""
 
@@ -118,6 +121,9 @@ class CompositeObserver(CallObserver):
 
     def error(self, call_id: str, code: str) -> None:
         self._each("error", call_id, code)
+
+    def server_event_dropped(self, call_id: str) -> None:
+        self._each("server_event_dropped", call_id)
 
     def history_items_dropped(self, call_id: str, count: int) -> None:
         self._each("history_items_dropped", call_id, count)

@@ -50,6 +50,10 @@ class SessionRegistry:
     def has_call(self, call_id: str) -> bool:
         return call_id in self._calls
 
+    def is_connected(self, call_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.connected_at is not None
+
     def get(self, call_id: str) -> RealtimeSession:
         call = self._calls.get(call_id)
         if call is None:
@@ -87,6 +91,7 @@ class SessionRegistry:
             "asr_wait_ms": round(self.load.asr_wait_ms(self._engines), 1),
             "cpu_percent": round(self.load.cpu_percent, 1),
             "call_ids": list(self._calls),
+            "connected_call_ids": [call_id for call_id, call in self._calls.items() if call.connected_at is not None],
         }
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:

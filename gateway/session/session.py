@@ -87,9 +87,10 @@ class RealtimeSession:
         self._on_closed = on_closed
         self._observer = observer
         self.created_at = time.monotonic()
+        self.connected_at: float | None = None  # when the transport's media path came up (WebRTC: ICE + DTLS)
         self.end_reason: str | None = None
         self._tasks = TaskSet(f"call {call_id}")
-        self._outbox = Outbox(transport, call_id=call_id)
+        self._outbox = Outbox(transport, call_id=call_id, on_drop=lambda: observer.server_event_dropped(call_id))
         self._items = ItemStore()  # for conversation.item.retrieve
         self._rate = EventRateLimit(config.limits.max_events_per_second)
         self._closing: asyncio.Task[None] | None = None
@@ -136,6 +137,8 @@ class RealtimeSession:
         await self.conversation.feed(pcm)
 
     def on_connected(self) -> None:
+        if self.connected_at is None:
+            self.connected_at = time.monotonic()
         self.watchdog.connected()
 
     def on_lost(self, reason: str) -> None:

@@ -21,7 +21,7 @@ LONG_TEXT = ("This reply is long on purpose, so that there is time to talk over 
 
 @pytest.fixture
 def gateway_config() -> GatewayConfig:
-    return GatewayConfig(limits=LimitsConfig(max_calls=2))
+    return GatewayConfig(limits=LimitsConfig(max_calls=2, max_calls_per_client=2))  # one address fills it here
 
 
 async def test_calls_beyond_capacity_are_refused_fast_and_admitted_again_later(gateway_url: str) -> None:

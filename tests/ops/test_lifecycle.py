@@ -1,4 +1,5 @@
-"""Lifecycle event sinks: JSON lines, and a webhook that retries, gives up and drops without blocking."""
+"""Lifecycle event sinks: JSON lines, and a webhook that retries, gives up and drops without blocking; the
+shutdown flush keeps its budget (``events.shutdown_flush_seconds``) and logs every event it could not deliver."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.config import EventsConfig
+from gateway.app.application import create_app
+from gateway.config import EventsConfig, GatewayConfig
 from gateway.ops.lifecycle import JsonLinesSink, LifecycleEvents, WebhookSink, build_sinks
 from gateway.ops.metrics import GatewayMetrics
 from gateway.ops.observers import TURN_STAGES, TurnReport
-from tests.support.ops import free_port
+from tests.support.fakes import fake_engines
+from tests.support.ops import free_port, real_offer
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -90,7 +95,7 @@ async def test_a_dead_endpoint_is_retried_then_dropped_and_counted() -> None:
     sink.start()
     for n in range(3):
         sink.publish({"type": "call.started", "call_id": f"rtc_{n}"})
-    await sink.close(grace_s=10)
+    await sink.close(flush_s=10)
     assert (sink.delivered, sink.retried, sink.dropped) == (0, 6, 3)
     assert metrics.registry.get_sample_value("voice_gateway_lifecycle_events_dropped_total",
                                              {"sink": "webhook"}) == 3
@@ -116,6 +121,118 @@ async def test_a_stuck_consumer_never_blocks_publish_and_overflow_is_dropped(aio
         sink.publish({"type": "turn.completed", "n": n})
     assert time.perf_counter() - started < 0.05
     assert sink.dropped == 96  # the queue holds 4
-    await sink.close(grace_s=0.2)  # what is queued or in flight is dropped too
+    await sink.close(flush_s=0.2)  # what is queued or in flight is dropped too
     assert (sink.delivered, sink.dropped) == (0, 100)
     stuck.set()
+
+
+def undelivered_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    """The events the sinks logged whole because they could not deliver them."""
+    return [json.loads(str(record.args[-1])) for record in caplog.records  # type: ignore[index]
+            if record.name == "gateway.ops.lifecycle" and "did not deliver" in record.msg]
+
+
+async def endpoint(aiohttp_server: AiohttpServer, answer: Callable[[], Awaitable[web.Response]]) -> str:
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return await answer()
+
+    app = web.Application()
+    app.router.add_post("/events", hook)
+    return str((await aiohttp_server(app)).make_url("/events"))
+
+
+@pytest.mark.parametrize("failure", ["503", "hangs"])
+async def test_the_shutdown_flush_keeps_its_budget_and_logs_every_event_it_could_not_deliver(
+        aiohttp_server: AiohttpServer, caplog: pytest.LogCaptureFixture, failure: str) -> None:
+    """A failing webhook took ~23 s an event (4 attempts of 5 s, 3.5 s of backoff): queued events were dropped
+    at shutdown, silently. Now the flush ends with its budget and every event it could not deliver is logged."""
+    hang = asyncio.Event()
+
+    async def answer() -> web.Response:
+        if failure == "hangs":
+            await hang.wait()
+        return web.Response(status=503)
+
+    url = await endpoint(aiohttp_server, answer)
+    [sink] = build_sinks(EventsConfig(file="", webhook_url=url, shutdown_flush_seconds=1.0))  # default timeouts
+    sink.start()
+    published = [{"type": "call.ended", "id": f"evt_{n}", "call_id": f"rtc_{n}"} for n in range(5)]
+    for event in published:
+        sink.publish(event)
+    await asyncio.sleep(0.2)  # the first delivery is under way
+    started = time.monotonic()
+    await sink.close(1.0)
+    took = time.monotonic() - started
+    hang.set()
+    assert took <= 1.0 + 0.6, took
+    assert (sink.delivered, sink.dropped) == (0, 5)
+    assert sorted(str(e["id"]) for e in undelivered_lines(caplog)) == [e["id"] for e in published]  # nothing silent
+
+
+async def test_the_shutdown_flush_delivers_what_a_flaky_endpoint_takes_within_the_budget(
+        aiohttp_server: AiohttpServer) -> None:
+    answers = iter([503, 200] * 4)
+
+    async def answer() -> web.Response:
+        return web.Response(status=next(answers))
+
+    url = await endpoint(aiohttp_server, answer)
+    [sink] = build_sinks(EventsConfig(file="", webhook_url=url), retry_delay=0.1)
+    sink.start()
+    for n in range(4):
+        sink.publish({"type": "turn.completed", "id": f"evt_{n}"})
+    await sink.close(3.0)
+    assert (sink.delivered, sink.dropped) == (4, 0)
+    assert isinstance(sink, WebhookSink) and sink.retried == 4
+
+
+async def test_one_event_gets_at_most_the_event_timeout_then_the_next_one_is_sent(
+        aiohttp_server: AiohttpServer, caplog: pytest.LogCaptureFixture) -> None:
+    hang = asyncio.Event()
+    received: list[float] = []
+
+    async def answer() -> web.Response:
+        received.append(time.monotonic())
+        if len(received) == 1:
+            await hang.wait()  # the first attempt at the first event never answers
+        return web.Response(status=200)
+
+    url = await endpoint(aiohttp_server, answer)
+    sink = WebhookSink(url, timeout=5.0, event_timeout=0.5, retries=3, retry_delay=0.2)
+    sink.start()
+    started = time.monotonic()
+    sink.publish({"type": "call.started", "id": "evt_slow"})
+    sink.publish({"type": "call.started", "id": "evt_next"})
+    await sink.close(5.0)
+    hang.set()
+    assert (sink.delivered, sink.dropped) == (1, 1)
+    assert [e["id"] for e in undelivered_lines(caplog)] == ["evt_slow"]
+    assert received[-1] - started <= 0.5 + 0.3  # the attempt was cut to the event's 0.5 s, then evt_next went
+
+
+async def test_an_app_shutting_down_flushes_its_webhook_within_events_shutdown_flush_seconds(
+        aiohttp_server: AiohttpServer, caplog: pytest.LogCaptureFixture) -> None:
+    hang = asyncio.Event()
+
+    async def answer() -> web.Response:
+        await hang.wait()
+        return web.Response()
+
+    url = await endpoint(aiohttp_server, answer)
+    config = GatewayConfig(events=EventsConfig(file="", webhook_url=url, shutdown_flush_seconds=1.0))
+    gateway = TestServer(create_app(config, engines=fake_engines()[0]), host="127.0.0.1")
+    await gateway.start_server()
+    async with aiohttp.ClientSession() as http, http.post(
+            gateway.make_url("/v1/realtime/calls"), data=await real_offer(),
+            headers={"Content-Type": "application/sdp"}) as response:
+        assert response.status == 201
+        call_id = response.headers["Location"].rsplit("/", 1)[1]
+    started = time.monotonic()
+    await gateway.close()  # the call ends (shutdown), then the sinks get their 1 s
+    took = time.monotonic() - started
+    hang.set()
+    lost = undelivered_lines(caplog)
+    assert [(e["type"], e["call_id"]) for e in lost] == [("call.started", call_id), ("call.ended", call_id)]
+    assert lost[1]["reason"] == "shutdown"
+    assert took <= 1.0 + 1.5, took  # the flush's budget, plus closing the call

@@ -3,6 +3,11 @@ signaling apps on a fake call service, so no worker process or model is started)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -12,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app.front import create_front_app
-from gateway.app.workers import WorkerLoad, WorkerPool
+from gateway.app.workers import WorkerLoad, WorkerPool, WorkerProcess
 from gateway.config import AuthConfig, EventsConfig, GatewayConfig
 from gateway.errors import CallNotFound, InvalidOffer
-from signaling.internal import INTERNAL_TOKEN_ENV
+from signaling.internal import INTERNAL_TOKEN_ENV, internal_headers
 from signaling.middlewares import signaling_app
 from signaling.paths import CLIENT_SECRETS_PATH
 from signaling.routes import setup_routes
@@ -86,3 +91,43 @@ async def test_a_front_mints_client_secrets_with_the_session_unchecked(
         assert body["value"].startswith("ek_")
     finally:
         await client.close()
+
+
+def bind_error(port: int) -> int | None:
+    """The errno another local process gets binding ``port`` (None: it got the port)."""
+    with socket.socket() as squatter:
+        try:
+            squatter.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+async def test_the_front_binds_each_workers_port_so_the_token_only_reaches_the_worker() -> None:
+    """free_port() picked a port and let the worker bind it a second later: another local process could take
+    it in between and receive every request the front forwards, internal token included. Now the front binds
+    the socket, the worker serves on that very socket, and the port is never free while the front sends to it."""
+    worker = WorkerProcess(0, ["serve", "--events-file", ""], token="internal-" + "t" * 24)
+    await worker.start()
+    try:
+        assert bind_error(worker.port) == errno.EADDRINUSE  # from the first moment: no window
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(worker.url + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the worker never answered on the socket the front bound")
+            headers = internal_headers("internal-" + "t" * 24)
+            async with http.get(worker.url + "/internal/load", headers=headers) as response:
+                assert response.status == 200  # the worker process itself: it knows the token
+                assert (await response.json())["connected_call_ids"] == []
+    finally:
+        worker.signal(signal.SIGTERM)
+        await worker.wait(60)
+    assert worker.process is not None and worker.process.returncode is not None
+    assert bind_error(worker.port) == errno.EADDRINUSE  # the worker is gone, the front still holds its port
+    worker.release_port()
+    assert bind_error(worker.port) is None

@@ -10,15 +10,21 @@ import asyncio
 import json
 from typing import Any
 
-from gateway.config import EventsConfig, GatewayConfig
+from gateway.config import AgentsConfig, EventsConfig, GatewayConfig
 from gateway.protocol.client_events import BadClientEvent, ClientEvent, parse_client_event
+from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
 from gateway.session.session import RealtimeSession
 from gateway.transports.memory import MemoryTransport
 from tests.security.strategies import EVENT_ERRORS
 from tests.support.fakes import fake_engines
 
-CONFIG = GatewayConfig(events=EventsConfig(file=""))
+#: A client-streamed response waits this long for its text (agents.client_text_timeout_seconds), then ends.
+CLIENT_TEXT_SECONDS = 0.5
+CONFIG = GatewayConfig(events=EventsConfig(file=""),
+                       agents=AgentsConfig(client_text_timeout_seconds=CLIENT_TEXT_SECONDS))
+#: The longest a fuzzed sequence's replies may take to end (the fake voice speaks 100 ms a word).
+REPLY_SECONDS = 10.0
 VOICES = ("tone", "joe")
 AGENTS = ("echo",)
 
@@ -54,23 +60,40 @@ def checked_session(session: Any) -> SessionSettings | InvalidSession:
     return updated
 
 
-async def check_call_messages(messages: list[str | bytes]) -> None:
-    """A session answers any messages with events and documented errors only, and goes on."""
+async def check_call_messages(messages: list[str | bytes]) -> list[Event]:
+    """A session answers any messages with events and documented errors only, plays the replies they ask
+    for to their end, and goes on.
+
+    Every server event is checked where it leaves the session: the memory transport's ``send_event``
+    keeps each one (:attr:`MemoryTransport.sent`), the conversation's and the replies' included.
+    """
     engines, _ = fake_engines()
     transport = MemoryTransport("rtc_fuzz")
     call = RealtimeSession("rtc_fuzz", CONFIG, engines, SessionSettings.from_config(CONFIG, engines.tts.voices),
                            transport, on_closed=lambda _call: None)
     transport.open()
-    sent = transport.sent
     try:
         for message in messages:
             transport.receive(message)  # never raises
-        await asyncio.sleep(0)
-        for event in sent:
+        await replies_done(call, transport)
+        assert transport.events_dropped == 0  # every event the session sent is in ``sent``
+        for event in transport.sent:
             json.dumps(event)
             if event["type"] == "error":
                 assert event["error"]["code"] in EVENT_ERRORS, event
         assert call.end_reason is None
         assert call.conversation.settings.voice in engines.tts.voices
+        return list(transport.sent)
     finally:
         await call.close()
+
+
+async def replies_done(call: RealtimeSession, transport: MemoryTransport, within: float = REPLY_SECONDS) -> None:
+    """Wait until every response the messages started has sent its ``response.done``."""
+    async with asyncio.timeout(within):
+        while True:
+            created = {e["response"]["id"] for e in transport.sent if e["type"] == "response.created"}
+            done = {e["response"]["id"] for e in transport.sent if e["type"] == "response.done"}
+            if created <= done and call.conversation.active_response_id is None:
+                return
+            await asyncio.sleep(0.01)

@@ -184,10 +184,32 @@ def client_messages() -> st.SearchStrategy[str | bytes]:
     )
 
 
-#: Error codes a client event may get (docs/protocol.md, "error").
+#: Valid messages that make a session talk. Fuzzed sequences mix them in (:func:`call_messages`), so that
+#: replies run — and their events are checked — in about one example in five (one in forty without them).
+REPLY_MESSAGES = tuple(json.dumps(event) for event in (
+    {"type": "response.create"},
+    {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello there"}]}},
+    {"type": "response.create", "response": {"text_stream": True}},
+    {"type": "gateway.response.text.delta", "delta": "A few words. "},
+    {"type": "gateway.response.text.done"},
+    {"type": "response.cancel"},
+    {"type": "output_audio_buffer.clear"},
+))
+
+
+def call_messages() -> st.SearchStrategy[str | bytes]:
+    """What a fuzzed call receives: hostile messages (:func:`client_messages`) and ones that start replies."""
+    return st.one_of(client_messages(), st.sampled_from(REPLY_MESSAGES))
+
+
+#: Error codes a client event, or the reply it started, may get (docs/protocol.md, "error" and the
+#: client-streamed text and agent sections).
 EVENT_ERRORS = {
     "invalid_json", "invalid_event", "missing_type", "unknown_event", "event_too_large", "rate_limited",
     "invalid_value", "invalid_item", "input_audio_buffer_commit_empty", "response_cancel_not_active",
     "no_active_output", "conversation_already_has_active_response", "item_not_found", "response_not_found",
-    "response_text_done", "response_text_overflow",
+    "response_text_done", "response_text_overflow", "client_text_timeout", "asr_failed", "tts_failed",
+    "agent_http_error", "agent_timeout", "agent_unreachable", "agent_connection_failed", "agent_bad_response",
+    "agent_upstream_error",
 }

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa.caller import Caller
+from tests.security import properties
 from tests.security.properties import check_call_messages, checked_event, checked_session
-from tests.security.strategies import EVENT_ERRORS, client_messages, sessions
+from tests.security.strategies import EVENT_ERRORS, REPLY_MESSAGES, call_messages, client_messages, sessions
 from tests.support.speech import utterance, word_error_rate
 
 
@@ -29,9 +30,22 @@ def test_session_update_yields_valid_settings_or_names_the_bad_key(session: Any)
 
 
 @settings(max_examples=60, deadline=None)
-@given(messages=st.lists(client_messages(), min_size=1, max_size=25))
+@given(messages=st.lists(call_messages(), min_size=1, max_size=25))
 async def test_a_call_answers_any_message_with_events_and_documented_errors_only(messages: list[str | bytes]) -> None:
     await check_call_messages(messages)
+
+
+async def test_the_call_check_plays_the_replies_out_and_checks_every_event_they_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    user_item, create = REPLY_MESSAGES[1], REPLY_MESSAGES[0]
+    sent = await check_call_messages([user_item, create])
+    types = [event["type"] for event in sent]
+    assert [e["response"]["status"] for e in sent if e["type"] == "response.done"] == ["completed"]
+    assert types.index("output_audio_buffer.started") < types.index("output_audio_buffer.stopped")
+    # An error a reply sends (here: streamed text that never comes) is checked like any other event.
+    monkeypatch.setattr(properties, "EVENT_ERRORS", EVENT_ERRORS - {"client_text_timeout"})
+    with pytest.raises(AssertionError, match="client_text_timeout"):
+        await check_call_messages([REPLY_MESSAGES[2]])
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app.application import REGISTRY, create_app
 from gateway.config import ConfigError, EventsConfig, GatewayConfig, LimitsConfig
+from gateway.config.loader import build_config
 from signaling.errors import ApiError
 from signaling.limits import ClientLimiter, client_key
 from tests.support.fakes import fake_engines
@@ -87,7 +88,7 @@ def test_the_bucket_refills_at_the_configured_rate() -> None:
                                          max_calls_per_client=0), clock=lambda: now[0])
 
     def admit() -> None:
-        limiter.settle(limiter.admit("a", call_alive=lambda _c: True), None)
+        limiter.settle(limiter.admit("a", call_alive=lambda _c: True, call_connected=lambda _c: True), None)
 
     admit()
     admit()
@@ -98,13 +99,30 @@ def test_the_bucket_refills_at_the_configured_rate() -> None:
     admit()  # one per second
     with pytest.raises(ApiError):
         admit()
-    limiter.settle(limiter.admit("b", call_alive=lambda _c: True), None)  # another client has its own bucket
+    limiter.settle(limiter.admit("b", call_alive=lambda _c: True, call_connected=lambda _c: True),
+                   None)  # another client has its own bucket
 
 
-def test_limits_are_validated() -> None:
+def test_limits_are_validated_and_one_client_gets_at_most_a_quarter_of_the_gateway_by_default() -> None:
     with pytest.raises(ConfigError, match=r"limits\.trusted_proxies"):
         LimitsConfig(trusted_proxies=("proxy.example.org",))
     with pytest.raises(ConfigError, match=r"limits\.max_calls_per_client"):
-        LimitsConfig(max_calls_per_client=-1)
-    off = LimitsConfig(max_calls_per_client=0, calls_per_client_per_minute=0)
-    assert off.max_calls_per_client == 0
+        LimitsConfig(max_calls_per_client=-2)
+    with pytest.raises(ConfigError, match=r"limits\.max_calls_per_client"):
+        LimitsConfig(max_calls=8, max_calls_per_client=9)  # more than the whole gateway: a mistake
+    with pytest.raises(ConfigError, match=r"limits\.max_pending_calls_per_client"):
+        LimitsConfig(max_pending_calls_per_client=-1)
+    with pytest.raises(ConfigError, match=r"limits\.ice_timeout_seconds"):
+        LimitsConfig(ice_timeout_seconds=0)
+    assert [LimitsConfig(max_calls=n).max_calls_per_client for n in (1, 3, 4, 16, 64)] == [1, 1, 1, 4, 16]
+    assert build_config({"limits": {"max_calls": "40"}}).limits.max_calls_per_client == 10  # also from a file
+
+
+async def test_limits_at_zero_are_off(make_client: MakeClient) -> None:
+    client = await make_client(max_calls_per_client=0, calls_per_client_per_minute=0)
+    for _ in range(25):  # more than the burst of 20: not rate-limited
+        assert (await post(client, "not sdp"))[:2] == (400, "invalid_sdp")
+    offer = await real_offer()  # its peer is gone: these calls never connect, they stay pending
+    statuses = [(await post(client, offer))[0] for _ in range(6)]
+    assert statuses == [201] * 6  # more than the default 4 calls and 2 pending calls of one address
+    assert len(client.app[REGISTRY]) == 6

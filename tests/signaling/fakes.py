@@ -26,6 +26,9 @@ class FakeCalls:
     def has_call(self, call_id: str) -> bool:
         return call_id in self.calls
 
+    def is_connected(self, call_id: str) -> bool:
+        return call_id in self.calls  # a fake call connects at once
+
     def validate_session(self, session: dict[str, Any] | None) -> dict[str, Any] | None:
         if self.invalid is not None:
             raise InvalidSessionConfig("invalid_session", self.invalid)
