@@ -52,6 +52,7 @@ from tests.security.properties import CONFIG, check_call_messages, checked_event
 from tests.security.strategies import (  # noqa: E402
     OFFER,
     SDP_ERRORS,
+    call_messages,
     client_messages,
     sdp_bodies,
     sessions,
@@ -158,7 +159,7 @@ def run_hypothesis(target: str, examples: int, loop: asyncio.AbstractEventLoop) 
         "offer": (sdp_bodies(), lambda body: _offer(body, stats, loop)),
         "events": (client_messages(), lambda message: _ignore(check_event(message, stats))),
         "session": (sessions(), lambda session: check_session(session, stats)),
-        "call": (st.lists(client_messages(), min_size=1, max_size=30),
+        "call": (st.lists(call_messages(), min_size=1, max_size=30),
                  lambda messages: loop.run_until_complete(check_call(messages, stats))),
     }
     strategy, check = strategies[target]
