@@ -3,7 +3,9 @@
 Browsers send ``Origin`` with cross-origin requests (and with same-origin
 POSTs); requests without it (curl, aiortc callers, page loads) pass untouched.
 An origin is allowed when it is the gateway's own (its host and port are the
-request's ``Host``) or when it matches one of ``server.allow_origins``:
+request's ``Host`` — which :mod:`signaling.hosts` has already checked is a name
+of this gateway: otherwise DNS rebinding makes any page "same origin") or when
+it matches one of ``server.allow_origins``:
 
 * an exact origin, ``https://app.example.com`` (a default port may be omitted);
 * an origin on any port, ``http://localhost:*``;
@@ -54,13 +56,14 @@ class OriginPolicy:
             else:
                 self._exact.add(_split(pattern))
 
-    def allows(self, origin: str, host: str) -> bool:
-        """Whether ``origin`` may call a gateway that the request reached as ``host`` (its Host header)."""
+    def allows(self, origin: str, host: str | None) -> bool:
+        """Whether ``origin`` may call a gateway that the request reached as ``host`` (its Host header, already
+        checked against ``server.allowed_hosts``; None when absent)."""
         try:
             scheme, origin_host, port = _split(origin)
         except ValueError:
             return False
-        if _netloc(scheme, origin_host, port) == host.lower():
+        if host is not None and _netloc(scheme, origin_host, port) == host.strip().lower():
             return True  # same origin
         return self.any or (scheme, origin_host, port) in self._exact or (scheme, origin_host) in self._any_port
 
@@ -73,7 +76,7 @@ def cors_middleware(allow_origins: Iterable[str]) -> Middleware:
         origin = request.headers.get(hdrs.ORIGIN)
         if origin is None:
             return await handler(request)
-        if not policy.allows(origin, request.host):
+        if not policy.allows(origin, request.headers.get(hdrs.HOST)):
             logger.info("refused %s %s from origin %r", request.method, request.path, origin)
             return error_response(403, "invalid_request_error", "origin_not_allowed",
                                   f"requests from the origin {origin} are not allowed; "

@@ -19,6 +19,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -43,12 +44,19 @@ def error_response(status: int, error_type: str, code: str, message: str,
                              headers=headers)
 
 
+#: Refusals that may leave the request body unread: the connection is closed after the answer.
+CLOSING_STATUSES = frozenset({408, 413})
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.error_type, exc.code, exc.message, exc.retry_after)
+        response = error_response(exc.status, exc.error_type, exc.code, exc.message, exc.retry_after)
+        if exc.status in CLOSING_STATUSES:
+            response.force_close()
+        return response
     except GatewayError as exc:
         return error_response(exc.status, exc.error_type, exc.code, exc.message, exc.retry_after)
     except web.HTTPException as exc:

@@ -6,23 +6,30 @@ from aiohttp import web
 
 from gateway.config import GatewayConfig
 from signaling.auth import auth_middleware
+from signaling.body import BODY_LIMITS, FORM_OVERHEAD_BYTES, BodyLimits
+from signaling.client_secrets import MINTER, Minter
 from signaling.cors import cors_middleware
 from signaling.errors import json_errors
+from signaling.hosts import hosts_middleware
 from signaling.limits import limits_middleware
-
-#: Room for a multipart form's boundaries and headers around the largest SDP offer accepted.
-FORM_OVERHEAD_BYTES = 4096
 
 
 def signaling_app(config: GatewayConfig) -> web.Application:
-    """An app with the signaling middlewares, outermost first: CORS (its headers go on errors too), JSON
-    errors, the per-client limits (before auth, so that refused credentials count too), auth.
+    """An app with the signaling middlewares, outermost first: the Host check (DNS rebinding: before anything
+    else), CORS (its headers go on errors too), JSON errors, the per-client limits (before auth, so that refused
+    credentials count too), auth.
 
     Requests a front process forwarded (:mod:`signaling.internal`) pass the limits and auth, which the
     front already applied. Add the routes with :func:`signaling.routes.setup_routes`.
     """
-    return web.Application(
-        middlewares=[cors_middleware(config.server.allow_origins), json_errors, limits_middleware(config.limits),
-                     auth_middleware(config)],
+    server = config.server
+    minter = Minter(config.auth, config.limits)
+    app = web.Application(
+        middlewares=[hosts_middleware(server.allowed_hosts, bind_host=server.host),
+                     cors_middleware(server.allow_origins), json_errors, limits_middleware(config.limits),
+                     auth_middleware(config, minter)],
         client_max_size=config.limits.max_sdp_bytes + FORM_OVERHEAD_BYTES,
     )
+    app[BODY_LIMITS] = BodyLimits.from_config(config.limits)
+    app[MINTER] = minter
+    return app

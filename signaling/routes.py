@@ -1,13 +1,18 @@
-"""``POST /v1/realtime/calls`` (SDP offer in, answer out) and ``DELETE`` to hang up."""
+"""``POST /v1/realtime/calls`` (SDP offer in, answer out) and ``DELETE`` to hang up.
+
+Bodies are read whole, within their limits and the body timeout (:mod:`signaling.body`).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from signaling.auth import bound_session, create_client_secret, merge_sessions
+from signaling.auth import bound_session, merge_sessions
+from signaling.body import read_body, read_form
+from signaling.client_secrets import create_client_secret
 from signaling.errors import ApiError
 from signaling.paths import CALL_PATH, CALLS_PATH, CLIENT_SECRETS_PATH, call_location
 from signaling.sdp import decode_sdp
@@ -38,43 +43,15 @@ async def hangup_call(request: web.Request) -> web.Response:
 async def _read_offer(request: web.Request, max_bytes: int) -> tuple[str, dict[str, Any] | None]:
     content_type = request.content_type
     if content_type == "application/sdp":
-        return decode_sdp(await _read_limited(request.content, max_bytes), max_bytes=max_bytes), None
+        return decode_sdp(await read_body(request, max_bytes, code="sdp_too_large"), max_bytes=max_bytes), None
     if content_type == "multipart/form-data":
-        return await _read_multipart(request, max_bytes)
+        parts = await read_form(request, max_bytes)
+        if "sdp" not in parts:
+            raise ApiError(400, "missing_sdp", "the multipart body has no 'sdp' part")
+        sdp = decode_sdp(parts["sdp"], max_bytes=max_bytes)
+        return sdp, _parse_session(parts["session"]) if "session" in parts else None
     raise ApiError(415, "unsupported_media_type",
                    f"Content-Type must be application/sdp or multipart/form-data, not {content_type!r}")
-
-
-async def _read_limited(stream: Any, max_bytes: int) -> bytes:
-    body: bytes = await stream.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise ApiError(413, "sdp_too_large", f"the request body is larger than {max_bytes} bytes")
-    return body
-
-
-async def _read_multipart(request: web.Request, max_bytes: int) -> tuple[str, dict[str, Any] | None]:
-    sdp: str | None = None
-    session: dict[str, Any] | None = None
-    try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(400, "invalid_multipart", "nested multipart bodies are not supported")
-            data = await part.read(decode=False)
-            if len(data) > max_bytes:
-                raise ApiError(413, "sdp_too_large", f"a form part is larger than {max_bytes} bytes")
-            if part.name == "sdp":
-                sdp = decode_sdp(bytes(data), max_bytes=max_bytes)
-            elif part.name == "session":
-                session = _parse_session(bytes(data))
-    except (ValueError, AssertionError) as exc:
-        raise ApiError(400, "invalid_multipart", f"the multipart body is malformed: {exc}") from exc
-    if sdp is None:
-        raise ApiError(400, "missing_sdp", "the multipart body has no 'sdp' part")
-    return sdp, session
 
 
 def _parse_session(data: bytes) -> dict[str, Any]:

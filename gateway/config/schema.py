@@ -114,6 +114,11 @@ class LimitsConfig:
     max_pending_calls_per_client: int = 2  # calls not yet ICE-connected (off with max_calls_per_client = 0)
     calls_per_client_per_minute: int = 60
     call_burst_per_client: int = 20
+    # POST /v1/realtime/client_secrets per client: mint rate, and the unused tokens it may hold (0: off).
+    client_secrets_per_client_per_minute: int = 60
+    client_secret_burst_per_client: int = 20
+    max_client_secrets_per_client: int = 100  # 1 % of the 10,000 the gateway holds: one client cannot fill it
+    body_read_timeout_seconds: float = 10.0  # the whole request body must arrive within this (408 request_timeout)
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose X-Forwarded-For names the client
     media_timeout_seconds: float = 10.0  # no audio from a connected caller this long: it vanished ("timeout")
     idle_timeout_seconds: float = 300.0  # no speech and no reply this long: the call ends (0: off)
@@ -144,6 +149,12 @@ class LimitsConfig:
                  "must be at most limits.max_calls (0: off; -1: a quarter of max_calls)")
         _require(self.calls_per_client_per_minute == 0 or self.call_burst_per_client >= 1,
                  "limits.call_burst_per_client", "must be >= 1 while calls_per_client_per_minute is set")
+        for key in ("client_secrets_per_client_per_minute", "client_secret_burst_per_client",
+                    "max_client_secrets_per_client"):
+            _require(getattr(self, key) >= 0, f"limits.{key}", "must be >= 0 (0: off)")
+        _require(self.client_secrets_per_client_per_minute == 0 or self.client_secret_burst_per_client >= 1,
+                 "limits.client_secret_burst_per_client", "must be >= 1 while the mint rate is limited")
+        _require(0.1 <= self.body_read_timeout_seconds <= 300, "limits.body_read_timeout_seconds", "must be 0.1..300")
         for network in self.trusted_proxies:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -166,6 +177,8 @@ class LimitsConfig:
 LOCAL_ORIGINS = tuple(
     f"{scheme}://{host}:*" for host in ("localhost", "127.0.0.1", "[::1]") for scheme in ("http", "https")
 )
+_HOST = re.compile(r"\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?|\[[0-9a-f:.]+\]",
+                   re.IGNORECASE)
 _ORIGIN = re.compile(r"\*|[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(\d{1,5}|\*))?", re.IGNORECASE)
 
 
@@ -177,6 +190,9 @@ class ServerConfig:
     # Pages on these origins may call the gateway (its own origin always may): "https://app.example.com",
     # "http://localhost:*" (any port), "*" (any origin). See signaling/cors.py.
     allow_origins: tuple[str, ...] = LOCAL_ORIGINS
+    # Host names the gateway answers to besides IP addresses, localhost and server.host (DNS rebinding):
+    # "gateway.example.com", "*.example.com" (its subdomains), "*" (any: only behind a proxy that checks Host).
+    allowed_hosts: tuple[str, ...] = ()
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
     workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
 
@@ -186,6 +202,9 @@ class ServerConfig:
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
             _require(url.split(":", 1)[0] in ("stun", "turn", "turns"), "server.ice_servers", f"bad URL {url!r}")
+        for name in self.allowed_hosts:
+            _require(bool(_HOST.fullmatch(name)), "server.allowed_hosts",
+                     f"{name!r} is not a host name: use name, *.domain or * (no scheme, no port)")
         for origin in self.allow_origins:
             _require(bool(_ORIGIN.fullmatch(origin)), "server.allow_origins",
                      f"{origin!r} is not an origin: use scheme://host[:port], scheme://host:* or *")

@@ -3,6 +3,8 @@
 Accepts the GA shape (``audio.input.turn_detection``) and the older beta shape
 (``turn_detection`` at session level). Unknown keys are ignored, as OpenAI
 does; known keys with bad values raise :class:`InvalidSession` naming the key.
+Fields listed in ``gateway.pinned`` (a client secret pins them: signaling/bound_session.py)
+cannot be changed afterwards: :class:`PinnedField`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ class InvalidSession(ValueError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
+
+
+class PinnedField(InvalidSession):
+    """A ``session.update`` would change a field the call's client secret pinned (``session_field_pinned``)."""
+
+
+#: The fields ``gateway.pinned`` may name: the attribute each is, and the ``param`` an error names.
+PINNABLE = {
+    "instructions": ("instructions", "session.instructions"),
+    "agent": ("agent", "session.agent"),
+    "voice": ("voice", "session.audio.output.voice"),
+    "turn_detection": ("turn", "session.audio.input.turn_detection"),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class SessionSettings:
     voice: str
     agent: str
     turn: TurnSettings
+    pinned: frozenset[str] = frozenset()  # fields no session.update may change (a client secret pinned them)
 
     @classmethod
     def from_config(cls, config: GatewayConfig, voices: tuple[str, ...]) -> SessionSettings:
@@ -75,7 +91,11 @@ class SessionSettings:
             result = replace(result, turn=turn)
         elif "turn_detection" in session:
             result = replace(result, turn=_turn(self.turn, session["turn_detection"], "session.turn_detection"))
-        return result
+        for name in self.pinned:
+            attribute, param = PINNABLE[name]
+            if getattr(result, attribute) != getattr(self, attribute):
+                raise PinnedField(param, f"{name} was pinned by the client secret this call was placed with")
+        return replace(result, pinned=self.pinned | _pins(_object(session.get("gateway"))))
 
     def to_dict(self, session_id: str, voices: tuple[str, ...]) -> dict[str, Any]:
         turn_detection = {
@@ -94,6 +114,7 @@ class SessionSettings:
             "output_modalities": ["audio"],
             "instructions": self.instructions,
             "agent": self.agent,
+            **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": 16000},
@@ -108,6 +129,14 @@ class SessionSettings:
 def _object(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one (unknown shapes are ignored)."""
     return value if isinstance(value, dict) else {}
+
+
+def _pins(gateway: dict[str, Any]) -> frozenset[str]:
+    """``gateway.pinned``: fields to pin from now on (pins are only ever added)."""
+    pinned = gateway.get("pinned", [])
+    if not isinstance(pinned, list) or not all(isinstance(name, str) and name in PINNABLE for name in pinned):
+        raise InvalidSession("session.gateway.pinned", f"must be a list of {', '.join(PINNABLE)}")
+    return frozenset(pinned)
 
 
 def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:

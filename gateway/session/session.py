@@ -45,7 +45,7 @@ from gateway.protocol.client_events import (
     parse_client_event,
 )
 from gateway.protocol.server_events import Event
-from gateway.protocol.session_settings import InvalidSession, SessionSettings
+from gateway.protocol.session_settings import InvalidSession, PinnedField, SessionSettings
 from gateway.session.items import ItemStore
 from gateway.session.outbox import Outbox
 from gateway.session.rate_limit import EventRateLimit
@@ -204,6 +204,8 @@ class RealtimeSession:
             settings = self.conversation.settings.updated(
                 event.session, voices=self._engines.tts.voices, agents=self._engines.agents.names
             )
+        except PinnedField as exc:  # the call's client secret pinned it (signaling/bound_session.py)
+            raise BadClientEvent("session_field_pinned", str(exc), event.event_id, param=exc.param) from exc
         except InvalidSession as exc:
             raise BadClientEvent("invalid_value", str(exc), event.event_id, param=exc.param) from exc
         self.conversation.update_settings(settings)

@@ -87,7 +87,8 @@ async def test_a_front_mints_client_secrets_with_the_session_unchecked(
                                      headers={"Authorization": f"Bearer {KEY}"})
         assert response.status == 200
         body = await response.json()
-        assert body["session"] == {"type": "realtime", "object": "realtime.session", "instructions": "Hi."}
+        assert body["session"] == {"type": "realtime", "object": "realtime.session", "instructions": "Hi.",
+                                   "gateway": {"pinned": ["instructions"]}}  # pinned by default: docs/protocol.md
         assert body["value"].startswith("ek_")
     finally:
         await client.close()

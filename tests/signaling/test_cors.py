@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app.application import create_app
-from gateway.config import LOCAL_ORIGINS, ConfigError, GatewayConfig, ServerConfig
+from gateway.config import LOCAL_ORIGINS, ConfigError, EventsConfig, GatewayConfig, ServerConfig
 from gateway.config.loader import ConfigSource, add_config_arguments, load_config
 from gateway.voice.engines import Engines
 from signaling.cors import OriginPolicy
@@ -25,7 +25,7 @@ MakeClient = Callable[..., Awaitable[Client]]
 @pytest.fixture
 def make_client(aiohttp_client: Any, engines: Engines) -> Callable[..., Awaitable[Client]]:
     async def make(*allow_origins: str) -> Client:
-        config = GatewayConfig()
+        config = GatewayConfig(events=EventsConfig(file=""))  # no lifecycle events on stdout
         if allow_origins:
             config = replace(config, server=ServerConfig(allow_origins=allow_origins))
         client: Client = await aiohttp_client(create_app(config, engines=engines))
@@ -140,6 +140,7 @@ def test_origin_policy_matching() -> None:
         assert not policy.allows(hostile, host), hostile
     assert OriginPolicy(("*",)).allows("https://anything.example", host)
     assert OriginPolicy(LOCAL_ORIGINS).allows("http://[::1]:3000", host)
+    assert not policy.allows("http://gateway.example.com:8080", None)  # no Host: nothing is "same origin"
 
 
 def test_allow_origin_flag_is_repeatable_and_comma_separated() -> None:

@@ -92,7 +92,8 @@ async def test_a_forwarded_request_skips_the_limits_and_auth(monkeypatch: pytest
 
 @pytest.mark.parametrize(("service", "status", "expected"), [
     (FakeCalls(checked={"type": "realtime", "voice": "checked"}), 200, {"type": "realtime", "voice": "checked"}),
-    (FakeCalls(checked=None), 200, {"type": "realtime", "object": "realtime.session", "instructions": "Hi."}),
+    (FakeCalls(checked=None), 200, {"type": "realtime", "object": "realtime.session", "instructions": "Hi.",
+                                    "gateway": {"pinned": ["instructions"]}}),  # pinned by default
     (FakeCalls(invalid="unknown voice 'x'"), 400,
      {"error": {"type": "invalid_request_error", "code": "invalid_session", "message": "unknown voice 'x'"}}),
 ])
