@@ -1,4 +1,9 @@
-"""Checks an SDP offer before any peer connection is created for it."""
+"""Checks an SDP offer before any peer connection is created for it.
+
+Audio, video and one application (data channel) section are accepted; which of them a
+call uses is the WebRTC transport's decision (gateway/transports/offer.py: the first audio
+section and the data channel; video and further audio sections are answered inactive).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import re
 from signaling.errors import ApiError
 
 MAX_MEDIA_SECTIONS = 8
+MEDIA_KINDS = ("audio", "video", "application")
 _SETUP = re.compile(r"^a=setup:(\w+)", re.MULTILINE)
 
 
@@ -53,6 +59,11 @@ def validate_offer(text: str) -> str:
             raise _invalid("invalid_sdp", f"malformed media line {line[:80]!r}")
         if parts[0] in ("audio", "video") and any(not _is_number(fmt) or int(fmt) > 127 for fmt in parts[3:]):
             raise _invalid("invalid_sdp", f"bad payload types in {line[:80]!r}")
+    kinds = [line[2:].split(" ", 1)[0] for line in media]
+    if any(kind not in MEDIA_KINDS for kind in kinds):
+        raise _invalid("invalid_sdp", "only audio, video and application (data channel) media sections are accepted")
+    if kinds.count("application") > 1:  # aiortc answers a second one with the first one's mid
+        raise _invalid("invalid_sdp", "at most one application (data channel) media section is accepted")
     if not any(line.startswith("a=fingerprint:") for line in lines):
         raise _invalid("missing_fingerprint", "the SDP offer has no DTLS fingerprint (a=fingerprint)")
     if not _fingerprints_cover_media(lines):

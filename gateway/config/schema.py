@@ -127,6 +127,11 @@ class LimitsConfig:
     max_loop_lag_ms: float = 150.0  # refuse new calls while the event loop runs this late (0: off)
     max_asr_wait_ms: float = 400.0  # ... or while ASR jobs wait this long in the queue (0: off)
     max_cpu_percent: float = 0.0  # ... or while the machine's CPUs are this busy over 2 s (0: off)
+    # WebRTC (docs/security.md): the caller's ICE candidates used per offer (the rest are dropped), and how far
+    # its audio may run ahead of real time before frames are dropped; this much dropped ends the call (0: never).
+    max_remote_candidates: int = 16
+    max_audio_lead_seconds: float = 1.0
+    max_dropped_audio_seconds: float = 5.0
     # One call's conversation history (what agents answer from): beyond either bound the oldest items are dropped.
     max_history_items: int = 200
     max_history_chars: int = 200_000
@@ -167,6 +172,10 @@ class LimitsConfig:
         _require(self.max_loop_lag_ms >= 0, "limits.max_loop_lag_ms", "must be >= 0")
         _require(self.max_asr_wait_ms >= 0, "limits.max_asr_wait_ms", "must be >= 0")
         _require(0 <= self.max_cpu_percent <= 100, "limits.max_cpu_percent", "must be 0..100")
+        _require(1 <= self.max_remote_candidates <= 256, "limits.max_remote_candidates", "must be 1..256")
+        _require(0.2 <= self.max_audio_lead_seconds <= 10, "limits.max_audio_lead_seconds", "must be 0.2..10")
+        _require(self.max_dropped_audio_seconds == 0 or 1 <= self.max_dropped_audio_seconds <= 3600,
+                 "limits.max_dropped_audio_seconds", "must be 0 (never end the call) or 1..3600")
         for key in ("max_history_items", "max_agent_history_items"):
             _require(1 <= getattr(self, key) <= 100_000, f"limits.{key}", "must be 1..100000")
         for key in ("max_history_chars", "max_agent_history_chars"):
@@ -187,6 +196,13 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to every peer connection
+    # The gateway's host candidates in the answer: addresses or networks ("203.0.113.7", "10.0.0.0/8"); empty: every
+    # interface. The caller's candidates in private ranges / on loopback / as mDNS ".local" names are used only if
+    # allowed (docs/security.md, gateway/transports/ice.py).
+    ice_addresses: tuple[str, ...] = ()
+    allow_private_candidates: bool = True
+    allow_loopback_candidates: bool = False
+    allow_mdns_candidates: bool = False
     # Pages on these origins may call the gateway (its own origin always may): "https://app.example.com",
     # "http://localhost:*" (any port), "*" (any origin). See signaling/cors.py.
     allow_origins: tuple[str, ...] = LOCAL_ORIGINS
@@ -202,6 +218,11 @@ class ServerConfig:
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
             _require(url.split(":", 1)[0] in ("stun", "turn", "turns"), "server.ice_servers", f"bad URL {url!r}")
+        for address in self.ice_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ConfigError("server.ice_addresses", f"{address!r} is not an IP address or network") from None
         for name in self.allowed_hosts:
             _require(bool(_HOST.fullmatch(name)), "server.allowed_hosts",
                      f"{name!r} is not a host name: use name, *.domain or * (no scheme, no port)")

@@ -3,10 +3,19 @@
 The caller's offer is answered with one audio track (:class:`media.OutboundAudioTrack`,
 Opus packets encoded by the track itself when Opus was negotiated and
 ``media.opus_packets`` is on) and its audio is read as 16 kHz PCM
-(:class:`media.InboundAudioReader`). The first data channel labelled
-``oai-events`` carries the events; others are ignored. ICE that does not
-complete within ``limits.ice_timeout_seconds`` ends the call (``ice_timeout``),
+(:class:`media.InboundAudioReader`), no faster than real time (``audio_too_fast``
+ends a caller that keeps sending faster). The first data channel labelled
+``oai-events`` carries the events; any other is closed at once, and the
+``MAX_DATA_CHANNELS``-th ends the call (``too_many_data_channels``). ICE that does
+not complete within ``limits.ice_timeout_seconds`` ends the call (``ice_timeout``),
 as does a connection that fails or closes (``connection_failed`` / ``_closed``).
+
+Before aiortc sees the offer, :mod:`gateway.transports.offer` makes every section
+but the first audio and the data channel inactive and keeps only the caller's ICE
+candidates :mod:`gateway.transports.ice` allows; the gateway's own candidates are
+gathered on ``server.ice_addresses``, and the answer advertises the bounded
+message size :mod:`gateway.transports.sctp` enforces (``message_too_large``,
+``data_channel_error``).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -24,21 +33,30 @@ from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
 from gateway.errors import InvalidOffer
 from gateway.protocol.server_events import Event
+from gateway.transports import ice, sctp
 from gateway.transports.base import OfferTransportFactory, TransportListener
+from gateway.transports.ice import CandidatePolicy
+from gateway.transports.offer import bound_answer, prepare_offer
 from media import InboundAudioReader, OutboundAudioTrack
+from media.inbound import AudioTooFast, RealTimeBudget
 from media.opus import negotiated_audio_codec
 
 logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "oai-events"
+MAX_DATA_CHANNELS = 8  # opened by one caller; the events channel is the one a client needs
+MESSAGE_SIZE_MARGIN = 16 * 1024  # advertised beyond limits.max_event_bytes: a bit over gets event_too_large
 
 
 @dataclass(frozen=True)
 class WebRTCOptions:
     ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to the peer connection
     opus_packets: bool = True  # the track encodes Opus itself when Opus is negotiated
-    ice_timeout_seconds: float = 30.0
+    ice_timeout_seconds: float = 10.0
     close_timeout_seconds: float = 5.0
+    candidates: CandidatePolicy = field(default_factory=CandidatePolicy)
+    max_message_bytes: int = 64 * 1024 + MESSAGE_SIZE_MARGIN  # data-channel messages, advertised and enforced
+    audio_budget: RealTimeBudget = field(default_factory=RealTimeBudget)
 
     def __post_init__(self) -> None:
         if self.ice_timeout_seconds <= 0 or self.close_timeout_seconds <= 0:
@@ -46,14 +64,25 @@ class WebRTCOptions:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> WebRTCOptions:
+        limits = config.limits
         return cls(ice_servers=config.server.ice_servers, opus_packets=config.media.opus_packets,
-                   ice_timeout_seconds=config.limits.ice_timeout_seconds,
-                   close_timeout_seconds=config.limits.call_close_timeout_seconds)
+                   ice_timeout_seconds=limits.ice_timeout_seconds,
+                   close_timeout_seconds=limits.call_close_timeout_seconds,
+                   candidates=CandidatePolicy.from_config(config),
+                   max_message_bytes=limits.max_event_bytes + MESSAGE_SIZE_MARGIN,
+                   audio_budget=RealTimeBudget(lead_seconds=limits.max_audio_lead_seconds,
+                                               max_dropped_seconds=limits.max_dropped_audio_seconds))
 
 
 def webrtc_transports(config: GatewayConfig) -> OfferTransportFactory:
-    """What the registry makes each call's transport with."""
+    """What the registry makes each call's transport with; installs the aiortc extensions (once, at start-up)."""
     options = WebRTCOptions.from_config(config)
+    sctp.install()
+    ice.install_local_filter()
+    networks = options.candidates.local_networks
+    if networks and not ice.local_addresses_available(networks):
+        logger.warning("server.ice_addresses matches none of this machine's addresses: answers will offer no "
+                       "host candidate, and only callers reaching a STUN/TURN-derived one will connect")
     return lambda call_id: WebRTCTransport(call_id, options)
 
 
@@ -67,6 +96,8 @@ class WebRTCTransport:
                                                                  for url in options.ice_servers]))
         self.track = OutboundAudioTrack()
         self._channel: RTCDataChannel | None = None
+        self._channels_opened = 0
+        self.inbound_audio: InboundAudioReader | None = None  # the caller's audio, once its track arrived
         self._listener: TransportListener | None = None
         self._tasks: TaskSet | None = None
         self._closed = False
@@ -91,24 +122,44 @@ class WebRTCTransport:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the caller's offer and return our answer SDP (with ICE candidates)."""
         _, tasks = self._attached()
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as exc:  # aiortc's SDP parsing raises many types on hostile input
-            logger.info("call %s: offer rejected: %r", self.call_id, exc)
-            raise InvalidOffer("invalid_sdp", f"the SDP offer could not be applied: {exc}") from exc
+        await self._apply_offer(offer_sdp)
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise InvalidOffer("no_audio", "the SDP offer has no audio media section")
         self.pc.addTrack(self.track)
         try:
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            with ice.gathering_on(self._options.candidates.local_networks):
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # e.g. a BUNDLE offer whose m-sections lack a=mid breaks aiortc's answer
             logger.info("call %s: offer cannot be answered: %r", self.call_id, exc)
             raise InvalidOffer("invalid_sdp", f"the SDP offer could not be answered: {exc}") from exc
-        if self._options.opus_packets and negotiated_audio_codec(self.pc.localDescription.sdp) == "opus":
+        answer = bound_answer(str(self.pc.localDescription.sdp), self._options.max_message_bytes)
+        if not ice.local_filter_installed():
+            answer = ice.filter_local_candidates(answer, self._options.candidates.local_networks)
+        if self._options.opus_packets and negotiated_audio_codec(answer) == "opus":
             self.track.send_opus_packets()
         tasks.create_task(self._ice_watchdog(), name=f"{self.call_id} ice watchdog")
-        return str(self.pc.localDescription.sdp)
+        return answer
+
+    async def _apply_offer(self, offer_sdp: str) -> None:
+        """The offer, less what the gateway does not use (:mod:`gateway.transports.offer`), as the remote side."""
+        prepared = prepare_offer(offer_sdp, self._options.candidates)
+        if prepared.inactive or prepared.candidates_dropped:
+            logger.info("call %s: answering %s inactive; %d ICE candidate(s) used, dropped: %s", self.call_id,
+                        ", ".join(prepared.inactive) or "no section", prepared.candidates_kept,
+                        dict(prepared.candidates_dropped) or "none")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=prepared.sdp, type="offer"))
+        except Exception as exc:  # aiortc's SDP parsing raises many types on hostile input
+            logger.info("call %s: offer rejected: %r", self.call_id, exc)
+            raise InvalidOffer("invalid_sdp", f"the SDP offer could not be applied: {exc}") from exc
+        channels = self.pc.sctp
+        if isinstance(channels, sctp.BoundedSctpTransport):
+            channels.limit_inbound(sctp.InboundLimit(self._options.max_message_bytes), self._on_sctp_violation)
+
+    def _on_sctp_violation(self, reason: str, detail: str) -> None:
+        logger.warning("call %s: data channel given up (%s): %s", self.call_id, reason, detail)
+        self._attached()[0].on_lost(reason)
 
     async def _ice_watchdog(self) -> None:
         await asyncio.sleep(self._options.ice_timeout_seconds)
@@ -135,17 +186,22 @@ class WebRTCTransport:
     # ----------------------------------------------------------------- media
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self._attached()[1].create_task(self._read_audio(track), name=f"{self.call_id} inbound audio")
+        if track.kind == "audio" and self.inbound_audio is None:  # the offer was left one audio section
+            self.inbound_audio = InboundAudioReader(track, budget=self._options.audio_budget,
+                                                    label=f"call {self.call_id}")
+            self._attached()[1].create_task(self._read_audio(self.inbound_audio),
+                                            name=f"{self.call_id} inbound audio")
 
-    async def _read_audio(self, track: MediaStreamTrack) -> None:
+    async def _read_audio(self, reader: InboundAudioReader) -> None:
         listener, _ = self._attached()
-        reader = InboundAudioReader(track)
         try:
             async for pcm in reader:
                 await listener.on_audio(pcm)
         except asyncio.CancelledError:
             raise
+        except AudioTooFast as exc:
+            logger.warning("call %s: ending the call: %s", self.call_id, exc)
+            listener.on_lost("audio_too_fast")
         except Exception:
             logger.exception("call %s: inbound audio failed", self.call_id)
             listener.on_lost("error")
@@ -157,10 +213,16 @@ class WebRTCTransport:
         return self._channel is not None and self._channel.readyState == "open"
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != EVENTS_CHANNEL or self._channel is not None:
-            logger.info("call %s: ignoring data channel %r", self.call_id, channel.label)
-            return
         listener, _ = self._attached()
+        self._channels_opened += 1
+        if channel.label != EVENTS_CHANNEL or self._channel is not None:
+            # Left open, it would carry messages past the session's size and rate limits into aiortc's buffers.
+            logger.info("call %s: closing data channel %r: only one %r channel is used", self.call_id,
+                        channel.label[:64], EVENTS_CHANNEL)
+            channel.close()
+            if self._channels_opened >= MAX_DATA_CHANNELS:
+                listener.on_lost("too_many_data_channels")
+            return
         self._channel = channel
         channel.on("message", listener.on_client_event)
         if channel.readyState == "open":
