@@ -173,6 +173,8 @@ _ENDED_MESSAGES = {
     "error": "the call failed on the gateway",
     "idle_timeout": "nothing was said for too long",
     "max_duration": "the call reached its maximum duration",
+    "audio_too_fast": "the caller's audio kept arriving faster than real time",
+    "too_many_data_channels": "the caller opened too many data channels",
 }
 
 

@@ -412,6 +412,8 @@ async def test_a_caller_flooding_audio_is_dropped_then_hung_up_and_the_next_call
             deepest = await deepest_queue(transport, lambda: flood_id in gateway.ends.ended, 10)
             reason, _ = await gateway.ends.wait(flood_id, timeout=10)
             assert reason == "audio_too_fast"
+            notice = await flooder.wait_event("gateway.session.ended", timeout=5)
+            assert notice["reason"] == "audio_too_fast"  # the caller is told why before the hang-up
             reader = transport.inbound_audio
             assert reader is not None and reader.seconds_dropped > 5.0
             assert deepest < 200, deepest
