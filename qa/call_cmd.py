@@ -234,8 +234,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--play", action="append", required=True, metavar="FILE",
                         help="audio to say, any format and rate; repeat for more turns")
     parser.add_argument("--barge-in-after", type=float, metavar="MS",
-                        help="say each following file MS ms after the previous reply became audible, "
-                             "talking over it (with one --play, the file is said twice)")
+                        help="say each following file MS ms after the previous reply became audible "
+                             "(or once it is heard again, if it paused then), talking over it "
+                             "(with one --play, the file is said twice)")
     parser.add_argument("--record", metavar="OUT.wav", help="write what the gateway said (48 kHz mono)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

@@ -47,13 +47,13 @@ class CallFailed(Exception):
 
 
 class _MicrophoneTrack(MediaStreamTrack):
-    """Plays queued audio in 20 ms frames; records when each clip's samples were sent."""
+    """Plays queued audio in 20 ms frames; records when marked samples of each clip were sent."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: deque[tuple[npt.NDArray[np.int16], asyncio.Future[float] | None, int]] = deque()
+        self._queue: deque[tuple[npt.NDArray[np.int16], list[tuple[int, asyncio.Future[float]]]]] = deque()
         self._pacer = FramePacer(RATE, FRAME)
         self._opus: OpusFrameEncoder | None = None
 
@@ -66,11 +66,16 @@ class _MicrophoneTrack(MediaStreamTrack):
         """
         self._opus = OpusFrameEncoder(bit_rate=64_000, complexity=10)
 
-    def play(self, samples: npt.NDArray[np.int16], mark_sample: int) -> asyncio.Future[float]:
-        """Queue 48 kHz int16 audio; the future gets the time its ``mark_sample`` was sent."""
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._queue.append((samples, future, mark_sample))
-        return future
+    def play(self, samples: npt.NDArray[np.int16], *marks: int) -> list[asyncio.Future[float]]:
+        """Queue 48 kHz int16 audio; each future gets the time its mark (a sample index) was sent.
+
+        The times are taken frame by frame as the frames leave, not computed from the clip's
+        length: on a loaded machine a frame may leave late (the pacer then catches up or skips ahead).
+        """
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in marks]
+        self._queue.append((samples, sorted(zip(marks, futures, strict=True), key=lambda m: m[0])))
+        return futures
 
     def clear(self) -> None:
         self._queue.clear()
@@ -89,18 +94,18 @@ class _MicrophoneTrack(MediaStreamTrack):
         filled = 0
         sent_at = time.monotonic()
         while filled < FRAME and self._queue:
-            samples, future, mark = self._queue[0]
+            samples, marks = self._queue[0]
             n = min(FRAME - filled, len(samples))
             out[filled : filled + n] = samples[:n]
-            if future is not None and not future.done() and mark < n:
-                future.set_result(sent_at + (filled + mark) / RATE)
+            due = [(mark, future) for mark, future in marks if mark < n or n == len(samples)]
+            for mark, future in due:
+                if not future.done():
+                    future.set_result(sent_at + (filled + min(mark, n)) / RATE)
             filled += n
             if n == len(samples):
                 self._queue.popleft()
-                if future is not None and not future.done():
-                    future.set_result(sent_at + filled / RATE)
             else:
-                self._queue[0] = (samples[n:], future, mark - n)
+                self._queue[0] = (samples[n:], [(mark - n, future) for mark, future in marks[len(due):]])
         if self._opus is not None:
             return self._opus.encode(out, pts)
         return int16_frame(out, RATE, pts)
@@ -254,12 +259,12 @@ class Caller:
         """
         pcm = PcmConverter(RATE, sample_format="s16").convert_array(samples.astype(np.float32), rate)
         pcm = pcm.astype(np.int16, copy=False)
-        start = speech_start_sample(samples, rate) * RATE // rate
+        start = min(len(pcm) - 1, speech_start_sample(samples, rate) * RATE // rate)
         end = min(len(pcm), speech_end_sample(samples, rate) * RATE // rate) - 1
-        end_at = await self.mic.play(pcm, max(0, end))
+        onset, end_at = self.mic.play(pcm, max(0, start), max(0, end))
         while self.mic.busy:  # noqa: ASYNC110 - the track empties on the media clock
             await asyncio.sleep(0.01)
-        return end_at - (end - start) / RATE, end_at
+        return await onset, await end_at
 
     async def silence(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

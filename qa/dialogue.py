@@ -3,7 +3,8 @@
 :meth:`Dialogue.speak` plays a clip and returns once the reply to it is heard
 (or has failed to come); :meth:`Dialogue.finish` waits for that reply to end.
 Speaking again with ``barge_in_after_ms`` instead of finishing talks over the
-reply that many milliseconds after it became audible. Every turn ends up as a
+reply that many milliseconds after it became audible (or, if it is silent just
+then, between two clauses, once it is heard again). Every turn ends up as a
 :class:`TurnResult` measured on the caller's side (see :mod:`qa.measure`).
 """
 
@@ -22,9 +23,7 @@ from qa.clips import Clip
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 QUIET_S = 0.3  # a reply is over for the caller once this long is silent
-#: Events travel on the data channel (SCTP), audio on RTP: under load a reply's ``response.created``
-#: can arrive after its first audio. It is waited for this long after the audio was heard.
-EVENT_GRACE_S = 2.0
+AUDIBLE_NOW_S = 0.1  # a reply is being heard when it was audible this recently
 
 
 @dataclass
@@ -100,6 +99,7 @@ class Dialogue:
         if barge_in:
             assert previous is not None and previous.first_audible is not None and barge_in_after_ms is not None
             await asyncio.sleep(max(0.0, previous.first_audible + barge_in_after_ms / 1000 - time.monotonic()))
+            await self._until_heard(previous)
         elif previous is not None:
             await self._finish(previous)
         silence = self.silence_ms
@@ -135,6 +135,23 @@ class Dialogue:
             self._report(turn)
         return turn
 
+    async def _until_heard(self, turn: TurnResult) -> None:
+        """Wait until ``turn``'s reply is being heard, or is over: talking over a reply means over its audio.
+
+        A reply falls silent between clauses when the next one was not synthesised in time (on a
+        busy machine the gap after a short first clause, "You said:", lasted over a second):
+        speech in that gap stops nothing, and there would be no barge-in stop to measure.
+        """
+        rid = turn.response_id
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.caller.received.last_audible(since=time.monotonic() - AUDIBLE_NOW_S) is not None:
+                return
+            if any((e.get("response") or {}).get("id") == rid
+                   for e in self.caller.events_of("response.done", since=turn.speech_onset)):
+                return
+            await asyncio.sleep(0.01)
+
     async def finish(self) -> None:
         """Wait for the reply being played to end (if any) and for the line to fall quiet."""
         turn, self._playing = self._playing, None
@@ -166,6 +183,11 @@ class Dialogue:
                     if e.get("response_id") == rid]
         if playback:
             turn.underrun_ms = playback[0].get("underrun_ms")
+        # Sent with the reply's first packet, so before its response.done on the same ordered channel.
+        metrics = [e for e in self.caller.events_of("gateway.turn.metrics", since=turn.speech_onset)
+                   if e.get("response_id") == rid]
+        if metrics:
+            turn.gateway = {k: v for k, v in metrics[0].items() if k not in ("type", "event_id")}
         if turn.reply_status == "failed":
             turn.error = turn.error or "reply_failed"
 
@@ -195,7 +217,9 @@ class Dialogue:
             await asyncio.sleep(0.02)
         heard_until = turn.first_audible or time.monotonic()
         if turn.first_audible is not None:
-            announced = await self._next_arrival(("response.created",), since, EVENT_GRACE_S,
+            # Events travel on the data channel (SCTP), audio on RTP: on a busy machine a reply's
+            # response.created can arrive seconds after its first audio. Heard audio was created.
+            announced = await self._next_arrival(("response.created",), since, self.timeout,
                                                  where=lambda e: e["response"]["id"] not in known)
             if announced is not None and announced[0] > heard_until:
                 turn.events_late_ms = round((announced[0] - heard_until) * 1000, 1)
@@ -211,15 +235,12 @@ class Dialogue:
         if not created:
             turn.error = "no_reply"
             return
-        rid = turn.response_id = created[-1]
+        turn.response_id = created[-1]
         if turn.first_audible is None:
             turn.error = "no_audio"
             return
         if turn.silence_ms is not None:
             turn.overhead_ms = measure.overhead_ms(turn.first_audible, turn.speech_end, turn.silence_ms)
-        metrics = await self._next(("gateway.turn.metrics",), since, 0.5, where=lambda e: e.get("response_id") == rid)
-        if metrics is not None:
-            turn.gateway = {k: v for k, v in metrics.items() if k not in ("type", "event_id")}
 
     def _replies_over(self, since: float, known: set[str | None]) -> bool:
         """Whether every reply created since ``since`` is done, the last one over a second ago."""

@@ -14,6 +14,7 @@ from gateway.app.engines import load_engines, warm_up
 from gateway.config import EventsConfig, GatewayConfig
 from gateway.voice.engines import Engines
 from qa.caller import Caller
+from tests.support.calls import without_load_shedding
 
 logging.getLogger("aioice").setLevel(logging.WARNING)
 logging.getLogger("aiortc").setLevel(logging.WARNING)
@@ -34,7 +35,7 @@ def gateway_config() -> GatewayConfig:
 
 @pytest.fixture
 async def gateway_server(engines: Engines, gateway_config: GatewayConfig) -> AsyncIterator[TestServer]:
-    server = TestServer(create_app(gateway_config, engines=engines), host="127.0.0.1")
+    server = TestServer(create_app(without_load_shedding(gateway_config), engines=engines), host="127.0.0.1")
     await server.start_server()
     try:
         yield server

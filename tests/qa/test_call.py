@@ -21,6 +21,7 @@ from gateway.voice.engines import Engines
 from qa.call_cmd import CallOptions, format_report, run_call
 from qa.caller import Caller
 from qa.netem import NetworkImpairment
+from tests.support.calls import without_load_shedding
 from tests.support.speech import REPO, SPEECH_DIR, utterance, word_error_rate
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,11 @@ def check_turn(turn: dict, file: str) -> None:
     assert word_error_rate(clip.transcript, turn["transcript"]) <= 0.25, turn["transcript"]
     assert turn["wer"] is not None and turn["wer"] <= 0.25  # the manifest beside the file gives the reference
     assert turn["reply"].startswith("You said:")
-    assert -200 < turn["overhead_ms"] < 3000, turn
-    assert turn["gateway"]["stages_ms"]["first_packet_sent"] is not None
+    # The caller's overhead is the gateway's own (its first packet after its end of speech, less the silence) plus
+    # the way there and back: 50-220 ms measured on loopback with both cores busy, however late the reply came.
+    first_packet = turn["gateway"]["stages_ms"]["first_packet_sent"]
+    assert first_packet is not None and turn["overhead_ms"] > -200, turn
+    assert -300 < turn["overhead_ms"] - (first_packet - turn["silence_ms"]) < 750, turn
 
 
 async def test_call_reports_transcripts_overhead_and_records_the_reply(gateway_url: str, tmp_path: Path) -> None:
@@ -56,7 +60,9 @@ async def test_call_reports_transcripts_overhead_and_records_the_reply(gateway_u
     assert len(pcm) / 48_000 >= report.duration_s - 2 and np.abs(pcm).max() > 3000
     text = format_report(report)
     print(text)
-    assert "overhead" in text and "greasy wash water" in text.lower() and "result: OK" in text
+    assert "overhead" in text and "result: OK" in text
+    for turn in report.turns:  # what was heard and said, whatever the recogniser made of it ("wash water"/"wash for")
+        assert json.dumps(turn["transcript"]) in text and json.dumps(turn["reply"]) in text
 
 
 async def test_barge_in_is_measured_from_the_audio(gateway_url: str) -> None:
@@ -93,7 +99,7 @@ TOKEN = "qa-test-key-0123456789"
 async def token_gateway_url(engines: Engines) -> AsyncIterator[tuple[str, list[str]]]:
     """A gateway with an API key (``auth.api_keys``); lists the requests that got past its auth."""
     authorized: list[str] = []
-    app = create_app(GatewayConfig(auth=AuthConfig(api_keys=(TOKEN,))), engines=engines)
+    app = create_app(without_load_shedding(GatewayConfig(auth=AuthConfig(api_keys=(TOKEN,)))), engines=engines)
 
     @web.middleware
     async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]

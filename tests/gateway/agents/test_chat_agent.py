@@ -109,8 +109,10 @@ def gateway_config(upstream: ScriptedUpstream, llama_server: LocalLlmServer) -> 
 @pytest.mark.slow
 async def test_model_tokens_are_spoken_as_they_stream_and_barge_in_closes_the_stream(
         caller: Caller, upstream: ScriptedUpstream, llama_server: LocalLlmServer) -> None:
-    # A remote model's pace (25 tokens/s) that never stops by itself: max_tokens ends it after ~12 s.
-    upstream.script = [forward(llama_server.base_url, delay=0.04, endless=True), forward(llama_server.base_url)]
+    # A remote model's pace (25 tokens/s at most) that never stops by itself: max_tokens ends the model
+    # after 12 s or more, and the relay holds the stream open after that, however long speech takes to start.
+    upstream.script = [forward(llama_server.base_url, delay=0.04, endless=True, hold=True),
+                       forward(llama_server.base_url)]
     await caller.wait_event("session.created")
     _, speech_end = await caller.say(utterance(QUESTION).audio(), 16_000)
     await caller.wait_event("output_audio_buffer.started", since=speech_end, timeout=30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,44 +153,113 @@ def stall(*, content_type: str = "text/plain", limit: float = 30.0) -> Behaviour
     return behave
 
 
-def forward(base_url: str, *, delay: float = 0.0, endless: bool = False) -> Behaviour:
+KEEPALIVE_S = 0.5  # a relay sends an SSE comment when the model has been silent this long
+POLL_S = 0.05  # how often a relay waiting on the model looks whether its client left
+HOLD_LIMIT_S = 60.0  # a held stream ends by itself after this long
+
+
+def forward(base_url: str, *, delay: float = 0.0, endless: bool = False, hold: bool = False) -> Behaviour:
     """Relay a Chat Completions request to a real server, ``delay`` s per streamed event.
 
-    ``endless`` bans SmolLM2's end tokens, so the model talks until ``max_tokens``.
+    The relay answers at once and, while the model is silent, sends an SSE comment every
+    ``KEEPALIVE_S`` (as hosted APIs do while a model is busy): the gateway's idle timeout (2 s in
+    these tests) then times the relay, not the CPU the local model gets; on a loaded two-core
+    machine SmolLM2's first token alone took 5 s. ``endless`` bans SmolLM2's end tokens, so the model
+    talks until ``max_tokens``. ``hold`` keeps the stream open after the model's last token (without
+    its ``[DONE]``) until the client leaves: the stream is still open when speech starts, however
+    slowly the machine runs.
     """
 
     async def behave(request: web.Request, exchange: Exchange) -> web.StreamResponse:
         body = dict(exchange.body)
         if endless:
             body["logit_bias"] = {"0": -100.0, "2": -100.0}  # <|endoftext|>, <|im_end|>
-        async with aiohttp.ClientSession() as http:
-            async with http.post(base_url.rstrip("/") + "/chat/completions", json=body) as upstream:
-                response = web.StreamResponse(
-                    status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")})
-                await response.prepare(request)
-                try:
-                    async for line in upstream.content:
-                        text = line.decode()
-                        if text.startswith("data:") and "[DONE]" not in text:
-                            if delay:
-                                await asyncio.sleep(delay)
-                            delta = json.loads(text[5:])["choices"][0]["delta"].get("content")
-                            if delta:
-                                exchange.streamed.append(delta)
-                                exchange.first_sent_at = exchange.first_sent_at or time.monotonic()
-                        if _gone(request):
-                            raise ConnectionResetError
-                        await response.write(line)
-                    await response.write_eof()
-                    exchange.ended_at = time.monotonic()
-                except ConnectionResetError:
-                    exchange.disconnected_at = time.monotonic()
-                except asyncio.CancelledError:
-                    exchange.disconnected_at = time.monotonic()
-                    raise
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(base_url.rstrip("/") + "/chat/completions", json=body) as upstream:
+                    if upstream.status != 200:
+                        error = {"error": {"message": f"the model answered HTTP {upstream.status}"}}
+                        await response.write(f"data: {json.dumps(error)}\n\n".encode())
+                    else:
+                        await _relay(request, response, exchange, upstream.content, delay)
+            if hold:
+                await _hold(request, response)
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            exchange.ended_at = time.monotonic()
+        except ConnectionResetError:
+            exchange.disconnected_at = time.monotonic()
+        except asyncio.CancelledError:
+            exchange.disconnected_at = time.monotonic()
+            raise
         return response
 
     return behave
+
+
+async def _relay(request: web.Request, response: web.StreamResponse, exchange: Exchange,
+                 content: aiohttp.StreamReader, delay: float) -> None:
+    """Copy the model's stream with keep-alives, up to (not including) its ``[DONE]``."""
+    quiet_since = time.monotonic()
+    async for line in _lines_or_silence(content):
+        if _gone(request):
+            raise ConnectionResetError
+        if line is None:
+            quiet_since = await _keep_alive(response, quiet_since)
+            continue
+        text = line.decode()
+        if text.startswith("data:"):
+            if "[DONE]" in text:
+                return
+            if delay:
+                await asyncio.sleep(delay)
+            delta = json.loads(text[5:])["choices"][0]["delta"].get("content")
+            if delta:
+                exchange.streamed.append(delta)
+                exchange.first_sent_at = exchange.first_sent_at or time.monotonic()
+            if _gone(request):
+                raise ConnectionResetError
+        await response.write(line)
+        quiet_since = time.monotonic()
+
+
+async def _hold(request: web.Request, response: web.StreamResponse) -> None:
+    """Keep the stream open (keep-alives only) until the client leaves, or ``HOLD_LIMIT_S``."""
+    quiet_since = time.monotonic()
+    deadline = quiet_since + HOLD_LIMIT_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        if _gone(request):
+            raise ConnectionResetError
+        quiet_since = await _keep_alive(response, quiet_since)
+
+
+async def _lines_or_silence(content: aiohttp.StreamReader) -> AsyncIterator[bytes | None]:
+    """Each line of ``content``; ``None`` after every ``POLL_S`` of waiting for one."""
+    pending = asyncio.ensure_future(content.readline())
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=POLL_S)
+            if not done:
+                yield None
+                continue
+            line = pending.result()
+            if not line:
+                return
+            yield line
+            pending = asyncio.ensure_future(content.readline())
+    finally:
+        pending.cancel()
+
+
+async def _keep_alive(response: web.StreamResponse, quiet_since: float) -> float:
+    """Send an SSE comment if nothing was sent for ``KEEPALIVE_S``; when something was last sent."""
+    if time.monotonic() - quiet_since < KEEPALIVE_S:
+        return quiet_since
+    await response.write(b": keep-alive\n\n")
+    return time.monotonic()
 
 
 async def say_through_failures(caller: Caller, upstream: ScriptedUpstream, clip_file: str, apology: str) -> str:
