@@ -57,8 +57,9 @@ from gateway.voice.options import VoiceOptions
 
 logger = logging.getLogger(__name__)
 
-#: Ends the gateway decides on while the events channel still works: the caller gets a ``gateway.session.ended`` event before the hang-up. (After
-#: ``message_too_large`` the association is aborted, so there is no channel left to tell it on.)
+#: Ends the gateway decides on while the events channel still works: the caller gets a
+#: ``gateway.session.ended`` event before the hang-up. (After ``message_too_large`` the association is
+#: aborted, so there is no channel left to tell it on.)
 NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error", "idle_timeout", "max_duration", "audio_too_fast",
                             "too_many_data_channels"})
 NOTICE_FLUSH_SECONDS = 1.0
