@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp.test_utils import TestServer
-
 from gateway.agents.factories import agent_factories
 from gateway.agents.registry import AgentRegistry
 from gateway.config import AgentsConfig, EventsConfig, GatewayConfig, LimitsConfig, SessionDefaults
@@ -26,22 +24,9 @@ from gateway.protocol.session_settings import SessionSettings
 from gateway.session.session import RealtimeSession
 from gateway.transports.memory import MemoryTransport
 from gateway.voice.engines import Engines
-from tests.gateway.agents.upstream_server import Behaviour, ScriptedUpstream
 from tests.support.fakes import fake_engines
 
 APOLOGY = "Sorry, I can't answer that right now."
-
-
-@contextlib.asynccontextmanager
-async def scripted_upstream(default: Behaviour) -> AsyncIterator[ScriptedUpstream]:
-    upstream = ScriptedUpstream(default)
-    server = TestServer(upstream.app, host="127.0.0.1")
-    await server.start_server()
-    upstream.url = str(server.make_url("")).rstrip("/")
-    try:
-        yield upstream
-    finally:
-        await server.close()
 
 
 def agent_config(agent: str, url: str, *, limits: LimitsConfig | None = None) -> GatewayConfig:

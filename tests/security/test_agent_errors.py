@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from gateway.app.application import create_app
 from gateway.protocol.server_events import Event
 from qa.caller import Caller
-from tests.gateway.agents.upstream_server import Behaviour, status, stream
-from tests.security.agent_sessions import agent_config, engines_for, memory_session, scripted_upstream
+from tests.gateway.agents.upstream_server import Behaviour, scripted_upstream, status, stream
+from tests.security.agent_sessions import agent_config, engines_for, memory_session
 
 AGENTS = ["openai", "webhook"]
 SECRET_BODY = ("Traceback (most recent call last): psycopg.OperationalError: password=hunter2-s3cr3t "

@@ -28,8 +28,8 @@ from gateway.config import LimitsConfig
 from gateway.ops.metrics import GatewayMetrics
 from gateway.voice.history import History
 from qa.caller import Caller
-from tests.gateway.agents.upstream_server import chat_sse, stream
-from tests.security.agent_sessions import agent_config, memory_session, scripted_upstream
+from tests.gateway.agents.upstream_server import chat_sse, scripted_upstream, stream
+from tests.security.agent_sessions import agent_config, memory_session
 from tests.security.support import running_gateway
 from tests.support.fakes import fake_engines
 

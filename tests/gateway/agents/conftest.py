@@ -15,7 +15,7 @@ from gateway.app.application import create_app
 from gateway.app.engines import default_agents
 from gateway.config import GatewayConfig
 from gateway.voice.engines import Engines
-from tests.gateway.agents.upstream_server import ScriptedUpstream, stream
+from tests.gateway.agents.upstream_server import ScriptedUpstream, scripted_upstream, stream
 from tests.support.calls import without_load_shedding
 
 
@@ -47,14 +47,8 @@ def warm_up(server: LocalLlmServer) -> None:
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[ScriptedUpstream]:
-    scripted = ScriptedUpstream(stream(["All good."]))
-    server = TestServer(scripted.app, host="127.0.0.1")
-    await server.start_server()
-    scripted.url = str(server.make_url("")).rstrip("/")
-    try:
+    async with scripted_upstream(stream(["All good."])) as scripted:
         yield scripted
-    finally:
-        await server.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ a barge-in closed the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from qa.caller import Caller
 from tests.support.speech import utterance
@@ -285,3 +287,16 @@ async def say_through_failures(caller: Caller, upstream: ScriptedUpstream, clip_
     done = await caller.wait_event("response.done", since=speech_end, timeout=30)
     assert done["response"]["status"] == "completed"
     return str(done["response"]["output"][0]["content"][0]["transcript"])
+
+
+@contextlib.asynccontextmanager
+async def scripted_upstream(default: Behaviour) -> AsyncIterator[ScriptedUpstream]:
+    """A :class:`ScriptedUpstream` answering with ``default``, served on loopback for the block."""
+    upstream = ScriptedUpstream(default)
+    server = TestServer(upstream.app, host="127.0.0.1")
+    await server.start_server()
+    upstream.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield upstream
+    finally:
+        await server.close()
