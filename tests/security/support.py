@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from engines import EngineError, SpeechRecognizer, SpeechSynthesizer, SynthesizedAudio, Transcript
 from engines.base import FloatArray
@@ -18,6 +18,9 @@ from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
 from gateway.voice.engines import Engines
+
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]  # the make_client fixture (conftest.py)
 
 
 class EndRecorder(CallObserver):

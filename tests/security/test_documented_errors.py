@@ -12,16 +12,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient
 from aiortc import RTCPeerConnection
 
 import gateway.transports.webrtc
-from gateway.app.application import REGISTRY, create_app
+from gateway.app.application import REGISTRY
 from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
 from gateway.ops.metrics import GatewayMetrics
 from gateway.protocol.session_settings import SessionSettings
@@ -30,22 +28,20 @@ from gateway.session.outbox import MAX_EVENTS_BEFORE_OPEN
 from gateway.session.session import RealtimeSession
 from gateway.transports.memory import MemoryTransport
 from tests.security.strategies import OFFER
+from tests.security.support import Client, MakeClient
 from tests.support.fakes import fake_engines
 from tests.support.ops import real_offer
 
 CALLS = "/v1/realtime/calls"
 CLIENT_SECRETS = "/v1/realtime/client_secrets"
-Client = TestClient[Any, Any]
-MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any) -> MakeClient:
+def make_unrated_client(make_client: MakeClient) -> MakeClient:
+    """:func:`make_client` without the per-client call rate (these tests place many offers)."""
     async def make(**limits: Any) -> Client:
         limits.setdefault("calls_per_client_per_minute", 0)
-        config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits))
-        client: Client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
-        return client
+        return await make_client(**limits)
 
     return make
 
@@ -55,8 +51,8 @@ async def error_of(response: Any) -> tuple[int, str]:
     return response.status, body["error"]["code"]
 
 
-async def test_malformed_multipart_and_a_form_without_sdp_get_their_codes(make_client: MakeClient) -> None:
-    client = await make_client()
+async def test_malformed_multipart_and_a_form_without_sdp_get_their_codes(make_unrated_client: MakeClient) -> None:
+    client = await make_unrated_client()
     garbage = await client.post(CALLS, data=b"--nope\r\nthis is no multipart body",
                                 headers={"Content-Type": "multipart/form-data; boundary=xyz"})
     assert await error_of(garbage) == (400, "invalid_multipart")
@@ -76,8 +72,8 @@ async def test_malformed_multipart_and_a_form_without_sdp_get_their_codes(make_c
     assert (await client.get("/healthz")).status == 200
 
 
-async def test_a_client_secret_request_over_64_kib_gets_body_too_large(make_client: MakeClient) -> None:
-    client = await make_client()
+async def test_a_client_secret_request_over_64_kib_gets_body_too_large(make_unrated_client: MakeClient) -> None:
+    client = await make_unrated_client()
     just_over = json.dumps({"session": {"instructions": "x" * (64 * 1024)}}).encode()
     assert 64 * 1024 < len(just_over) < 70 * 1024  # under the app's own body limit: the endpoint's check answers
     response = await client.post(CLIENT_SECRETS, data=just_over, headers={"Content-Type": "application/json"})
@@ -153,8 +149,8 @@ def peer_connections(monkeypatch: pytest.MonkeyPatch) -> list[RTCPeerConnection]
 
 
 async def test_offers_refused_by_validation_or_admission_create_no_peer_connection(
-        make_client: MakeClient, peer_connections: list[RTCPeerConnection]) -> None:
-    client = await make_client(max_calls=1, calls_per_client_per_minute=60, call_burst_per_client=20)
+        make_unrated_client: MakeClient, peer_connections: list[RTCPeerConnection]) -> None:
+    client = await make_unrated_client(max_calls=1, calls_per_client_per_minute=60, call_burst_per_client=20)
     sdp = {"Content-Type": "application/sdp"}
     no_fingerprint = "\r\n".join(line for line in OFFER.split("\r\n") if not line.startswith("a=fingerprint"))
     refused = [
@@ -186,12 +182,12 @@ async def test_offers_refused_by_validation_or_admission_create_no_peer_connecti
     ("a=ssrc:3433854936 cname:", "a=ssrc:x cname:"),
 ])
 async def test_an_offer_only_aiortc_refuses_costs_one_peer_connection_closed_at_once(
-        make_client: MakeClient, peer_connections: list[RTCPeerConnection], line: str, broken: str,
+        make_unrated_client: MakeClient, peer_connections: list[RTCPeerConnection], line: str, broken: str,
         caplog: pytest.LogCaptureFixture) -> None:
     """docs/security.md ("Bad input"): such an offer passes the gateway's own checks, so a peer connection
     is made to apply it; when aiortc refuses it, that connection is closed before the 400 is sent."""
     caplog.set_level(logging.INFO, "gateway.transports.webrtc")
-    client = await make_client()
+    client = await make_unrated_client()
     response = await client.post(CALLS, data=OFFER.replace(line, broken), headers={"Content-Type": "application/sdp"})
     assert await error_of(response) == (400, "invalid_sdp")
     assert len(peer_connections) <= 1

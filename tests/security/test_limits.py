@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import pytest
-from aiohttp.test_utils import TestClient
 
-from gateway.app.application import REGISTRY, create_app
-from gateway.config import ConfigError, EventsConfig, GatewayConfig, LimitsConfig
+from gateway.app.application import REGISTRY
+from gateway.config import ConfigError, LimitsConfig
 from gateway.config.loader import build_config
 from signaling.errors import ApiError
 from signaling.limits import ClientLimiter, client_key
-from tests.support.fakes import fake_engines
+from tests.security.support import Client, MakeClient
 from tests.support.ops import real_offer
 
 CALLS = "/v1/realtime/calls"
-Client = TestClient[Any, Any]
-MakeClient = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-def make_client(aiohttp_client: Any) -> MakeClient:
-    async def make(**limits: Any) -> Client:
-        config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits))
-        client: Client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
-        return client
-
-    return make
 
 
 async def post(client: Client, body: str, **headers: str) -> tuple[int, str, str | None, str]:
