@@ -90,7 +90,6 @@ class RealtimeSession:
         self._on_closed = on_closed
         self._observer = observer
         self.created_at = time.monotonic()
-        self.connected_at: float | None = None  # when the transport's media path came up (WebRTC: ICE + DTLS)
         self.end_reason: str | None = None
         self._tasks = TaskSet(f"call {call_id}")
         self._outbox = Outbox(transport, call_id=call_id, on_drop=lambda: observer.server_event_dropped(call_id))
@@ -112,6 +111,11 @@ class RealtimeSession:
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=transport.packets_received,
                                      last_activity=self._last_activity, send=self.send, close=self.close_soon)
         transport.attach(self, self._tasks)
+
+    @property
+    def connected_at(self) -> float | None:
+        """When the transport's media path came up (WebRTC: ICE + DTLS); None while the call is pending."""
+        return self.watchdog.connected_at
 
     @property
     def tasks(self) -> TaskSet:
@@ -140,8 +144,6 @@ class RealtimeSession:
         await self.conversation.feed(pcm)
 
     def on_connected(self) -> None:
-        if self.connected_at is None:
-            self.connected_at = time.monotonic()
         self.watchdog.connected()
 
     def on_lost(self, reason: str) -> None:

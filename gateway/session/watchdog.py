@@ -64,6 +64,11 @@ class CallWatchdog:
         self._packets_at = 0.0
         self._warned: dict[str, float] = {}  # reason -> the end it was announced for
 
+    @property
+    def connected_at(self) -> float | None:
+        """When the media path came up (None: not yet)."""
+        return self._connected_at
+
     def connected(self) -> None:
         """The peer connection is up: the media timeout counts from now."""
         if self._connected_at is None:
