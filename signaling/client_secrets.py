@@ -44,7 +44,7 @@ from gateway.config import AuthConfig, LimitsConfig
 from signaling.body import read_body
 from signaling.bound_session import compact, pinned_fields, with_pins
 from signaling.errors import ApiError
-from signaling.limits import ClientAddress, client_key
+from signaling.limits import ClientAddress, client_key, refilled, seconds_until_a_token
 from signaling.service import REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -208,18 +208,18 @@ class MintRate:
             return
         now = self._clock()
         tokens, when = self._buckets.pop(client, (self.burst, now))  # popped: re-inserted as the newest
-        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        tokens = refilled(tokens, when, now, rate=self.rate, burst=self.burst)
         if len(self._buckets) >= MAX_RATE_CLIENTS:
             self._forget_idle(now)
         self._buckets[client] = (max(0.0, tokens - 1.0), now)
         if tokens < 1.0:
-            wait = math.ceil((1.0 - tokens) / self.rate)
+            wait = seconds_until_a_token(tokens, self.rate)
             raise ApiError(429, "rate_limited", f"too many client secrets requested from this address; retry in "
                            f"{wait} s", retry_after=wait)
 
     def _forget_idle(self, now: float) -> None:
         for client, (tokens, when) in list(self._buckets.items()):
-            if tokens + (now - when) * self.rate >= self.burst:
+            if refilled(tokens, when, now, rate=self.rate, burst=self.burst) >= self.burst:
                 del self._buckets[client]
         while len(self._buckets) >= MAX_RATE_CLIENTS * 0.9:  # still (nearly) full: the least recent go
             del self._buckets[next(iter(self._buckets))]

@@ -92,6 +92,16 @@ class ClientAddress:
         return hops[0] if hops else peer
 
 
+def refilled(tokens: float, since: float, now: float, *, rate: float, burst: float) -> float:
+    """A per-client token bucket's tokens at ``now``: ``rate`` a second added since ``since``, at most ``burst``."""
+    return min(burst, tokens + (now - since) * rate)
+
+
+def seconds_until_a_token(tokens: float, rate: float) -> int:
+    """Whole seconds until a bucket holding ``tokens`` (< 1) has one: the ``Retry-After`` of a refusal."""
+    return math.ceil((1.0 - tokens) / rate)
+
+
 @dataclass
 class _Client:
     tokens: float
@@ -132,10 +142,10 @@ class ClientLimiter:
             self._forget_idle(call_alive)
             state = self._clients[client] = _Client(tokens=self.burst, updated=now)
         if self.rate > 0:
-            state.tokens = min(self.burst, state.tokens + (now - state.updated) * self.rate)
+            state.tokens = refilled(state.tokens, state.updated, now, rate=self.rate, burst=self.burst)
             state.updated = now
             if state.tokens < 1.0:
-                wait = math.ceil((1.0 - state.tokens) / self.rate)
+                wait = seconds_until_a_token(state.tokens, self.rate)
                 raise ApiError(429, "rate_limited", f"too many calls placed from this address; retry in {wait} s",
                                retry_after=wait)
             state.tokens -= 1.0
@@ -163,8 +173,9 @@ class ClientLimiter:
             return
         now = self._clock()
         for key, state in list(self._clients.items()):
-            refilled = self.rate <= 0 or state.tokens + (now - state.updated) * self.rate >= self.burst
-            if refilled and not state.placing and not any(call_alive(c) for c in state.calls):
+            full = self.rate <= 0 or refilled(state.tokens, state.updated, now, rate=self.rate,
+                                              burst=self.burst) >= self.burst
+            if full and not state.placing and not any(call_alive(c) for c in state.calls):
                 del self._clients[key]
         while len(self._clients) >= MAX_CLIENTS * 0.9:  # still (nearly) full: forget the oldest entries
             del self._clients[next(iter(self._clients))]
