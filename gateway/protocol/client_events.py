@@ -192,7 +192,7 @@ def _item_create(raw: dict[str, Any], event_id: str | None) -> ConversationItemC
         try:
             return ConversationItemCreate(parse_item_payload(item, "item", None), event_id)
         except InvalidTool as exc:
-            raise BadClientEvent("invalid_value", str(exc), event_id, param=exc.param) from exc
+            raise BadClientEvent("invalid_item", str(exc), event_id, param=exc.param) from exc
     return ConversationItemCreate(parse_item(item, event_id), event_id)
 
 
@@ -248,8 +248,6 @@ def _item_retrieve(raw: dict[str, Any], event_id: str | None) -> ConversationIte
 
 def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreate:
     response = raw.get("response", {})
-    if response is None:
-        response = {}
     flag = response.get("text_stream", False) if isinstance(response, dict) else None
     if not isinstance(flag, bool):
         raise BadClientEvent("invalid_value", "response must be an object and response.text_stream a boolean",

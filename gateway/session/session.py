@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, assert_never
 
 from engines.base import FloatArray
-from gateway.agents import ConversationItem
 from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
@@ -33,7 +32,9 @@ from gateway.protocol.client_events import (
     BadClientEvent,
     ClientEvent,
     ConversationItemCreate,
+    ConversationItemDelete,
     ConversationItemRetrieve,
+    ConversationItemTruncate,
     GatewayResponseTextDelta,
     GatewayResponseTextDone,
     InputAudioBufferClear,
@@ -54,6 +55,7 @@ from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
 from gateway.voice.engines import Engines
 from gateway.voice.options import VoiceOptions
+from gateway.voice.tools import ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,16 @@ class RealtimeSession:
         self._tasks.create_task(self.watchdog.run(), name=f"{self.id} watchdog")
 
     def session_dict(self) -> dict[str, Any]:
-        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
+        """The session as ``session.created``/``.updated`` report it; ``gateway.agent_can_call_tools`` says
+        whether the session's agent can call its tools (the local LLM cannot: it is sent none)."""
+        settings = self.conversation.settings
+        session = settings.to_dict(self.id, self._engines.tts.voices)
+        try:
+            can_call = self._engines.agents.create(settings.agent).can_call_tools
+        except KeyError:
+            can_call = False
+        session.setdefault("gateway", {})["agent_can_call_tools"] = can_call
+        return session
 
     def _last_activity(self) -> float:
         """When the caller last spoke or a reply last played (for the idle limit)."""
@@ -155,10 +166,14 @@ class RealtimeSession:
             if self._rate.notice_due():
                 self.send(events.error("rate_limited", "too many client events; events are being dropped"))
             return
+        event = None
         try:
-            self._dispatch(parse_client_event(message, max_bytes=self._config.limits.max_event_bytes))
+            event = parse_client_event(message, max_bytes=self._config.limits.max_event_bytes)
+            self._dispatch(event)
         except BadClientEvent as exc:
             self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+        except ToolError as exc:  # a tool result, item or response input the conversation refused
+            self.send(events.error(exc.code, str(exc), event_id=event.event_id if event else None, param=exc.param))
 
     # ---------------------------------------------------------- server events
 
@@ -191,7 +206,11 @@ class RealtimeSession:
                 if not conversation.cancel_response("client_cleared"):
                     raise BadClientEvent("no_active_output", "no audio is playing", event.event_id)
             case ConversationItemCreate(item=item):
-                conversation.add_item(ConversationItem(item.id, item.role, item.text))
+                conversation.add_item(item)
+            case ConversationItemDelete():
+                conversation.delete_item(event.item_id)
+            case ConversationItemTruncate():
+                conversation.truncate_item(event.item_id, event.audio_end_ms)
             case ConversationItemRetrieve():
                 found = self._items.get(event.item_id)
                 if found is None:
@@ -221,7 +240,7 @@ class RealtimeSession:
         stream = None
         if event.text_stream:
             stream = ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds)
-        if not self.conversation.create_response(agent=stream):
+        if not self.conversation.create_response(agent=stream, params=event.params):
             raise BadClientEvent("conversation_already_has_active_response",
                                  "a response is already in progress; cancel it first", event.event_id)
         if stream is not None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from gateway.agents import FunctionCallDelta
 from gateway.aio import TaskSet
 from gateway.voice.output import AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
@@ -51,6 +52,7 @@ class Listener:
         self.clauses: list[str] = []
         self.failures: list[str] = []
         self.synthesized = 0
+        self.pieces: list[str] = []  # messages started, text pieces and function calls, in order
 
     def reply_clause(self, reply: Reply, text: str) -> None:
         self.clauses.append(text)
@@ -60,6 +62,15 @@ class Listener:
 
     def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
         self.synthesized += 1
+
+    def reply_message_started(self, reply: Reply) -> None:
+        self.pieces.append("<message>")
+
+    def reply_text(self, reply: Reply, text: str) -> None:
+        self.pieces.append(f"text:{text}")
+
+    def reply_function_call(self, reply: Reply, delta: FunctionCallDelta) -> None:
+        self.pieces.append(f"call:{delta.name}:{delta.arguments}")
 
 
 class Agent:
