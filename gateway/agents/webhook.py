@@ -10,7 +10,7 @@ Request body::
 With tools in the session the body also has ``"tools"`` (the session's, GA shape) and ``"tool_choice"``,
 and ``history`` holds the function calls and their results:
 ``{"id", "type": "function_call", "call_id", "name", "arguments"}`` and
-``{"id", "type": "function_call_output", "call_id", "output"}`` (messages have ``"type": "message"``).
+``{"id", "type": "function_call_output", "call_id", "output"}`` (messages, as before, have no ``type``).
 
 The answer may stream in any of these forms, chosen by its ``Content-Type``:
 
@@ -49,8 +49,8 @@ from gateway.agents.base import (
     HistoryItem,
     last_user_text,
 )
-from gateway.protocol.server_events import new_id
 from gateway.agents.upstream import UpstreamPolicy, UpstreamStream, failures, post_stream, sse_data
+from gateway.protocol.server_events import new_id
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def turn_payload(call_id: str, history: Sequence[HistoryItem], instructions: str
 
 def _history_entry(item: HistoryItem) -> dict[str, Any]:
     if isinstance(item, ConversationItem):
-        return {"id": item.id, "type": "message", "role": item.role, "text": item.text, "truncated": item.truncated}
+        return {"id": item.id, "role": item.role, "text": item.text, "truncated": item.truncated}
     if isinstance(item, FunctionCallItem):
         return {"id": item.id, "type": "function_call", "call_id": item.call_id, "name": item.name,
                 "arguments": item.arguments}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.protocol.responses import (
+    DEFAULT_PARAMS,
     ClientFunctionCall,
     ClientFunctionOutput,
     ResponseParams,
@@ -118,7 +119,7 @@ class ResponseCreate:
 
     text_stream: bool = False
     event_id: str | None = None
-    params: ResponseParams = ResponseParams()
+    params: ResponseParams = DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,10 @@ class ResponseParams:
     input: tuple[Any, ...] | None = None  # ClientItem | ClientFunctionCall | ClientFunctionOutput | ItemReference
 
 
+#: A ``response.create`` without a ``response`` object: the session's settings apply.
+DEFAULT_PARAMS = ResponseParams()
+
+
 def parse_response_params(response: dict[str, Any], parse_message: Any) -> ResponseParams:
     """``response``'s supported keys; ``parse_message`` reads a message item (client_events.parse_item)."""
     instructions = response.get("instructions")

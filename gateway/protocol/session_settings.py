@@ -15,7 +15,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.protocol.tools import AUTO, FunctionTool, InvalidTool, ToolChoice, parse_tool_choice, parse_tools
 
-MODALITIES = (("audio",), ("text",))
+MODALITIES = (("audio",), ("text",), ("audio", "text"), ("text", "audio"))
 
 
 class InvalidSession(ValueError):
@@ -155,7 +155,7 @@ def _tools_applied(settings: SessionSettings, session: dict[str, Any]) -> Sessio
 
 def parse_modalities(value: Any, param: str) -> tuple[str, ...]:
     """``output_modalities``: ``["audio"]`` or ``["text"]`` (audio always carries its transcript, as GA says)."""
-    if not isinstance(value, list) or tuple(value) not in MODALITIES + (("audio", "text"), ("text", "audio")):
+    if not isinstance(value, list) or tuple(value) not in MODALITIES:
         raise InvalidSession(param, "must be [\"audio\"] or [\"text\"]")
     return ("text",) if tuple(value) == ("text",) else ("audio",)
 

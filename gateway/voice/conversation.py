@@ -35,7 +35,7 @@ from gateway.aio import TaskSet
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol import server_events as events
 from gateway.protocol.client_events import ClientItem
-from gateway.protocol.responses import ClientFunctionCall, ClientFunctionOutput, ResponseParams
+from gateway.protocol.responses import DEFAULT_PARAMS, ClientFunctionCall, ClientFunctionOutput, ResponseParams
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
@@ -265,7 +265,7 @@ class Conversation:
 
     # ---------------------------------------------------------------- replies
 
-    def _request(self, history: list[HistoryItem], params: ResponseParams = ResponseParams()) -> AgentRequest:
+    def _request(self, history: list[HistoryItem], params: ResponseParams = DEFAULT_PARAMS) -> AgentRequest:
         return self._tools.request(self.settings, params, history)
 
     def _new_reply(self, agent: Agent, request: AgentRequest, item_id: str | None = None,
@@ -344,7 +344,7 @@ class Conversation:
         except ValueError as exc:
             raise ToolError("invalid_value", str(exc), "audio_end_ms") from exc
 
-    def create_response(self, agent: Agent | None = None, params: ResponseParams = ResponseParams()) -> bool:
+    def create_response(self, agent: Agent | None = None, params: ResponseParams = DEFAULT_PARAMS) -> bool:
         """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active.
 
         Raises ToolError for ``input`` that names an unknown item."""

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.agents import FunctionCallDelta
 from gateway.ops.observers import CallObserver, TurnReport
 from gateway.protocol import server_events as events
-from gateway.agents import FunctionCallDelta
 from gateway.protocol.server_events import Event
 from gateway.voice.history import History
 from gateway.voice.output import OUTPUT_RATE, AudioOutput, PlayoutResult
