@@ -56,3 +56,20 @@ WEATHER_TOOL = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
 WEATHER_CALL = ScriptedCall("call_weather_1", "get_weather", ['{"city": ', '"Paris"}'])
+
+
+def weather_model(*, prefix: str = "Here is what I found: ") -> Behaviour:
+    """A model that decides to call ``get_weather`` when asked, and reads the tool's result out once it has it.
+
+    The answer after the result is ``prefix`` and the ``tool`` message's content, word for word: a test
+    that hears it knows the result went from the client through the gateway to the model.
+    """
+
+    async def behave(request: Any, exchange: Any) -> Any:
+        messages = exchange.body["messages"]
+        if messages and messages[-1]["role"] == "tool":
+            return await says([prefix, messages[-1]["content"]])(request, exchange)
+        assert [tool["function"]["name"] for tool in exchange.body.get("tools", [])] == ["get_weather"]
+        return await calls_tools([WEATHER_CALL])(request, exchange)
+
+    return behave
