@@ -39,7 +39,9 @@ def tool_call_lines(calls: Sequence[ScriptedCall], preamble: Sequence[str] = ())
 
 
 def text_lines(tokens: Sequence[str]) -> list[str]:
-    return [*(_chunk({"content": token}) for token in tokens), _chunk({}, "stop"), "data: [DONE]\n\n"]
+    """SSE lines: a role chunk (as servers send first), the tokens, then ``[DONE]``."""
+    return [_chunk({"role": "assistant", "content": ""}), *(_chunk({"content": token}) for token in tokens),
+            _chunk({}, "stop"), "data: [DONE]\n\n"]
 
 
 def calls_tools(calls: Sequence[ScriptedCall], preamble: Sequence[str] = ()) -> Behaviour:

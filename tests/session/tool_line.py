@@ -20,6 +20,7 @@ from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.session.session import RealtimeSession
 from gateway.transports.memory import MemoryTransport
+from gateway.voice.engines import Engines
 from tests.gateway.agents.upstream_server import Behaviour, ScriptedUpstream, scripted_upstream
 from tests.support.fakes import fake_engines
 
@@ -66,14 +67,17 @@ class ToolLine:
 
 
 @contextlib.asynccontextmanager
-async def tool_line(default: Behaviour, config: GatewayConfig = CONFIG) -> AsyncIterator[ToolLine]:
+async def tool_line(default: Behaviour, config: GatewayConfig = CONFIG, *, engines: Engines | None = None,
+                    transport: MemoryTransport | None = None) -> AsyncIterator[ToolLine]:
+    """``engines``: the fake ones unless given (the benchmark passes the real ones)."""
     async with scripted_upstream(default) as upstream:
-        engines, _asr = fake_engines()
+        if engines is None:
+            engines, _asr = fake_engines()
         endpoint = ChatEndpoint(upstream.url + "/v1", "scripted-model")
         agents = AgentRegistry({"openai": functools.partial(ChatCompletionsAgent, endpoint, UpstreamPolicy()),
                                 "echo": EchoAgent})
         engines = dataclasses.replace(engines, agents=agents)
-        transport = MemoryTransport("rtc_tools")
+        transport = transport or MemoryTransport("rtc_tools")
         session = RealtimeSession("rtc_tools", config, engines,
                                   SessionSettings.from_config(config, engines.tts.voices), transport,
                                   on_closed=lambda _s: None)
