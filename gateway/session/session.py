@@ -183,6 +183,8 @@ class RealtimeSession:
             self._observer.error(self.id, event["error"]["code"])
         elif event["type"] in ("conversation.item.added", "conversation.item.done"):
             self._items.remember(event["item"])
+        elif event["type"] == "conversation.item.deleted":
+            self._items.forget(event["item_id"])
         self._outbox.send(event)
 
     # ---------------------------------------------------------- client events
