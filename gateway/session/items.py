@@ -56,6 +56,14 @@ class ItemStore:
             self._drop(next(iter(self._items)))
             self.evicted += 1
 
+    def retext(self, item_id: str, text: str) -> None:
+        """A truncated audio item (``conversation.item.truncate``): its transcript becomes ``text``."""
+        item = self.get(item_id)
+        if item is not None and isinstance(item.get("content"), list):
+            content = [{**part, "transcript": text} if isinstance(part, dict) and "transcript" in part else part
+                       for part in item["content"]]
+            self.remember({**item, "content": content})
+
     def forget(self, item_id: str) -> None:
         """A deleted item (``conversation.item.deleted``) cannot be retrieved any more."""
         self._drop(item_id)

@@ -212,7 +212,7 @@ class RealtimeSession:
             case ConversationItemDelete():
                 conversation.delete_item(event.item_id)
             case ConversationItemTruncate():
-                conversation.truncate_item(event.item_id, event.audio_end_ms)
+                self._items.retext(event.item_id, conversation.truncate_item(event.item_id, event.audio_end_ms))
             case ConversationItemRetrieve():
                 found = self._items.get(event.item_id)
                 if found is None:

@@ -332,10 +332,10 @@ class Conversation:
         self._responses.forget(item_id)
         self._send(events.item_deleted(item_id))
 
-    def truncate_item(self, item_id: str, audio_end_ms: int) -> None:
-        """``conversation.item.truncate`` of a spoken assistant item: its text becomes what was heard."""
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> str:
+        """``conversation.item.truncate`` of a spoken assistant item: its text becomes what was heard (returned)."""
         try:
-            self._responses.truncate(item_id, audio_end_ms)
+            return self._responses.truncate(item_id, audio_end_ms)
         except KeyError:
             if self._history.find(item_id) is None:
                 raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id") from None

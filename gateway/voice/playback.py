@@ -106,7 +106,7 @@ class ResponsePlayer:
         self._history = history
         self._ledger = ledger or CallLedger()
         self._active: _Active | None = None
-        self._spoken: OrderedDict[str, Reply] = OrderedDict()  # item id → a finished spoken reply
+        self._spoken: OrderedDict[str, tuple[Reply, int]] = OrderedDict()  # item id → (a spoken reply, samples sent)
         output.set_listener(self)
 
     @property
@@ -207,7 +207,7 @@ class ResponsePlayer:
             self._send(events.output_audio_stopped(result.tag))
         status = "failed" if active.reply.failed else "completed"
         self._played(result)
-        self._finish(active, active.reply.text, truncated=False, status=status)
+        self._finish(active, active.reply.text, truncated=False, status=status, played=result.played_samples)
 
     # Ending early ---------------------------------------------------------------------------
 
@@ -239,6 +239,7 @@ class ResponsePlayer:
         logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
                     result.played_ms)
         self._finish(active, reply.heard_text(result.played_samples), truncated=True, status="cancelled",
+                     played=result.played_samples,
                      reason=reason)
 
     async def close(self) -> None:
@@ -270,25 +271,27 @@ class ResponsePlayer:
             active.reported = True
             self.report_turn(active.timing, active.reply, first_packet_at)
 
-    def _finish(self, active: _Active, text: str, *, truncated: bool, status: str, reason: str | None = None) -> None:
+    def _finish(self, active: _Active, text: str, *, truncated: bool, status: str, reason: str | None = None,
+                played: int = 0) -> None:
         reply = active.reply
         self._report(active, None)  # ended before its first packet
         outputs: list[tuple[int, dict[str, Any]]] = []
         if active.message_index is None and not active.calls:
             self._announce_message(active)  # a reply that said nothing still has its (empty) message
         if active.message_index is not None:
-            outputs.append((active.message_index, self._finish_message(active, text, truncated, status)))
+            outputs.append((active.message_index, self._finish_message(active, text, truncated, status, played)))
         history = None if active.spec.out_of_band else self._history
         outputs += active.calls.finish(status == "completed", history, self._ledger)
         self._send(events.response_done(reply.response_id, status, [item for _, item in sorted(outputs,
                                         key=lambda pair: pair[0])], reason, **self._response_fields(active)))
 
-    def _finish_message(self, active: _Active, text: str, truncated: bool, status: str) -> dict[str, Any]:
+    def _finish_message(self, active: _Active, text: str, truncated: bool, status: str,
+                        played: int) -> dict[str, Any]:
         reply, audio, index = active.reply, active.reply.options.audio, active.message_index or 0
         if not active.spec.out_of_band:
             self._history.record_assistant(reply.item_id, text, truncated)
             if audio:
-                self._spoken[reply.item_id] = reply
+                self._spoken[reply.item_id] = (reply, played)
                 while len(self._spoken) > TRUNCATABLE_REPLIES:
                     self._spoken.popitem(last=False)
         item = events.message_item(reply.item_id, "assistant", text,
@@ -309,10 +312,11 @@ class ResponsePlayer:
         """Cut a spoken assistant item's text to what ``audio_end_ms`` of its audio carried; returns the text.
 
         Raises KeyError when the item is not one of the last spoken replies, ValueError past its end."""
-        reply = self._spoken.get(item_id)
-        if reply is None:
+        spoken = self._spoken.get(item_id)
+        if spoken is None:
             raise KeyError(item_id)
-        length_ms = reply.audio_samples * 1000 // OUTPUT_RATE
+        reply, played = spoken
+        length_ms = played * 1000 // OUTPUT_RATE  # what was sent: a cut reply was not heard beyond it
         if audio_end_ms > length_ms:
             raise ValueError(f"audio_end_ms {audio_end_ms} is past the end of the item's audio ({length_ms} ms)")
         text = reply.heard_text(audio_end_ms * OUTPUT_RATE // 1000)

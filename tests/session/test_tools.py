@@ -28,6 +28,9 @@ async def test_a_tool_call_is_streamed_the_result_continues_and_the_answer_is_sp
         session = await with_tools(call)
         assert session["tools"] == [WEATHER_TOOL] and session["tool_choice"] == "auto"
         assert session["gateway"] == {"agent_can_call_tools": True}
+        echo = await with_tools(call, agent="echo")  # echo talks, and says it cannot call tools
+        assert echo["gateway"] == {"agent_can_call_tools": False} and echo["tools"] == [WEATHER_TOOL]
+        await with_tools(call, agent="openai")
 
         since = call.mark()
         done = await call.ask("What's the weather in Paris?")
@@ -277,6 +280,9 @@ async def test_items_are_deleted_and_truncated_to_what_was_heard() -> None:
                    "audio_end_ms": 250})
         truncated = await call.transport.wait_event("conversation.item.truncated", since=mark)
         assert truncated["item_id"] == "item_said" and truncated["audio_end_ms"] == 250
+        call.send({"type": "conversation.item.retrieve", "item_id": "item_said"})
+        retrieved = await call.transport.wait_event("conversation.item.retrieved", since=mark)
+        assert retrieved["item"]["content"][0]["transcript"] == "one two"  # what the SDK re-reads after truncated
         for bad, code in [({"item_id": "item_said", "audio_end_ms": 60_000}, "invalid_value"),
                           ({"item_id": "item_nope", "audio_end_ms": 10}, "item_not_found"),
                           ({"item_id": "item_said", "audio_end_ms": -1}, "invalid_value"),
