@@ -14,6 +14,9 @@ window, so that it starts the moment the turn is confirmed.
 * A pause is not a turn: speech that resumes before the reply is committed
   cancels the pending reply and the same utterance goes on.
 
+Function calls and their results (the tool loop) are gateway/voice/tools.py's; the
+conversation only routes the client's items and ``response.create`` parameters there.
+
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
 :meth:`Conversation.close`.
