@@ -9,6 +9,7 @@ does the item exist? is the voice installed?) is the session's business.
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,14 @@ class SessionUpdate:
 
 @dataclass(frozen=True)
 class InputAudioBufferClear:
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InputAudioBufferAppend:
+    """``input_audio_buffer.append``: ``audio`` is the base64-decoded bytes, in the session's input format."""
+
+    audio: bytes
     event_id: str | None = None
 
 
@@ -118,19 +127,24 @@ class GatewayResponseTextDone:
 
 
 ClientEvent = (
-    SessionUpdate | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel | OutputAudioBufferClear
-    | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate | GatewayResponseTextDelta
-    | GatewayResponseTextDone
+    SessionUpdate | InputAudioBufferAppend | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel
+    | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate
+    | GatewayResponseTextDelta | GatewayResponseTextDone
 )
 
 
-def parse_client_event(message: object, *, max_bytes: int) -> ClientEvent:
-    """One data-channel message as a typed event; raises :class:`BadClientEvent`."""
-    raw = _decode(message, max_bytes)
+def parse_client_event(message: object, *, max_bytes: int, max_audio_bytes: int = 0) -> ClientEvent:
+    """One client message as a typed event; raises :class:`BadClientEvent`.
+
+    Events are limited to ``max_bytes``; an ``input_audio_buffer.append`` may be as large as
+    ``max_audio_bytes`` when that is larger (a socket carrying audio in events)."""
+    raw = _decode(message, max(max_bytes, max_audio_bytes))
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise BadClientEvent("missing_type", "an event must have a string 'type'", event_id)
+    if kind != "input_audio_buffer.append" and max_audio_bytes > max_bytes and _size(message) > max_bytes:
+        raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes", event_id)
     parser = _PARSERS.get(kind)
     if parser is None:
         raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
@@ -143,7 +157,7 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
         raise BadClientEvent("invalid_event", "binary messages are not supported; send JSON text")
     if not isinstance(message, str):
         raise BadClientEvent("invalid_event", "unsupported message")
-    if len(message.encode("utf-8", "surrogatepass")) > max_bytes:
+    if _size(message) > max_bytes:
         raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes")
     try:
         event = json.loads(message)
@@ -152,6 +166,21 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise BadClientEvent("invalid_event", "an event must be a JSON object")
     return event
+
+
+def _size(message: object) -> int:
+    return len(message.encode("utf-8", "surrogatepass")) if isinstance(message, str) else 0
+
+
+def _append(raw: dict[str, Any], event_id: str | None) -> InputAudioBufferAppend:
+    audio = raw.get("audio")
+    if not isinstance(audio, str):
+        raise BadClientEvent("invalid_value", "audio: must be a base64 string", event_id, param="audio")
+    try:
+        data = binascii.a2b_base64(audio, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadClientEvent("invalid_audio", f"audio is not valid base64: {exc}", event_id, param="audio") from exc
+    return InputAudioBufferAppend(data, event_id)
 
 
 def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
@@ -225,6 +254,7 @@ def _text_done(raw: dict[str, Any], event_id: str | None) -> GatewayResponseText
 
 _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
     "session.update": _session_update,
+    "input_audio_buffer.append": _append,
     "input_audio_buffer.clear": lambda _raw, event_id: InputAudioBufferClear(event_id),
     "input_audio_buffer.commit": lambda _raw, event_id: InputAudioBufferCommit(event_id),
     "response.cancel": lambda _raw, event_id: ResponseCancel(event_id),

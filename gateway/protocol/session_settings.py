@@ -35,6 +35,36 @@ PINNABLE = {
 
 
 @dataclass(frozen=True)
+class AudioFormat:
+    """An audio format of the GA ``audio.input.format`` / ``audio.output.format`` shape.
+
+    ``audio/pcm`` is 16-bit little-endian mono PCM at ``rate`` (24 kHz on the Realtime
+    WebSocket, as OpenAI's); ``audio/pcmu`` / ``audio/pcma`` are G.711 μ-law / A-law at
+    8 kHz. Only transports that carry audio in events use it (a WebSocket); WebRTC
+    negotiates its codec in the SDP.
+    """
+
+    type: str
+    rate: int
+
+    def __post_init__(self) -> None:
+        if (self.type, self.rate) not in AUDIO_FORMATS:
+            raise ValueError(f"unsupported audio format {self.type!r} at {self.rate} Hz")
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes per sample on the wire."""
+        return 2 if self.type == "audio/pcm" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "rate": self.rate}
+
+
+AUDIO_FORMATS = frozenset({("audio/pcm", 24_000), ("audio/pcmu", 8_000), ("audio/pcma", 8_000)})
+PCM_24K = AudioFormat("audio/pcm", 24_000)
+
+
+@dataclass(frozen=True)
 class TurnSettings:
     threshold: float
     prefix_padding_ms: int
@@ -49,7 +79,9 @@ class SessionSettings:
     voice: str
     agent: str
     turn: TurnSettings
-    pinned: frozenset[str] = frozenset()  # fields no session.update may change (a client secret pinned them)
+    pinned: frozenset[str] = frozenset()
+    input_format: AudioFormat = PCM_24K  # audio in events (a WebSocket); WebRTC's is the SDP's
+    output_format: AudioFormat = PCM_24K  # fields no session.update may change (a client secret pinned them)
 
     @classmethod
     def from_config(cls, config: GatewayConfig, voices: tuple[str, ...]) -> SessionSettings:

@@ -36,6 +36,7 @@ from gateway.protocol.client_events import (
     ConversationItemRetrieve,
     GatewayResponseTextDelta,
     GatewayResponseTextDone,
+    InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCommit,
     OutputAudioBufferClear,
@@ -46,6 +47,7 @@ from gateway.protocol.client_events import (
 )
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import InvalidSession, PinnedField, SessionSettings
+from gateway.session.audio_in import AppendedAudio
 from gateway.session.items import ItemStore
 from gateway.session.outbox import Outbox
 from gateway.session.rate_limit import EventRateLimit
@@ -54,6 +56,7 @@ from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
 from gateway.voice.engines import Engines
 from gateway.voice.options import VoiceOptions
+from media.budget import AudioTooFast
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,10 @@ logger = logging.getLogger(__name__)
 NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error", "idle_timeout", "max_duration", "audio_too_fast",
                             "too_many_data_channels"})
 NOTICE_FLUSH_SECONDS = 1.0
+#: The largest ``input_audio_buffer.append`` message on a socket: 1 MiB of JSON holds about 16 s of 24 kHz
+#: PCM16 in base64, more than the longest real-time lead (``limits.max_audio_lead_seconds`` ≤ 10 s) lets
+#: through at once. (OpenAI accepts 15 MiB; audio that far ahead of real time is dropped here anyway.)
+MAX_APPEND_BYTES = 1024 * 1024
 
 
 class RealtimeSession:
@@ -110,6 +117,10 @@ class RealtimeSession:
         self._activity_at = self.created_at
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=transport.packets_received,
                                      last_activity=self._last_activity, send=self.send, close=self.close_soon)
+        self._appended = AppendedAudio(config.limits, transport.event_audio, self.conversation.feed,
+                                       settings.input_format)
+        if transport.event_audio is not None:
+            transport.event_audio.set_formats(settings.input_format, settings.output_format)
         transport.attach(self, self._tasks)
 
     @property
@@ -160,6 +171,31 @@ class RealtimeSession:
         except BadClientEvent as exc:
             self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
 
+    async def on_client_message(self, message: str | bytes) -> None:
+        """One socket message: appended audio is fed before this returns (see :mod:`gateway.session.audio_in`)."""
+        limits = self._config.limits
+        try:
+            event = parse_client_event(message, max_bytes=limits.max_event_bytes, max_audio_bytes=MAX_APPEND_BYTES)
+            if isinstance(event, InputAudioBufferAppend):
+                await self._appended.append(event)
+                return
+        except BadClientEvent as exc:
+            if self._rate.allow():
+                self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+            return
+        except AudioTooFast as exc:
+            logger.warning("call %s: ending the call: %s", self.id, exc)
+            self.close_soon("audio_too_fast")
+            return
+        if not self._rate.allow():
+            if self._rate.notice_due():
+                self.send(events.error("rate_limited", "too many client events; events are being dropped"))
+            return
+        try:
+            self._dispatch(event)
+        except BadClientEvent as exc:
+            self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+
     # ---------------------------------------------------------- server events
 
     def send(self, event: Event) -> None:
@@ -177,6 +213,9 @@ class RealtimeSession:
         match event:
             case SessionUpdate():
                 self._update_session(event)
+            case InputAudioBufferAppend():  # on a socket, on_client_message feeds it (awaited)
+                raise BadClientEvent("unsupported_event", "the caller's audio is the WebRTC media track, not "
+                                     "input_audio_buffer.append", event.event_id)
             case InputAudioBufferClear():
                 conversation.clear_input()
                 self.send(events.input_cleared())
@@ -214,6 +253,9 @@ class RealtimeSession:
         except InvalidSession as exc:
             raise BadClientEvent("invalid_value", str(exc), event.event_id, param=exc.param) from exc
         self.conversation.update_settings(settings)
+        self._appended.set_format(settings.input_format)
+        if self.transport.event_audio is not None:
+            self.transport.event_audio.set_formats(settings.input_format, settings.output_format)
         self.send(events.session_updated(self.session_dict()))
 
     def _create_response(self, event: ResponseCreate) -> None:
