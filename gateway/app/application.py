@@ -24,6 +24,7 @@ from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
 from gateway.app.keys import CONFIG, ENGINE_LOADING, LOCAL_CALLS, REGISTRY, EngineLoading
 from gateway.app.operations import setup_operations
+from gateway.app.realtime import add_realtime_sockets
 from gateway.app.sockets import LocalCalls
 from gateway.app.workers import watch_parent
 from gateway.config import GatewayConfig
@@ -34,6 +35,7 @@ from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
 from signaling.middlewares import signaling_app
+from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
 
 __all__ = ["CONFIG", "ENGINE_LOADING", "LOCAL_CALLS", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
@@ -63,6 +65,8 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     calls = LocalCalls(registry)
     app[LOCAL_CALLS] = calls
     setup_routes(app, calls, max_sdp_bytes=config.limits.max_sdp_bytes)
+    add_realtime_sockets(calls, registry, config)
+    setup_realtime_socket(app, config)
     add_page_and_health_routes(app)
     add_readiness_routes(app)
     app.cleanup_ctx.extend([_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx, _calls_ctx])

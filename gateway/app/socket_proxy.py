@@ -9,16 +9,15 @@ to the next worker and any other refusal reaches the caller as JSON. Once both s
 open, messages are relayed one at a time in each direction (a slow reader slows the sender:
 nothing queues in the front), and a close on either side closes the other with its code.
 
-The session a new call starts with (a client secret's) travels in :data:`SESSION_HEADER`
-(compact JSON, base64url): only the front sets it, only with the internal token, so a worker
-reads it only from its front. aiohttp limits a header to 8 KiB; a bound session beyond
-:data:`MAX_FORWARDED_SESSION_BYTES` is refused (``session_too_large``).
+The session a new call starts with (a client secret's) travels in
+:data:`signaling.realtime_socket.FORWARDED_SESSION_HEADER` (compact JSON, base64url): only the
+front sets it, only with the internal token, so a worker reads it only from its front. aiohttp
+limits a header to 8 KiB; a bound session beyond 6 KiB encoded is refused (``session_too_large``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -28,33 +27,12 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
+from gateway.errors import CallNotFound, GatewayError, Unavailable
 
 logger = logging.getLogger(__name__)
 
-SESSION_HEADER = "X-Voice-Gateway-Session"
-CALL_HEADER = "X-Voice-Gateway-Call"  # the worker tells the front the id of the call it admitted
-MAX_FORWARDED_SESSION_BYTES = 6 * 1024
+CALL_HEADER = "X-Voice-Gateway-Call"  # the call a sideband attaches to (for the front's 404)
 MAX_RELAYED_MESSAGE_BYTES = 2 * 1024 * 1024
-
-
-def encode_session(session: dict[str, Any] | None) -> str | None:
-    if session is None:
-        return None
-    raw = json.dumps(session, separators=(",", ":")).encode()
-    encoded = base64.urlsafe_b64encode(raw).decode()
-    if len(encoded) > MAX_FORWARDED_SESSION_BYTES:
-        raise InvalidSessionConfig("session_too_large", "a session bound to a client secret may be at most "
-                                   f"{MAX_FORWARDED_SESSION_BYTES} bytes encoded behind a worker front")
-    return encoded
-
-
-def decode_session(value: str) -> dict[str, Any]:
-    """The session a front forwarded (only ever read from a request carrying the internal token)."""
-    session = json.loads(base64.urlsafe_b64decode(value.encode()))
-    if not isinstance(session, dict):
-        raise ValueError("the forwarded session is not an object")
-    return session
 
 
 async def connect_worker(http: aiohttp.ClientSession, url: str, headers: dict[str, str],

@@ -43,10 +43,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app.socket_proxy import SESSION_HEADER, connect_worker, encode_session, first_call_id, proxy_socket
+from gateway.app.socket_proxy import CALL_HEADER, connect_worker, first_call_id, proxy_socket
 from gateway.errors import CallNotFound, GatewayError, InvalidOffer, Unavailable
 from signaling.internal import INTERNAL_TOKEN_ENV, internal_headers
 from signaling.paths import CALLS_PATH, call_id_from_location, call_location
+from signaling.realtime_socket import FORWARDED_SESSION_HEADER, encode_session
 from signaling.service import SocketRequest
 
 logger = logging.getLogger(__name__)
@@ -244,11 +245,12 @@ class WorkerPool:
             owner = self._owner.get(socket.call_id)
             if owner is None:
                 raise CallNotFound(socket.call_id)
+            headers[CALL_HEADER] = socket.call_id
             upstream = await connect_worker(self._http, owner.url + request.path_qs, headers, protocols)
             return await proxy_socket(request, upstream, socket.protocol)
         session = encode_session(socket.session)
         if session is not None:
-            headers[SESSION_HEADER] = session
+            headers[FORWARDED_SESSION_HEADER] = session
         last: GatewayError | None = None
         for worker in self._candidates():
             try:

@@ -51,6 +51,7 @@ from gateway.session.audio_in import AppendedAudio
 from gateway.session.items import ItemStore
 from gateway.session.outbox import Outbox
 from gateway.session.rate_limit import EventRateLimit
+from gateway.session.sideband import Sidebands
 from gateway.session.transport import Transport
 from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
@@ -117,6 +118,8 @@ class RealtimeSession:
         self._activity_at = self.created_at
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=transport.packets_received,
                                      last_activity=self._last_activity, send=self.send, close=self.close_soon)
+        self.sidebands = Sidebands(self._dispatch, max_event_bytes=config.limits.max_event_bytes,
+                                   rate=config.limits.max_events_per_second, call_id=call_id)
         self._appended = AppendedAudio(config.limits, transport.event_audio, self.conversation.feed,
                                        settings.input_format)
         if transport.event_audio is not None:
@@ -138,7 +141,8 @@ class RealtimeSession:
         self._tasks.create_task(self.watchdog.run(), name=f"{self.id} watchdog")
 
     def session_dict(self) -> dict[str, Any]:
-        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
+        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices,
+                                                  event_audio=self.transport.event_audio is not None)
 
     def _last_activity(self) -> float:
         """When the caller last spoke or a reply last played (for the idle limit)."""
@@ -205,6 +209,7 @@ class RealtimeSession:
         elif event["type"] in ("conversation.item.added", "conversation.item.done"):
             self._items.remember(event["item"])
         self._outbox.send(event)
+        self.sidebands.send(event)
 
     # ---------------------------------------------------------- client events
 
@@ -260,6 +265,8 @@ class RealtimeSession:
 
     def _create_response(self, event: ResponseCreate) -> None:
         """``response.create``; with ``"response": {"text_stream": true}`` the client streams the text."""
+        if not self.conversation.settings.responds:
+            raise BadClientEvent("transcription_session", "a transcription session never responds", event.event_id)
         stream = None
         if event.text_stream:
             stream = ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds)
@@ -314,6 +321,7 @@ class RealtimeSession:
                 if reason in NOTICE_REASONS:
                     await self._send_notice(reason)
             finally:
+                self.sidebands.detach_all()
                 await self.transport.close()
         finally:
             self._on_closed(self)
