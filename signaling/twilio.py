@@ -20,7 +20,7 @@ With ``telephony.twilio_auth_token`` set, both requests must carry a valid ``X-T
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import quoteattr
 
@@ -29,6 +29,8 @@ from aiohttp import hdrs, web
 from gateway.config.telephony import ParameterNotAllowed, TelephonyConfig, is_public_host
 from signaling.body import read_body
 from signaling.errors import ApiError
+from signaling.internal import is_internal
+from signaling.service import REGISTRY, SocketRequest
 from signaling.twilio_signature import SIGNATURE_HEADER, is_valid
 
 logger = logging.getLogger(__name__)
@@ -39,9 +41,6 @@ TWILIO_STREAM_PATH = "/twilio/media-stream"
 CHOICES = ("agent", "instructions")
 
 TELEPHONY = web.AppKey("telephony", TelephonyConfig)
-#: Accepts a signed Media Streams upgrade: the app's WebSocket handler (gateway/transports/twilio.py behind it).
-StreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STREAM_HANDLER: web.AppKey[StreamHandler] = web.AppKey("twilio_stream_handler")
 
 
 def request_url(request: web.Request, public_host: str, *, websocket: bool) -> str:
@@ -52,8 +51,10 @@ def request_url(request: web.Request, public_host: str, *, websocket: bool) -> s
 
 def verify_signature(request: web.Request, telephony: TelephonyConfig, *, websocket: bool,
                      params: Iterable[tuple[str, str]] = ()) -> None:
-    """Refuse (``403``) a request without Twilio's valid signature, when an auth token is configured."""
-    if not telephony.twilio_auth_token:
+    """Refuse (``403``) a request without Twilio's valid signature, when an auth token is configured.
+
+    A request forwarded by this gateway's own front process (``server.workers > 1``) was checked there."""
+    if not telephony.twilio_auth_token or is_internal(request):
         return
     given = request.headers.get(SIGNATURE_HEADER)
     if not given:
@@ -109,16 +110,16 @@ async def twilio_voice(request: web.Request) -> web.Response:
 
 
 async def twilio_stream(request: web.Request) -> web.StreamResponse:
-    """``GET /twilio/media-stream`` (a WebSocket upgrade): signature checked, then the app's handler."""
+    """``GET /twilio/media-stream`` (a WebSocket upgrade): signature checked, then the call service serves it."""
     verify_signature(request, request.app[TELEPHONY], websocket=True)
-    handler: StreamHandler = request.app[STREAM_HANDLER]
-    return await handler(request)
+    if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
+        raise ApiError(400, "websocket_required", "this is Twilio's Media Streams WebSocket: send an upgrade")
+    return await request.app[REGISTRY].serve_socket(request, SocketRequest(kind="twilio"))
 
 
-def setup_twilio_routes(app: web.Application, telephony: TelephonyConfig, streams: StreamHandler) -> None:
-    """Add ``/twilio/voice`` and ``/twilio/media-stream``; ``streams`` accepts the signed upgrades."""
+def setup_twilio_routes(app: web.Application, telephony: TelephonyConfig) -> None:
+    """Add ``/twilio/voice`` and ``/twilio/media-stream`` (served by the app's call service, kind ``twilio``)."""
     app[TELEPHONY] = telephony
-    app[STREAM_HANDLER] = streams
     app.router.add_post(TWILIO_VOICE_PATH, twilio_voice)
     app.router.add_get(TWILIO_VOICE_PATH, twilio_voice, allow_head=False)
     app.router.add_get(TWILIO_STREAM_PATH, twilio_stream, allow_head=False)

@@ -9,7 +9,7 @@ from media.g711 import FRAME_BYTES, RATE, G711Decoder, G711Encoder, G711Law, sil
 from media.pcm import FloatArray, Int16Array, PcmConverter
 from tests.support.speech import utterance
 
-SPEECH = "lhotse_ljspeech_LJ002-0020.wav"  # 7.7 s of read speech
+SPEECH = "lhotse_ljspeech_LJ002-0020.wav"  # 1.5 s of read speech
 
 
 def _speech(rate: int) -> FloatArray:
