@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web

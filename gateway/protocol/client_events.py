@@ -98,6 +98,15 @@ class ConversationItemRetrieve:
 
 
 @dataclass(frozen=True)
+class ConversationItemTruncate:
+    """``conversation.item.truncate``: the client played the item's audio only up to ``audio_end_ms``."""
+
+    item_id: str
+    audio_end_ms: int
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ResponseCreate:
     """``response.create``; ``text_stream`` (extension): the client streams the response's text itself."""
 
@@ -128,7 +137,8 @@ class GatewayResponseTextDone:
 
 ClientEvent = (
     SessionUpdate | InputAudioBufferAppend | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel
-    | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate
+    | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ConversationItemTruncate
+    | ResponseCreate
     | GatewayResponseTextDelta | GatewayResponseTextDone
 )
 
@@ -223,6 +233,16 @@ def _item_retrieve(raw: dict[str, Any], event_id: str | None) -> ConversationIte
     return ConversationItemRetrieve(item_id, event_id)
 
 
+def _item_truncate(raw: dict[str, Any], event_id: str | None) -> ConversationItemTruncate:
+    item_id, end = raw.get("item_id"), raw.get("audio_end_ms")
+    if not isinstance(item_id, str):
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id, param="item_id")
+    if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        raise BadClientEvent("invalid_value", "audio_end_ms must be a whole number of milliseconds >= 0", event_id,
+                             param="audio_end_ms")
+    return ConversationItemTruncate(item_id, end, event_id)
+
+
 def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreate:
     response = raw.get("response", {})
     flag = response.get("text_stream", False) if isinstance(response, dict) else None
@@ -261,6 +281,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
     "output_audio_buffer.clear": lambda _raw, event_id: OutputAudioBufferClear(event_id),
     "conversation.item.create": _item_create,
     "conversation.item.retrieve": _item_retrieve,
+    "conversation.item.truncate": _item_truncate,
     "response.create": _response_create,
     "gateway.response.text.delta": _text_delta,
     "gateway.response.text.done": _text_done,

@@ -34,6 +34,7 @@ from gateway.protocol.client_events import (
     ClientEvent,
     ConversationItemCreate,
     ConversationItemRetrieve,
+    ConversationItemTruncate,
     GatewayResponseTextDelta,
     GatewayResponseTextDone,
     InputAudioBufferAppend,
@@ -241,6 +242,10 @@ class RealtimeSession:
                 if found is None:
                     raise BadClientEvent("item_not_found", f"no item with id {event.item_id!r}", event.event_id)
                 self.send(events.item_retrieved(found))
+            case ConversationItemTruncate():
+                if not conversation.truncate_item(event.item_id, event.audio_end_ms):
+                    raise BadClientEvent("item_not_found", f"no playing or last reply item {event.item_id!r}",
+                                         event.event_id, param="item_id")
             case ResponseCreate():
                 self._create_response(event)
             case GatewayResponseTextDelta() | GatewayResponseTextDone():

@@ -314,6 +314,10 @@ class Conversation:
     def cancel_response(self, reason: str) -> bool:
         return self._responses.interrupt(reason)
 
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> bool:
+        """The client played ``item_id``'s audio only to ``audio_end_ms`` (False: no such playing/last reply)."""
+        return self._responses.truncate(item_id, audio_end_ms)
+
     @property
     def active_response_id(self) -> str | None:
         """The response being spoken (or prepared to be), if any."""
