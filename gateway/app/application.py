@@ -31,12 +31,14 @@ from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
+from gateway.transports.twilio import serve_twilio_stream
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
 from signaling.middlewares import signaling_app
 from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
+from signaling.twilio import setup_twilio_routes
 
 __all__ = ["CONFIG", "ENGINE_LOADING", "LOCAL_CALLS", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
 
@@ -67,6 +69,9 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     setup_routes(app, calls, max_sdp_bytes=config.limits.max_sdp_bytes)
     add_realtime_sockets(calls, registry, config)
     setup_realtime_socket(app, config)
+    calls.add_socket_handler("twilio", lambda request, socket: serve_twilio_stream(request, registry, config,
+                                                                                   admitted=socket.admitted))
+    setup_twilio_routes(app, config.telephony)
     add_page_and_health_routes(app)
     add_readiness_routes(app)
     app.cleanup_ctx.extend([_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx, _calls_ctx])

@@ -165,6 +165,11 @@ class RealtimeSession:
     def on_lost(self, reason: str) -> None:
         self.close_soon(reason)
 
+    def on_dtmf(self, digit: str) -> None:
+        """A keypad press: ``input_audio_buffer.dtmf_event_received`` (GA), for the client and sideband; activity."""
+        self._activity_at = time.monotonic()
+        self.send(events.dtmf_event_received(digit, int(time.time())))
+
     def on_client_event(self, message: str | bytes) -> None:
         """One client message: parsed, dispatched; anything wrong with it comes back as an ``error`` event."""
         if not self._rate.allow():

@@ -50,6 +50,9 @@ class TransportListener(Protocol):
     def on_lost(self, reason: str) -> None:
         """The transport failed or the caller left (``connection_closed``, ``ice_timeout``, ``error`` …)."""
 
+    def on_dtmf(self, digit: str) -> None:
+        """The caller pressed a key (``0``-``9``, ``*``, ``#``, ``A``-``D``): a phone transport's DTMF."""
+
 
 class EventAudio(Protocol):
     """Audio the caller sends in events (``input_audio_buffer.append`` on a Realtime WebSocket).
