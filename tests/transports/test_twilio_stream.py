@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from gateway.config import TelephonyConfig
+from gateway.transports.twilio_audio import END_MARK_TIMEOUT_SECONDS, StreamWriter, TwilioAudio
 from gateway.voice.engines import Engines
 from tests.support.fakes import fake_engines, loud
 from tests.transports.twilio_caller import TwilioCaller
@@ -145,6 +146,45 @@ async def test_custom_parameters_choose_among_what_the_server_allows(gateway: Ph
         assert refused.close_reason == reason
         await refused.close()
     assert len(gateway.recorder.started) == 1
+
+
+async def test_a_peer_that_never_echoes_marks_is_bounded_and_its_replies_still_end(engines: Engines) -> None:
+    telephony = TelephonyConfig(twilio_auth_token=TOKEN, max_pending_marks=20)
+    async with phone_gateway(engines, telephony=telephony) as gateway:
+        mute = TwilioCaller(gateway.url, token=TOKEN, echo_marks=False)
+        await mute.connect()
+        call_id = await _call_id(gateway)
+        await mute.say(loud(1.0))  # a 1.2 s reply: 60 frames, 60 marks
+        await until(lambda: gateway.recorder.played, within=3 + END_MARK_TIMEOUT_SECONDS)
+        audio = gateway.call(call_id).transport.audio_out
+        assert isinstance(audio, TwilioAudio)
+        assert audio.marks_echoed == 0 and audio.marks_dropped >= 40  # at most 20 kept waiting
+        played_s, _ = gateway.recorder.played[0]
+        assert 1.1 <= played_s <= 1.3  # reported after the timeout, as sent
+        await mute.close()
+
+
+async def test_the_writer_is_bounded_and_clear_jumps_the_queue() -> None:
+    release = asyncio.Event()
+    written: list[str] = []
+
+    async def slow_socket(text: str) -> None:  # a peer that stopped reading: TCP backpressure
+        await release.wait()
+        written.append(text)
+
+    writer = StreamWriter(slow_socket, max_messages=10)
+    task = asyncio.create_task(writer.run())
+    for i in range(30):
+        writer.put(f"media {i}")
+    await asyncio.sleep(0.01)
+    assert writer.queued <= 10 and writer.messages_dropped >= 19
+    writer.put_first("clear")
+    assert writer.queued == 1  # the media queued before the clear is dropped: it must not play after it
+    release.set()
+    await asyncio.wait_for(writer.drain(), 1)
+    assert written[-1] == "clear" and len(written) == 2  # the message in flight, then the clear
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 # -------------------------------------------------------------------------- refusals
