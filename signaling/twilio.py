@@ -119,6 +119,9 @@ async def twilio_stream(request: web.Request) -> web.StreamResponse:
 
 def setup_twilio_routes(app: web.Application, telephony: TelephonyConfig) -> None:
     """Add ``/twilio/voice`` and ``/twilio/media-stream`` (served by the app's call service, kind ``twilio``)."""
+    if not telephony.twilio_auth_token and telephony.public_host:
+        logger.warning("telephony.twilio_auth_token is not set: anyone who reaches %s can place phone calls "
+                       "(Twilio's requests are not checked)", telephony.public_host)
     app[TELEPHONY] = telephony
     app.router.add_post(TWILIO_VOICE_PATH, twilio_voice)
     app.router.add_get(TWILIO_VOICE_PATH, twilio_voice, allow_head=False)

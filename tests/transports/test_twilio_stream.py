@@ -277,3 +277,18 @@ async def test_a_media_flood_is_dropped_then_ends_that_call_only(engines: Engine
         assert gateway.live(gateway.recorder.started[0])
         await flood.close()
         await bystander.close()
+
+
+async def test_a_full_gateway_refuses_the_upgrade_with_503_and_the_live_call_goes_on(engines: Engines) -> None:
+    async with phone_gateway(engines, change=replace_limits(max_calls=1, max_calls_per_client=1)) as gateway:
+        first = TwilioCaller(gateway.url, token=TOKEN)
+        await first.connect()
+        await _call_id(gateway)
+        second = TwilioCaller(gateway.url, token=TOKEN, stream_sid="MZ" + "2" * 32)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await second.connect()
+        await second.close()
+        assert info.value.status == 503
+        _, end = await first.say(loud(0.5))
+        await first.wait_heard(0.3, since=end)
+        await first.close()
