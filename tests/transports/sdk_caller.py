@@ -46,7 +46,7 @@ class SdkCaller:
 
     async def _read(self) -> None:
         async for event in self.connection:
-            self.events.append((time.monotonic(), event.model_dump(exclude_none=False)))
+            self.events.append((time.monotonic(), event.model_dump(warnings=False)))
             self._changed.set()
 
     async def close(self) -> None:
