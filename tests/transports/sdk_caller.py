@@ -59,7 +59,8 @@ class SdkCaller:
         chunk = int(bytes_per_second * CHUNK_SECONDS)
         start = time.monotonic()
         for i, offset in enumerate(range(0, len(data), chunk)):
-            await self.connection.input_audio_buffer.append(audio=base64.b64encode(data[offset:offset + chunk]).decode())
+            piece = base64.b64encode(data[offset:offset + chunk]).decode()
+            await self.connection.input_audio_buffer.append(audio=piece)
             delay = start + (i + 1) * CHUNK_SECONDS - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -77,7 +78,7 @@ class SdkCaller:
     def types(self, since: float = 0.0) -> list[str]:
         return [e["type"] for at, e in self.events if at >= since]
 
-    async def wait_event(self, type_: str, *, since: float = 0.0, timeout: float = 30.0,
+    async def wait_event(self, type_: str, *, since: float = 0.0, timeout: float = 30.0,  # noqa: ASYNC109
                          where: Any = None) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:

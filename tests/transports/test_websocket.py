@@ -114,7 +114,7 @@ async def test_the_client_truncates_what_it_did_not_play(gateway_url: str) -> No
         since = time.monotonic()
         await caller.say(utterance("ps_cards_005.wav").audio(), trailing_silence=0.8)
         first = await caller.wait_event("response.output_audio.delta", since=since, timeout=60)
-        while len(caller.reply_audio(first["response_id"])) < 0.6 * 48_000:  # 0.6 s received: 0.3 s played
+        while len(caller.reply_audio(first["response_id"])) < 0.6 * 48_000:  # noqa: ASYNC110 - 0.6 s received
             await asyncio.sleep(0.02)
         await caller.connection.conversation.item.truncate(item_id=first["item_id"], content_index=0,
                                                            audio_end_ms=300)

@@ -37,7 +37,7 @@ async def keyed(aiohttp_client: Any) -> Any:
     return await aiohttp_client(create_app(app_config(api_keys=(KEY,)), engines=fake_engines()[0]))
 
 
-async def next_event(ws: Any, type_: str, timeout: float = 5.0) -> dict[str, Any]:
+async def next_event(ws: Any, type_: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
         while True:
             message = await ws.receive()
