@@ -191,8 +191,12 @@ class TwilioTransport:
             await listener.on_audio(pcm)
 
     async def _write(self, text: str) -> None:
-        if not self._ws.closed:
+        if self._ws.closed:
+            return
+        try:
             await self._ws.send_str(text)
+        except ConnectionError:  # the caller hung up meanwhile: the read loop ends the call
+            logger.debug("call %s: stream closing; a message was not sent", self.call_id)
 
 
 async def read_start(ws: web.WebSocketResponse, *, within: float, max_payload_bytes: int) -> Start:

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from twilio.request_validator import RequestValidator
 
 from media.g711 import FRAME_BYTES, G711Decoder, G711Encoder, silence
+from qa.caller import speech_span
 
 FloatArray = npt.NDArray[np.float32]
 FRAME_SECONDS = 0.020
@@ -72,6 +73,7 @@ class TwilioCaller:
         self._http: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._speech: list[bytes] = []  # frames waiting to be spoken
+        self._sent_at: list[float] = []  # when each frame of the utterance being spoken was sent
         self._spoken = asyncio.Event()
         self._queue: list[tuple[str, bytes | str]] = []  # ("media", bytes) | ("mark", name), not played yet
         self._changed = asyncio.Event()
@@ -149,22 +151,30 @@ class TwilioCaller:
     # ------------------------------------------------------------ speaking
 
     async def say(self, audio: FloatArray, rate: int = 16_000) -> tuple[float, float]:
-        """Speak ``audio`` as μ-law 20 ms frames in real time; (first frame sent, last frame sent) monotonic."""
+        """Speak ``audio`` as μ-law 20 ms frames in real time, and wait until it was all sent.
+
+        Returns when the frames holding the first and the last speech samples (by energy, as the QA
+        caller judges them: ``qa.caller.speech_span``) were sent, monotonic."""
         encoder = G711Encoder("pcmu", rate=rate)
         payload = encoder.encode(audio.astype(np.float32)) + encoder.flush()
         frames = [payload[i : i + FRAME_BYTES] for i in range(0, len(payload), FRAME_BYTES)]
-        started = time.monotonic()
+        first, last = speech_span(audio, rate)
         self._spoken.clear()
+        self._sent_at = []
         self._speech.extend(frames)
         await self._spoken.wait()
-        return started, time.monotonic()
+        sent = self._sent_at
+        return sent[min(len(sent) - 1, first * 50 // rate)], sent[min(len(sent) - 1, max(0, last - 1) * 50 // rate)]
 
     async def _stream(self) -> None:
         """``media`` every 20 ms, paced against the clock: speech when there is some, silence otherwise."""
         quiet = silence("pcmu")
         next_at = time.monotonic()
         while True:
-            frame = self._speech.pop(0) if self._speech else quiet
+            speaking = bool(self._speech)
+            frame = self._speech.pop(0) if speaking else quiet
+            if speaking:
+                self._sent_at.append(time.monotonic())
             if not self._speech:
                 self._spoken.set()
             self._chunk += 1
