@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.app.sockets import LocalCalls
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
 
@@ -21,3 +22,5 @@ class EngineLoading:
 CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+#: Signaling's call service in this process: where socket handlers are added (``add_socket_handler``).
+LOCAL_CALLS = web.AppKey("local_calls", LocalCalls)

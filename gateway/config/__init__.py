@@ -1,11 +1,11 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
+from gateway.config.errors import ConfigError
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
-    ConfigError,
     EngineConfig,
     EventsConfig,
     GatewayConfig,
@@ -17,6 +17,7 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
     "AGENT_NAMES",
@@ -33,5 +34,6 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "TelephonyConfig",
     "TurnDetectionConfig",
 ]

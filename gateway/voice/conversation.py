@@ -14,8 +14,7 @@ window, so that it starts the moment the turn is confirmed.
 * A pause is not a turn: speech that resumes before the reply is committed
   cancels the pending reply and the same utterance goes on.
 
-Function calls and their results (the tool loop) are gateway/voice/tools.py's; the
-conversation only routes the client's items and ``response.create`` parameters there.
+The tool loop (function calls and their results) is gateway/voice/tools.py's.
 
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
@@ -109,6 +108,9 @@ class Conversation:
             return
         self._feed_at = time.monotonic()
         self._audio.append(pcm)
+        if not self.settings.turn.enabled:
+            self._buffer_manually(len(pcm))
+            return
         self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
         size = self._vad.window_samples
         count = len(self._window) // size
@@ -133,6 +135,15 @@ class Conversation:
                     lambda: self._audio.slice(utterance.start_sample, self._audio.end), self._audio.end
                 )
 
+    def _buffer_manually(self, samples: int) -> None:
+        """Turn detection off (``turn_detection: null``): the audio waits in the buffer for the client's commit."""
+        self.speech_at = time.monotonic()  # audio flowing: the caller is there (idle limit)
+        if self._utterance is None:
+            start_ms = (self._audio.end - samples) * 1000 // SAMPLE_RATE
+            self._utterance = self._new_utterance(start_ms + self.settings.turn.prefix_padding_ms)
+        elif self._audio.end - self._utterance.start_sample > self._max_utterance:
+            self._utterance.start_sample = self._audio.end - self._max_utterance  # the oldest audio is let go
+
     def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, SpeechStarted):
             self._speech_started(event.audio_start_ms)
@@ -152,7 +163,8 @@ class Conversation:
         else:
             utterance = self._utterance = self._new_utterance(audio_start_ms)
         self._send(events.speech_started(utterance.item_id, audio_start_ms))
-        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response:
+        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response \
+                and self.settings.responds:
             self.barge_ins += 1
             self._responses.interrupt("turn_detected")
             now_ms = self._audio.end * 1000 // SAMPLE_RATE
@@ -186,7 +198,8 @@ class Conversation:
         utterance.end_ms = audio_end_ms
         now_ms = self._audio.end * 1000 // SAMPLE_RATE
         utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
-        self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
+        if self.settings.turn.enabled:  # a client's commit is no detected end of speech
+            self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
         utterance.finish(self._finish_turn(utterance, time.monotonic()))
 
     # ------------------------------------------------------------------ turns
@@ -198,7 +211,7 @@ class Conversation:
         self._observer.asr_finished(transcript.audio_seconds, transcript.compute_seconds)
         reply = None
         text = transcript.text.strip()
-        if text and self.settings.turn.create_response:
+        if text and self._responds_to_turns:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             if agent.speculative:
                 pending = ConversationItem(utterance.item_id, "user", text)
@@ -243,7 +256,7 @@ class Conversation:
             item_id=utterance.item_id,
             transcript=text,
         )
-        if reply is None and self.settings.turn.create_response:
+        if reply is None and self._responds_to_turns:
             # An agent that may not run speculatively (an external service) starts now; the
             # turn is already committed, so its transcript events do not wait for its answer.
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
@@ -253,6 +266,12 @@ class Conversation:
             self._responses.report_turn(timing, None, None)
             return
         self._responses.activate(reply, timing)
+
+    @property
+    def _responds_to_turns(self) -> bool:
+        """Whether a committed turn starts a reply: server VAD with create_response, in a realtime session."""
+        turn = self.settings.turn
+        return self.settings.responds and turn.enabled and turn.create_response
 
     def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
         self.turns += 1
@@ -297,6 +316,8 @@ class Conversation:
         """Force the end of the current utterance; False when there is none."""
         if self._utterance is None or self._utterance.finishing:
             return False
+        if self._audio.end <= self._utterance.start_sample:
+            return False
         self._detector.reset()
         self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
         return True
@@ -335,17 +356,12 @@ class Conversation:
         self._responses.forget(item_id)
         self._send(events.item_deleted(item_id))
 
-    def truncate_item(self, item_id: str, audio_end_ms: int) -> str:
-        """``conversation.item.truncate`` of a spoken assistant item: its text becomes what was heard (returned)."""
-        try:
-            return self._responses.truncate(item_id, audio_end_ms)
-        except KeyError:
-            if self._history.find(item_id) is None:
-                raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id") from None
-            raise ToolError("invalid_value", "only a spoken assistant item of one of the last replies can be "
-                            "truncated", "item_id") from None
-        except ValueError as exc:
-            raise ToolError("invalid_value", str(exc), "audio_end_ms") from exc
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> str | None:
+        """``conversation.item.truncate``: the client played the item's audio only to ``audio_end_ms``.
+
+        The reply being spoken is stopped there (None); a finished spoken reply's text becomes what was
+        heard (returned). Raises ToolError for an unknown item or one past its end."""
+        return self._responses.truncate(item_id, audio_end_ms)
 
     def create_response(self, agent: Agent | None = None, params: ResponseParams = DEFAULT_PARAMS) -> bool:
         """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active.

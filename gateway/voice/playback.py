@@ -30,7 +30,7 @@ from gateway.protocol.server_events import Event
 from gateway.voice.history import History
 from gateway.voice.output import OUTPUT_RATE, AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply
-from gateway.voice.tools import CallLedger, ResponseCalls
+from gateway.voice.tools import CallLedger, ResponseCalls, ToolError
 
 #: Spoken replies whose items ``conversation.item.truncate`` can still cut to what was heard.
 TRUNCATABLE_REPLIES = 16
@@ -70,6 +70,7 @@ class _Active:
     reported: bool = False  # the turn was told to the observer
     spoken: bool = False  # a transcript delta was sent
     interrupt_reason: str | None = None  # why it is being interrupted, once it is
+    heard_ms: int | None = None  # what the client says it played (conversation.item.truncate)
     message_index: int | None = None  # the message's output_index, once it is announced
     outputs: list[int] = field(default_factory=list)  # output indices handed out
 
@@ -234,13 +235,15 @@ class ResponsePlayer:
         self._played(result)
         if active.started:
             self._send(events.output_audio_cleared(reply.response_id))
+        played = result.played_samples
+        if active.heard_ms is not None:  # a socket client played less than was sent (conversation.item.truncate)
+            played = min(played, active.heard_ms * OUTPUT_RATE // 1000)
         if active.message_index is not None and reply.options.audio and not active.spec.out_of_band:
-            self._send(events.item_truncated(reply.item_id, result.played_ms))
+            self._send(events.item_truncated(reply.item_id, played * 1000 // OUTPUT_RATE))
         logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
-                    result.played_ms)
-        self._finish(active, reply.heard_text(result.played_samples), truncated=True, status="cancelled",
-                     played=result.played_samples,
-                     reason=reason)
+                    played * 1000 // OUTPUT_RATE)
+        self._finish(active, reply.heard_text(played), truncated=True, status="cancelled", reason=reason,
+                     played=played)
 
     async def close(self) -> None:
         """Hang-up: stop the active reply without a word on the wire, and wait until its agent is closed."""
@@ -308,17 +311,29 @@ class ResponsePlayer:
 
     # Items of finished replies -----------------------------------------------------------------
 
-    def truncate(self, item_id: str, audio_end_ms: int) -> str:
-        """Cut a spoken assistant item's text to what ``audio_end_ms`` of its audio carried; returns the text.
+    def truncate(self, item_id: str, audio_end_ms: int) -> str | None:
+        """``conversation.item.truncate``: the client played ``item_id``'s audio only up to ``audio_end_ms``.
 
-        Raises KeyError when the item is not one of the last spoken replies, ValueError past its end."""
+        On a socket the gateway cannot know what the client played; the client says so. The active reply
+        is stopped and truncated there (None: its ``item.done`` carries the text); one of the last spoken
+        replies has its history text cut to what ``audio_end_ms`` carried (returned). Raises ToolError
+        when the item is neither, or past the end of what was sent."""
+        active = self._active
+        if active is not None and active.reply.item_id == item_id:
+            active.heard_ms = audio_end_ms
+            self.interrupt("client_truncated")
+            return None
         spoken = self._spoken.get(item_id)
         if spoken is None:
-            raise KeyError(item_id)
+            if self._history.find(item_id) is None:
+                raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id")
+            raise ToolError("invalid_value", "only a spoken assistant item of one of the last replies can be "
+                            "truncated", "item_id")
         reply, played = spoken
         length_ms = played * 1000 // OUTPUT_RATE  # what was sent: a cut reply was not heard beyond it
         if audio_end_ms > length_ms:
-            raise ValueError(f"audio_end_ms {audio_end_ms} is past the end of the item's audio ({length_ms} ms)")
+            raise ToolError("invalid_value", f"audio_end_ms {audio_end_ms} is past the end of the item's audio "
+                            f"({length_ms} ms)", "audio_end_ms")
         text = reply.heard_text(audio_end_ms * OUTPUT_RATE // 1000)
         self._history.record_assistant(item_id, text, True)
         self._send(events.item_truncated(item_id, audio_end_ms))

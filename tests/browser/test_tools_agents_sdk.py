@@ -94,7 +94,7 @@ async def test_an_agents_sdk_tool_runs_in_the_page_and_its_result_is_spoken(
     state = await page.wait_for("toolTest.turnsDone.length >= 2 && toolTest", within=30)
     second = upstream.exchanges[1].body["messages"]
     assert second[-1]["role"] == "tool" and second[-1]["content"] == RESULT
-    spoken = [o for o in state["turnsDone"][1]["output"] if o["type"] == "message"][0]["content"][0]["transcript"]
+    spoken = next(o for o in state["turnsDone"][1]["output"] if o["type"] == "message")["content"][0]["transcript"]
     assert RESULT in spoken, spoken
     await page.wait_for("toolTest.audibleAfterToolMs >= 800", within=15)
 
