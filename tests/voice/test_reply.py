@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from gateway.agents import FunctionCallDelta
+from gateway.agents import AgentPiece, FunctionCallDelta
 from gateway.aio import TaskSet
 from gateway.voice.output import AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
@@ -155,3 +155,40 @@ def test_reply_options_are_validated() -> None:
     with pytest.raises(ValueError):
         ReplyOptions(voice="tone", ahead_seconds=0)
 
+
+
+async def _preamble_then_call() -> AsyncIterator[AgentPiece]:
+    yield "One moment. "
+    yield FunctionCallDelta(0, "call_1", "get_weather", '{"city":')
+    yield FunctionCallDelta(0, "call_1", "get_weather", ' "Paris"}')
+
+
+async def test_a_held_reply_keeps_its_function_call_for_release_in_order() -> None:
+    """Function-call pieces wait for release() like audio does, after the words that came before them."""
+    output, tasks = CountingOutput(), TaskSet("test")
+    held, listener = reply(_preamble_then_call(), output, tasks)
+    held.start()
+    over = asyncio.Event()
+    held.add_done_callback(lambda _reply: over.set())
+    await asyncio.wait_for(over.wait(), 5)  # the agent's stream and the synthesis are over
+    assert listener.pieces == [] and listener.clauses == [] and output.pushed == 0
+    held.release()
+    assert listener.pieces == ["<message>", 'call:get_weather:{"city":', 'call:get_weather: "Paris"}']
+    assert listener.clauses == ["One moment."] and output.pushed > 0
+    await held.aclose()
+    await tasks.close()
+
+
+async def test_a_text_modality_reply_sends_its_text_and_no_audio() -> None:
+    output, tasks = CountingOutput(), TaskSet("test")
+    listener = Listener()
+    context = ReplyContext(synthesizer=ToneTts(), output=output, listener=listener, tasks=tasks)
+    texting = Reply(response_id="resp_t", item_id="item_t", pieces=_preamble_then_call(), context=context,
+                    options=ReplyOptions(voice="tone", ahead_seconds=60, audio=False))
+    texting.start()
+    texting.release()
+    await asyncio.wait_for(texting.first_audio.wait(), 5)
+    await texting.aclose()
+    assert listener.pieces[:2] == ["<message>", "text:One moment. "] and listener.clauses == []
+    assert output.pushed == 0 and texting.text == "One moment. " and texting.heard_text(0) == "One moment. "
+    await tasks.close()
