@@ -74,6 +74,7 @@ async def test_a_tool_call_is_streamed_the_result_continues_and_the_answer_is_sp
             {"role": "tool", "tool_call_id": "call_weather_1", "content": '{"forecast": "sunny", "celsius": 21}'}]
         assert audible_ms(call.transport) >= 400  # the answer was heard (ToneTts: 100 ms a word)
         assert call.errors() == []
+        assert call.off_schema() == []  # every event validates against the openai SDK's GA types
 
 
 async def test_a_preamble_then_parallel_calls_are_one_response_with_every_item_in_order() -> None:
@@ -102,6 +103,7 @@ async def test_a_preamble_then_parallel_calls_are_one_response_with_every_item_i
         assert messages[-3]["content"] == "Let me check that."  # the preamble carries both calls
         assert [c["id"] for c in messages[-3]["tool_calls"]] == ["call_weather_1", "call_time_2"]
         assert [m["tool_call_id"] for m in messages[-2:]] == ["call_weather_1", "call_time_2"]
+        assert call.off_schema() == []
 
 
 async def test_bad_tools_are_refused_naming_the_key_and_nothing_is_stored() -> None:
@@ -235,6 +237,7 @@ async def test_text_modality_gives_text_events_and_no_audio() -> None:
         done = await call.ask("Now aloud.", output_modalities=["audio"])
         assert done["response"]["output"][0]["content"][0]["type"] == "output_audio"
         assert "output_audio_buffer.started" in call.transport.types(since)
+        assert call.off_schema() == []
 
 
 async def test_an_out_of_band_response_with_its_own_input_and_instructions_stays_out_of_the_conversation() -> None:
@@ -267,6 +270,7 @@ async def test_an_out_of_band_response_with_its_own_input_and_instructions_stays
         await call.respond()
         texts = [m.get("content") for m in call.upstream.exchanges[-1].body["messages"]]
         assert texts.count("Positive.") == 1  # the first reply only: the out-of-band one is not history
+        assert call.off_schema() == []
 
 
 async def test_items_are_deleted_and_truncated_to_what_was_heard() -> None:
@@ -302,3 +306,4 @@ async def test_items_are_deleted_and_truncated_to_what_was_heard() -> None:
         assert call.errors()[-1]["code"] == "item_not_found" and call.errors()[-1]["event_id"] == "twice"
         await call.respond()
         assert "one two" not in [m.get("content") for m in call.upstream.exchanges[-1].body["messages"]]
+        assert call.off_schema() == []
