@@ -23,6 +23,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ MAX_TRACKED_RESPONSES = 8  # response id → item id, for the audio events of th
 class WebSocketOptions:
     audio: SocketAudioOptions = field(default_factory=SocketAudioOptions)
     max_queued_bytes: int = 2 * 1024 * 1024
-    heartbeat_seconds: float = 20.0
+    heartbeat_seconds: float = 5.0  # a ping every 5 s; no pong within 2.5 s closes the socket (a vanished client)
     close_timeout_seconds: float = 5.0
 
 
@@ -71,6 +72,7 @@ class WebSocketTransport:
                                     label=f"call {call_id}")
         self._items: OrderedDict[str, str] = OrderedDict()  # response id → its audio item id
         self._open = False
+        self._opened_at: float | None = None
         self._closed = False
         self.messages_received = 0
         self.close_reason: str | None = None
@@ -106,7 +108,7 @@ class WebSocketTransport:
         """Upgrade ``request`` (the call was admitted), then let events and audio flow."""
         listener, tasks = self._attached()
         await self.ws.prepare(request)
-        self._open = True
+        self._open, self._opened_at = True, time.monotonic()
         tasks.create_task(self._writer.run(), name=f"{self.call_id} ws writer")
         tasks.create_task(self.audio.run(self._send_audio), name=f"{self.call_id} ws audio")
         listener.on_events_open()
@@ -148,7 +150,12 @@ class WebSocketTransport:
         await self._writer.flush()
 
     async def packets_received(self) -> int:
-        return self.messages_received
+        """Messages received, plus one per half second the socket has stayed open: a client that only listens
+        is alive while it answers the heartbeat's pings (aiohttp closes the socket when a pong is missing, and
+        the call ends then), so the session's media watchdog must not end it for sending nothing."""
+        if self.ws.closed or self._opened_at is None:
+            return self.messages_received
+        return self.messages_received + int((time.monotonic() - self._opened_at) * 2)
 
     # ----------------------------------------------------------------- audio
 
