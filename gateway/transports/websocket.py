@@ -184,6 +184,8 @@ class WebSocketTransport:
             return
         self._closed = True
         self.audio.stop()
+        if not self._open:  # never upgraded (the call was refused while setting up): nothing to close
+            return
         code = WSCloseCode.POLICY_VIOLATION if self.close_reason == "client_too_slow" else WSCloseCode.OK
         try:
             async with asyncio.timeout(self._options.close_timeout_seconds):
