@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -76,6 +77,8 @@ class WebSocketTransport:
         self._closed = False
         self.messages_received = 0
         self.close_reason: str | None = None
+        #: Also told the audio events this transport makes (the call's sidebands hear them: gateway/app/realtime.py).
+        self.mirror: Callable[[Event], None] | None = None
 
     @property
     def audio_out(self) -> SocketAudio:
@@ -163,18 +166,22 @@ class WebSocketTransport:
         item_id = self._items.get(tag)
         if item_id is None:
             return  # not a response's audio (none is pushed without one)
-        self._enqueue(json.dumps({
+        self._send_own({
             "type": "response.output_audio.delta", "event_id": new_id("event"), "response_id": tag,
             "item_id": item_id, "output_index": 0, "content_index": 0,
             "delta": base64.b64encode(self.codec.encode(samples)).decode("ascii"),
-        }))
+        })
 
     def _audio_done(self, result: PlayoutResult) -> None:
         item_id = self._items.pop(result.tag, None)
         if item_id is not None:
-            self._enqueue(json.dumps({"type": "response.output_audio.done", "event_id": new_id("event"),
-                                      "response_id": result.tag, "item_id": item_id, "output_index": 0,
-                                      "content_index": 0}))
+            self._send_own({"type": "response.output_audio.done", "event_id": new_id("event"),
+                            "response_id": result.tag, "item_id": item_id, "output_index": 0, "content_index": 0})
+
+    def _send_own(self, event: Event) -> None:
+        self._enqueue(json.dumps(event))
+        if self.mirror is not None:
+            self.mirror(event)
 
     # ----------------------------------------------------------------- close
 
