@@ -17,14 +17,16 @@ from aiohttp import WSMsgType
 from gateway.app.application import create_app
 from gateway.config import AuthConfig, EventsConfig, GatewayConfig, LimitsConfig
 from gateway.session.session import MAX_APPEND_BYTES
+from tests.support.calls import without_load_shedding
 from tests.support.fakes import fake_engines
 
 KEY = "sk-server-key-0123456789"
 
 
 def app_config(**auth: Any) -> GatewayConfig:
-    return GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(**auth),
-                         limits=LimitsConfig(max_audio_lead_seconds=1.0, max_dropped_audio_seconds=2.0))
+    return without_load_shedding(GatewayConfig(
+        events=EventsConfig(file=""), auth=AuthConfig(**auth),
+        limits=LimitsConfig(max_audio_lead_seconds=1.0, max_dropped_audio_seconds=2.0)))
 
 
 @pytest.fixture
@@ -221,8 +223,8 @@ async def test_a_sideband_sees_a_socket_call_and_detaching_never_ends_it(keyed: 
 
 
 async def test_a_listening_client_is_not_taken_for_gone_and_its_end_closes_the_sidebands(aiohttp_client: Any) -> None:
-    config = GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(api_keys=(KEY,)),
-                           limits=LimitsConfig(media_timeout_seconds=1.0))
+    config = without_load_shedding(GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(api_keys=(KEY,)),
+                                                 limits=LimitsConfig(media_timeout_seconds=1.0)))
     client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
     auth = {"Authorization": f"Bearer {KEY}"}
     call = await client.ws_connect("/v1/realtime", headers=auth)
