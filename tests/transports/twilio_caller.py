@@ -188,7 +188,11 @@ class TwilioCaller:
 
     async def _receive(self) -> None:
         assert self._ws is not None
-        async for message in self._ws:
+        while True:
+            message = await self._ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                self.close_reason = self.close_reason or str(message.extra or "")
+                return
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             now = time.monotonic()
