@@ -258,3 +258,21 @@ async def test_a_sideband_hears_a_socket_calls_audio_events_too(keyed: Any) -> N
         assert (await next_event(ws, "response.done"))["response"]["status"] == "completed"
     await sideband.close()
     await call.close()
+
+
+async def test_socket_calls_count_against_the_per_client_limits(aiohttp_client: Any) -> None:
+    config = without_load_shedding(GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(max_calls=4)))
+    client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))  # a quarter of 4: one per client
+    first = await opened(client)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/v1/realtime")
+    assert refused.value.status == 429
+    await first.close()
+    async with asyncio.timeout(5):
+        while True:  # the call ends once its socket closed
+            try:
+                again = await opened(client)
+                break
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.05)
+    await again.close()
