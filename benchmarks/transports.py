@@ -12,6 +12,10 @@ taking turns round by round (ABBA, so drift on a shared machine falls on both):
   WebSocket, audio is sent up to 0.1 s ahead of real time (the pacer's lead): a client that keeps
   playing its buffer after ``input_audio_buffer.speech_started`` hears at most that much more.
 
+A Twilio Media Stream (the simulated Twilio, ``tests/transports/twilio_caller.py``, through
+``benchmarks/phone.py``) takes its turn too; its barge-in cuts the echo of one sentence, since a
+phone call has no client events to start a long reply with.
+
 Reports p50/p95, the WebSocket/WebRTC ratios and the difference of the p50s, with the machine's
 speed (benchmarks/machine.py) measured in the same run.
 
@@ -37,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.latency import LONG_REPLY, SILENCE_MS, start_gateway, summary, trimmed  # noqa: E402
 from benchmarks.machine import machine_speed  # noqa: E402
+from benchmarks.phone import twilio_barge_ins, twilio_turns  # noqa: E402
 from qa.caller import Caller  # noqa: E402
 from tests.support.speech import manifest  # noqa: E402
 from tests.transports.sdk_caller import SdkCaller, sdk_call, to_pcm24  # noqa: E402
@@ -149,9 +154,9 @@ async def socket_barge_ins(url: str, clips: list[Any]) -> list[float]:
     return stops
 
 
-def compared(webrtc: list[float], socket: list[float]) -> dict[str, Any]:
+def compared(webrtc: list[float], socket: list[float], name: str = "websocket") -> dict[str, Any]:
     a, b = summary(webrtc), summary(socket)
-    out: dict[str, Any] = {"webrtc": a, "websocket": b}
+    out: dict[str, Any] = {"webrtc": a, name: b}
     if a.get("n") and b.get("n"):
         out["p50_difference_ms"] = round(b["p50"] - a["p50"], 1)
         out["ratio_p50"] = round(b["p50"] / a["p50"], 2) if a["p50"] else None
@@ -170,18 +175,22 @@ async def main() -> None:
     clips = [u for u in manifest() if u.duration <= 4.0]
     interrupters = [u for u in manifest() if 1.0 <= u.duration <= 3.0][: args.barge_ins]
     process, url = await start_gateway("streaming")
-    turns: dict[str, list[float]] = {"webrtc": [], "websocket": []}
-    stops: dict[str, list[float]] = {"webrtc": [], "websocket": []}
+    turns: dict[str, list[float]] = {"webrtc": [], "websocket": [], "twilio": []}
+    stops: dict[str, list[float]] = {"webrtc": [], "websocket": [], "twilio": []}
     try:
         for round_ in range(args.rounds):
-            order = ["webrtc", "websocket"] if round_ % 2 == 0 else ["websocket", "webrtc"]
+            order = ["webrtc", "websocket", "twilio"] if round_ % 2 == 0 else ["twilio", "websocket", "webrtc"]
             for transport in order:
                 print(f"round {round_ + 1}: {transport} turns…", file=sys.stderr)
-                run = webrtc_turns if transport == "webrtc" else socket_turns
+                run = {"webrtc": webrtc_turns, "websocket": socket_turns, "twilio": twilio_turns}[transport]
                 turns[transport] += await run(url, clips)
-        for transport in ("webrtc", "websocket", "websocket", "webrtc")[: 2 if args.barge_ins < 2 else 4]:
+        sequence = ("webrtc", "websocket", "twilio", "twilio", "websocket", "webrtc")
+        for transport in sequence[: 3 if args.barge_ins < 2 else 6]:
             print(f"{transport} barge-ins…", file=sys.stderr)
             half = interrupters[: max(1, len(interrupters) // 2)]
+            if transport == "twilio":  # a phone call has no client events: the echo of one sentence is cut
+                stops[transport] += (await twilio_barge_ins(url, half))[0]
+                continue
             run_b = webrtc_barge_ins if transport == "webrtc" else socket_barge_ins
             stops[transport] += await run_b(url, half)
     finally:
@@ -190,6 +199,8 @@ async def main() -> None:
     results = {
         "overhead_ms": compared(turns["webrtc"], turns["websocket"]),
         "barge_in_stop_ms": compared(stops["webrtc"], stops["websocket"]),
+        "twilio": {"overhead_ms": compared(turns["webrtc"], turns["twilio"], "twilio"),
+                   "barge_in_stop_ms": compared(stops["webrtc"], stops["twilio"], "twilio")},
         "raw": {"overhead_ms": turns, "barge_in_stop_ms": stops},
         "machine": {"before": machine_before, "after": machine_speed(), "uname": " ".join(os.uname())},
     }
@@ -197,6 +208,10 @@ async def main() -> None:
     for name in ("overhead_ms", "barge_in_stop_ms"):
         r = results[name]
         print(f"{name}: webrtc {r['webrtc']}  websocket {r['websocket']}  "
+              f"Δp50 {r.get('p50_difference_ms')} ms, ratio p50 {r.get('ratio_p50')} p95 {r.get('ratio_p95')}")
+    for name in ("overhead_ms", "barge_in_stop_ms"):
+        r = results["twilio"][name]
+        print(f"{name}: webrtc {r['webrtc']}  twilio {r['twilio']}  "
               f"Δp50 {r.get('p50_difference_ms')} ms, ratio p50 {r.get('ratio_p50')} p95 {r.get('ratio_p95')}")
     print("machine", results["machine"])
 
