@@ -11,12 +11,14 @@ import asyncio
 import base64
 import dataclasses
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
+from twilio.request_validator import RequestValidator
 
 from gateway.config import AuthConfig, TelephonyConfig
 from gateway.transports.twilio_audio import END_MARK_TIMEOUT_SECONDS, StreamWriter, TwilioAudio
@@ -317,3 +319,24 @@ async def test_a_call_hung_up_by_the_gateway_closes_the_stream_normally(gateway:
     assert await caller.closed() == 1000 and caller.close_reason == "call_ended"
     await until(lambda: call_id in gateway.recorder.ended)
     assert gateway.recorder.ended[call_id] == "hangup" and not gateway.live(call_id)
+
+
+async def test_the_webhooks_twiml_leads_to_a_working_stream(gateway: PhoneGateway) -> None:
+    """Twilio's whole flow: the signed webhook, its TwiML, the stream it names with the parameters it sets."""
+    path = "/twilio/voice?agent=echo&instructions=brief"
+    form = {"CallSid": "CA" + "7" * 32, "From": "+15550100", "To": "+15550101"}
+    signed = RequestValidator(TOKEN).compute_signature(f"https://127.0.0.1:{gateway.server.port}{path}", form)
+    async with aiohttp.ClientSession() as http, http.post(gateway.url + path, data=form,
+                                                          headers={"X-Twilio-Signature": signed}) as r:
+        assert r.status == 200 and r.content_type == "text/xml"
+        stream = ET.fromstring((await r.text()).split("\n", 1)[1]).find("./Connect/Stream")
+    assert stream is not None
+    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    phone = TwilioCaller(gateway.url, token=TOKEN, custom_parameters=parameters)
+    assert stream.get("url") == phone.stream_url
+    await phone.connect()
+    settings = gateway.call(await _call_id(gateway)).conversation.settings
+    assert (settings.agent, settings.instructions) == ("echo", "Be brief.")
+    _, end = await phone.say(loud(0.5))
+    await phone.wait_heard(0.3, since=end)
+    await phone.close()
