@@ -123,6 +123,11 @@ class TwilioCaller:
     async def closed(self, within: float = 10.0) -> int | None:
         """Wait until the gateway closes the stream; its close code."""
         assert self._ws is not None
+        if self._tasks:  # the receiving task reads the socket (aiohttp allows one reader): it sees the close
+            async with asyncio.timeout(within):
+                await asyncio.shield(self._tasks[1])
+            self.close_code = self._ws.close_code
+            return self.close_code
         async with asyncio.timeout(within):
             while not self._ws.closed:
                 message = await self._ws.receive()
