@@ -81,7 +81,7 @@ class ToolCallAssembler:
             if not isinstance(fragment, dict):
                 raise AgentError("agent_bad_response", "a tool call fragment is not an object")
             function = fragment.get("function") or {}
-            index = fragment.get("index", len(self._calls))
+            index = fragment.get("index", self._index_of(fragment, function))
             if not isinstance(function, dict) or not isinstance(index, int):
                 raise AgentError("agent_bad_response", "a tool call fragment has no index or function")
             arguments = function.get("arguments") or ""
@@ -96,6 +96,13 @@ class ToolCallAssembler:
             call_id, name = self._calls[index]
             pieces.append(FunctionCallDelta(index, call_id, name, arguments))
         return pieces
+
+
+    def _index_of(self, fragment: dict[str, Any], function: Any) -> int:
+        """A fragment without ``index`` (servers that stream one call at a time): a new call if it names one,
+        else the continuation of the last."""
+        starts = fragment.get("id") or (isinstance(function, dict) and function.get("name"))
+        return len(self._calls) if starts or not self._calls else max(self._calls)
 
 
 def message_pieces(message: Any) -> list[AgentPiece]:

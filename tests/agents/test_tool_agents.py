@@ -85,6 +85,14 @@ def test_streamed_tool_call_fragments_interleaved_by_index_are_told_apart() -> N
         chunk_pieces(chunk({"tool_calls": "nope"}), calls)
 
 
+def test_fragments_without_an_index_continue_the_call_they_follow() -> None:
+    calls = ToolCallAssembler()
+    assert calls.pieces([{"id": "call_a", "function": {"name": "f", "arguments": "{"}}]) == [
+        FunctionCallDelta(0, "call_a", "f", "{")]
+    assert calls.pieces([{"function": {"arguments": "}"}}]) == [FunctionCallDelta(0, "call_a", "f", "}")]
+    assert calls.pieces([{"id": "call_b", "function": {"name": "g"}}]) == [FunctionCallDelta(1, "call_b", "g", "")]
+
+
 def test_a_whole_answer_with_tool_calls_gives_the_same_pieces() -> None:
     message = {"role": "assistant", "content": None, "tool_calls": [
         {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}
