@@ -34,6 +34,8 @@ PINNABLE = {
     "agent": ("agent", "session.agent"),
     "voice": ("voice", "session.audio.output.voice"),
     "turn_detection": ("turn", "session.audio.input.turn_detection"),
+    "tools": ("tools", "session.tools"),
+    "tool_choice": ("tool_choice", "session.tool_choice"),
 }
 
 
