@@ -295,7 +295,8 @@ class Conversation:
         options = ReplyOptions(voice=self.settings.voice, ahead_seconds=self._options.tts_ahead_seconds,
                                incremental=self._options.incremental_tts,
                                audio="audio" in (modalities or self.settings.output_modalities),
-                               may_call_tools=agent.can_call_tools and request.offers_tools)
+                               may_call_tools=agent.can_call_tools and request.offers_tools,
+                               tools=frozenset(tool.name for tool in request.tools))
         return Reply(response_id=events.new_id("resp"), item_id=item_id or events.new_id("item"),
                      pieces=agent.respond(request), options=options, context=self._reply_context)
 

@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 #: A clause whose synthesis yields no audio for this long fails the reply (``tts_failed``), so that a stalled
 #: TTS engine never holds a call's turn-taking hostage.
 SYNTHESIS_STALL_SECONDS = 15.0
+#: Bounds on what an agent may call in one reply: a misbehaving upstream that streams calls or arguments
+#: without end fails the reply (``agent_bad_response``) instead of growing the call's memory.
+MAX_CALLS_PER_REPLY = 16
+MAX_CALL_ARGUMENTS_CHARS = 32_768
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ReplyOptions:
     incremental: bool = True  # synthesise clause by clause as the agent's text arrives
     audio: bool = True  # False: output modality text (no synthesis; text pieces go to the listener)
     may_call_tools: bool = False  # the agent may answer with function calls instead of (or after) words
+    tools: frozenset[str] = frozenset()  # the functions it may call (a call to any other fails the reply)
 
     def __post_init__(self) -> None:
         if self.ahead_seconds <= 0:
@@ -109,6 +114,7 @@ class Reply:
         self._texts: list[str] = []  # a text-modality reply's pieces
         self._message_started = False
         self._held: list[Callable[[], None]] = []  # what waits for release(), in order
+        self._call_chars: dict[int, int] = {}  # function call index → characters of arguments so far
         self._released = False
         self._interrupted = False
         self._samples = 0
@@ -201,6 +207,7 @@ class Reply:
         try:
             async for piece in self._pieces:
                 if isinstance(piece, FunctionCallDelta):
+                    self._check_call(piece)
                     self._later(functools.partial(self._context.listener.reply_function_call, self, piece))
                     continue
                 if self.agent_first_text_at is None and piece.strip():
@@ -230,6 +237,15 @@ class Reply:
         if len(tail):
             self._samples += len(tail)
             self._queue_audio("", tail)
+
+    def _check_call(self, delta: FunctionCallDelta) -> None:
+        """Refuse a call the request did not offer, or more (or longer) calls than a reply may make."""
+        if not self._options.may_call_tools or delta.name not in self._options.tools:
+            raise AgentError("agent_bad_response", f"the agent called {delta.name!r}, which it was not offered")
+        chars = self._call_chars[delta.index] = self._call_chars.get(delta.index, 0) + len(delta.arguments)
+        if len(self._call_chars) > MAX_CALLS_PER_REPLY or chars > MAX_CALL_ARGUMENTS_CHARS:
+            raise AgentError("agent_bad_response", f"more than {MAX_CALLS_PER_REPLY} calls or "
+                             f"{MAX_CALL_ARGUMENTS_CHARS} characters of arguments in one reply")
 
     def _later(self, action: Callable[[], None]) -> None:
         """Do ``action`` now if released, else at release (after what is already held)."""

@@ -307,3 +307,15 @@ async def test_items_are_deleted_and_truncated_to_what_was_heard() -> None:
         await call.respond()
         assert "one two" not in [m.get("content") for m in call.upstream.exchanges[-1].body["messages"]]
         assert call.off_schema() == []
+
+
+async def test_a_model_that_calls_a_function_it_was_not_offered_fails_the_response_and_the_call_goes_on() -> None:
+    async with tool_line(calls_tools([ScriptedCall("call_x", "delete_everything", ["{}"])])) as call:
+        await with_tools(call)
+        done = await call.ask("Weather?")
+        assert done["response"]["status"] == "failed"
+        assert [e["code"] for e in call.errors()] == ["agent_bad_response"]
+        assert call.events("response.function_call_arguments.delta") == []
+        call.upstream.default = says(["Fine."])
+        done = await call.ask("Still there?")
+        assert done["response"]["status"] == "completed"

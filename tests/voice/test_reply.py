@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -104,12 +105,16 @@ class Pieces:
         self.closed = True
 
 
-def reply(pieces: AsyncIterator[str], output: CountingOutput, tasks: TaskSet) -> tuple[Reply, Listener]:
+PLAIN = ReplyOptions(voice="tone", ahead_seconds=60)
+TOOLS = dataclasses.replace(PLAIN, may_call_tools=True, tools=frozenset({"get_weather"}))
+
+
+def reply(pieces: AsyncIterator[AgentPiece], output: CountingOutput, tasks: TaskSet,
+          options: ReplyOptions = PLAIN) -> tuple[Reply, Listener]:
     listener = Listener()
     typed: AudioOutput = output  # the fake satisfies the voice layer's protocol
     context = ReplyContext(synthesizer=ToneTts(), output=typed, listener=listener, tasks=tasks)
-    return Reply(response_id="resp_1", item_id="item_1", pieces=pieces,
-                 options=ReplyOptions(voice="tone", ahead_seconds=60), context=context), listener
+    return Reply(response_id="resp_1", item_id="item_1", pieces=pieces, options=options, context=context), listener
 
 
 async def test_interrupt_is_idempotent_clears_the_output_once_and_closes_the_agent() -> None:
@@ -166,7 +171,7 @@ async def _preamble_then_call() -> AsyncIterator[AgentPiece]:
 async def test_a_held_reply_keeps_its_function_call_for_release_in_order() -> None:
     """Function-call pieces wait for release() like audio does, after the words that came before them."""
     output, tasks = CountingOutput(), TaskSet("test")
-    held, listener = reply(_preamble_then_call(), output, tasks)
+    held, listener = reply(_preamble_then_call(), output, tasks, TOOLS)
     held.start()
     over = asyncio.Event()
     held.add_done_callback(lambda _reply: over.set())
@@ -184,11 +189,25 @@ async def test_a_text_modality_reply_sends_its_text_and_no_audio() -> None:
     listener = Listener()
     context = ReplyContext(synthesizer=ToneTts(), output=output, listener=listener, tasks=tasks)
     texting = Reply(response_id="resp_t", item_id="item_t", pieces=_preamble_then_call(), context=context,
-                    options=ReplyOptions(voice="tone", ahead_seconds=60, audio=False))
+                    options=dataclasses.replace(TOOLS, audio=False))
     texting.start()
     texting.release()
     await asyncio.wait_for(texting.first_audio.wait(), 5)
     await texting.aclose()
     assert listener.pieces[:2] == ["<message>", "text:One moment. "] and listener.clauses == []
     assert output.pushed == 0 and texting.text == "One moment. " and texting.heard_text(0) == "One moment. "
+    await tasks.close()
+
+
+async def test_a_call_the_agent_was_not_offered_fails_the_reply() -> None:
+    output, tasks = CountingOutput(), TaskSet("test")
+    options = dataclasses.replace(TOOLS, tools=frozenset({"book_table"}))
+    failing, listener = reply(_preamble_then_call(), output, tasks, options)
+    failing.start()
+    failing.release()
+    over = asyncio.Event()
+    failing.add_done_callback(lambda _reply: over.set())
+    await asyncio.wait_for(over.wait(), 5)
+    assert failing.failed and listener.failures == ["agent_bad_response"]
+    assert not [piece for piece in listener.pieces if piece.startswith("call:")]  # nothing of it went out
     await tasks.close()
