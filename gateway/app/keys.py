@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
+from gateway.speech.grpc_server import SpeechGrpcServer
 
 
 class EngineLoading:
@@ -21,3 +22,4 @@ class EngineLoading:
 CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+GRPC_SERVER = web.AppKey("grpc_server", SpeechGrpcServer)  # set while the gRPC speech services run

