@@ -9,7 +9,8 @@ when draining) and server reflection. The protobufs are the ones ``nvidia-riva-c
 Auth matches HTTP: with ``auth.api_keys`` set, every RPC but health needs metadata
 ``authorization: Bearer KEY`` (constant-time comparison) → ``UNAUTHENTICATED``. TLS with
 ``server.grpc_tls_cert_file`` / ``server.grpc_tls_key_file``. Messages are at most
-``limits.max_speech_upload_bytes`` + 64 KiB (larger ones: ``RESOURCE_EXHAUSTED`` from grpc itself).
+``limits.max_speech_upload_bytes`` + 64 KiB (larger ones: ``RESOURCE_EXHAUSTED`` from grpc itself); one
+that is not a valid protobuf is ``INVALID_ARGUMENT`` (:class:`~gateway.speech.grpc_errors.InvalidMessages`).
 The port is bound without ``SO_REUSEPORT`` (grpc's default would let a second process share the port
 silently): a port in use fails start-up.
 """
@@ -30,6 +31,7 @@ from riva.client.proto import riva_asr_pb2, riva_asr_pb2_grpc, riva_tts_pb2, riv
 
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
+from gateway.speech.grpc_errors import InvalidMessages
 from gateway.speech.riva_asr import RivaRecognition
 from gateway.speech.riva_tts import RivaSynthesis
 from gateway.speech.service import SpeechServices
@@ -93,7 +95,8 @@ class SpeechGrpcServer:
         self._config = config
         self._registry = registry
         max_message = config.limits.max_speech_upload_bytes + 64 * 1024
-        self.server = grpc.aio.server(interceptors=[TokenAuth(config.auth.api_keys)], options=[
+        interceptors = [TokenAuth(config.auth.api_keys), InvalidMessages()]
+        self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message)])
         riva_asr_pb2_grpc.add_RivaSpeechRecognitionServicer_to_server(RivaRecognition(services, config), self.server)

@@ -34,6 +34,7 @@ from gateway.voice.engines import Engines
 
 INTERIM_SECONDS = 0.8
 PREFIX_SECONDS = 0.3  # audio kept before the detected start (silero starts late)
+TRAILING_SECONDS = 0.3  # of the silence that ended an utterance, what is decoded with it
 WINDOW_MS = 32
 
 
@@ -132,7 +133,9 @@ class StreamingRecognition:
             self._keep(window, endpointer.speaking or event == "end")
             if event == "end" or (endpointer.speaking and self._utterance_samples >= self._max_utterance):
                 endpointer.speaking = False
-                yield await self._decode(engines, final=True)
+                # the silence that ended it is not decoded (tiny.en repeats itself over long trailing silence)
+                silent = endpointer.stop_windows * size - int(TRAILING_SECONDS * SAMPLE_RATE) if event == "end" else 0
+                yield await self._decode(engines, final=True, drop_samples=max(0, silent))
             elif interim and endpointer.speaking and self._since_interim >= INTERIM_SECONDS * SAMPLE_RATE:
                 yield await self._decode(engines, final=False)
 
@@ -144,8 +147,9 @@ class StreamingRecognition:
             while self._utterance_samples - len(self._utterance[0]) >= PREFIX_SECONDS * SAMPLE_RATE:
                 self._utterance_samples -= len(self._utterance.pop(0))
 
-    async def _decode(self, engines: Engines, *, final: bool) -> rasr.StreamingRecognizeResponse:
+    async def _decode(self, engines: Engines, *, final: bool, drop_samples: int = 0) -> rasr.StreamingRecognizeResponse:
         audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        audio = audio[: max(0, len(audio) - drop_samples)]
         self._since_interim = 0
         if final:
             self._utterance, self._utterance_samples = [], 0

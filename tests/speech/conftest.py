@@ -40,8 +40,8 @@ class SpeechGateway:
 
 
 def speech_config(**limits: object) -> GatewayConfig:
-    config = without_load_shedding(GatewayConfig(events=EventsConfig(file=""), server=ServerConfig(grpc_port=free_port()),
-                                                 auth=AuthConfig(api_keys=(API_KEY,))))
+    config = without_load_shedding(GatewayConfig(
+        events=EventsConfig(file=""), server=ServerConfig(grpc_port=free_port()), auth=AuthConfig(api_keys=(API_KEY,))))
     return dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits)) if limits else config
 
 

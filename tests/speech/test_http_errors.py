@@ -109,7 +109,8 @@ async def test_bad_auth(speech_gateway: SpeechGateway) -> None:
     clip = utterance("ps_cards_001.wav").path.read_bytes()
     status, body = await _post_file(speech_gateway.url, clip, headers={})
     assert (status, _code(body)) == (401, "missing_api_key")
-    status, body = await _post_file(speech_gateway.url, clip, headers={"Authorization": "Bearer sk-wrong-key-000000000"})
+    wrong = {"Authorization": "Bearer sk-wrong-key-000000000"}
+    status, body = await _post_file(speech_gateway.url, clip, headers=wrong)
     assert (status, _code(body)) == (401, "invalid_api_key")
     client = AsyncOpenAI(base_url=speech_gateway.url + "/v1", api_key="sk-wrong-key-000000000", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

@@ -53,11 +53,11 @@ async def test_first_audio_leaves_before_the_text_is_synthesised(speech_gateway:
             model="tts-1", voice="nova", input=TEXT * 2, response_format="mp3") as response:
         async for _chunk in response.iter_bytes():
             if running_at_first_bytes is None:
-                running_at_first_bytes = getattr(service, "jobs")
+                running_at_first_bytes = service.jobs
             chunks += 1
     assert running_at_first_bytes == 1  # the synthesis was still running when the first bytes arrived
     assert chunks > 1
-    assert getattr(service, "jobs") == 0
+    assert service.jobs == 0
 
 
 async def test_speed_changes_the_duration(openai_client: AsyncOpenAI) -> None:

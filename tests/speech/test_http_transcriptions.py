@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 from openai import AsyncOpenAI
@@ -34,7 +35,7 @@ async def test_verbose_json_has_segments_in_order_within_the_audio(openai_client
     assert result.language == "english"
     segments = result.segments or []
     assert len(segments) >= 3
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert before.start < before.end <= after.start
     assert segments[-1].end <= clip.duration + 0.01
     assert word_error_rate(clip.transcript, result.text) < 0.3
