@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-LANE_KEY = "x-gateway-lane"
+from engines.remote import LANE_KEY
+
 LIVE_LANES = ("final", "partial", "first", "live")
 
 
