@@ -1,10 +1,10 @@
 """The bodies of the speech endpoints: a multipart upload read within its limits, and the transcript formats.
 
 An upload (``POST /v1/audio/transcriptions``) is refused from ``Content-Length`` before a byte is read
-when it is larger than ``limits.max_speech_upload_bytes`` (413 ``file_too_large``), and while it is
+when it is larger than ``speech.max_upload_bytes`` (413 ``file_too_large``), and while it is
 read as soon as the file part passes it; other fields are at most :data:`MAX_FIELD_BYTES`, and there
 are at most :data:`MAX_PARTS` parts. The whole body must arrive within
-``limits.speech_upload_timeout_seconds`` (408). Nothing beyond these limits is buffered.
+``speech.upload_timeout_seconds`` (408). Nothing beyond these limits is buffered.
 """
 
 from __future__ import annotations

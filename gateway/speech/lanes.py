@@ -1,6 +1,6 @@
 """Which inference lane a gRPC request runs in.
 
-A plain Riva client's request is batch work (the batch lane, counted against ``limits.max_speech_jobs``).
+A plain Riva client's request is batch work (the batch lane, counted against ``speech.max_jobs``).
 A gateway using this one as its remote engine (:mod:`engines.remote`) marks its calls' requests with
 metadata ``x-gateway-lane``: ``final`` / ``partial`` (a call's end-of-turn or interim decode), ``first`` /
 ``live`` (a reply's first or later clause). Those run at the live priorities, next to this gateway's own

@@ -56,7 +56,7 @@ class RivaRecognition(rasr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[
             raise GatewayError("invalid_sample_rate", "LINEAR_PCM needs sample_rate_hertz")
         try:
             return await asyncio.to_thread(raw_pcm, data, config.sample_rate_hertz, config.audio_channel_count or 1,
-                                           max_seconds=self._config.limits.max_speech_audio_seconds)
+                                           max_seconds=self._config.speech.max_audio_seconds)
         except AudioInputError as exc:
             raise GatewayError(exc.code, exc.message) from None
 

@@ -9,7 +9,7 @@ model's non-blank share; here they are silero's speech probability (``stop_histo
 ``stop_threshold_eou`` are not used). With ``interim_results``, the utterance so far is decoded every
 :data:`INTERIM_SECONDS` of new speech and sent with ``is_final = false``, ``stability`` 0.5.
 ``audio_processed`` is the seconds of audio received. The stream's audio is bounded by
-``limits.max_speech_audio_seconds`` (``RESOURCE_EXHAUSTED`` beyond it).
+``speech.max_audio_seconds`` (``RESOURCE_EXHAUSTED`` beyond it).
 
 Cancelling the RPC cancels the pending decode (it is awaited in the RPC's task).
 """
@@ -70,7 +70,7 @@ class StreamingRecognition:
         self._config = config
         self._live = live
         self._received = 0  # 16 kHz samples
-        self._max_samples = int(config.limits.max_speech_audio_seconds * SAMPLE_RATE)
+        self._max_samples = int(config.speech.max_audio_seconds * SAMPLE_RATE)
         self._max_utterance = int(config.media.max_utterance_seconds * SAMPLE_RATE)
         self._utterance: list[FloatArray] = []
         self._utterance_samples = 0
@@ -118,7 +118,7 @@ class StreamingRecognition:
         self._received += len(samples)
         if self._received > self._max_samples:
             raise GatewayError("audio_too_long", f"the stream is longer than "
-                               f"{self._config.limits.max_speech_audio_seconds:g} s")
+                               f"{self._config.speech.max_audio_seconds:g} s")
         audio = np.concatenate([self._pending, samples])
         size = engines.vad.stream().window_samples
         count = len(audio) // size

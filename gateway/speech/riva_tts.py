@@ -1,6 +1,6 @@
 """``nvidia.riva.tts.RivaSpeechSynthesis``: ``Synthesize`` (the whole text) and ``SynthesizeOnline`` (streamed).
 
-``text`` is required and at most ``limits.max_speech_input_chars``; ``voice_name`` is a configured voice or
+``text`` is required and at most ``speech.max_input_chars``; ``voice_name`` is a configured voice or
 an OpenAI voice name (:mod:`gateway.speech.catalog`), empty for the first voice; ``encoding`` is
 ``LINEAR_PCM`` (raw signed 16-bit little-endian, the default) or ``OGGOPUS``; ``sample_rate_hz`` is any
 rate (the audio is resampled; 0: the voice's own). ``custom_configuration["speed"]`` (0.25..4) is the
@@ -39,7 +39,7 @@ class RivaSynthesis(rtts_grpc.RivaSpeechSynthesisServicer):  # type: ignore[misc
         self._config = config
 
     def _check(self, engines: Engines, request: rtts.SynthesizeSpeechRequest) -> tuple[str, AudioEncoder, float]:
-        limit = self._config.limits.max_speech_input_chars
+        limit = self._config.speech.max_input_chars
         if not request.text.strip():
             raise GatewayError("empty_input", "text must not be empty")
         if len(request.text) > limit:

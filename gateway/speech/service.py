@@ -1,7 +1,7 @@
 """The speech services behind ``/v1/audio/*`` (and the gRPC servicers): admission, decoding, the engines.
 
 Admission is the calls': engines loaded, not draining, not at ``limits.max_calls``, not overloaded
-(:meth:`SessionRegistry.check_admission`), plus at most ``limits.max_speech_jobs`` speech jobs at once
+(:meth:`SessionRegistry.check_admission`), plus at most ``speech.max_jobs`` speech jobs at once
 (503 ``capacity``). Every engine call runs in the batch lane (:func:`engines.worker.batch_lane`): live
 calls' decodes and clauses go first. Uploads are decoded in a thread, bounded in duration while they
 decode (:mod:`gateway.speech.audio`).
@@ -52,7 +52,7 @@ class SpeechServices:
     def __init__(self, config: GatewayConfig, registry: SessionRegistry) -> None:
         self._config = config
         self._registry = registry
-        self._voices = VoiceMap(config.engines.speech_voice_map)
+        self._voices = VoiceMap(config.speech.voice_map)
         self._jobs = 0
 
     def models(self) -> list[ModelInfo]:
@@ -66,7 +66,7 @@ class SpeechServices:
     def job(self) -> Iterator[Engines]:
         """Admit one speech job (raising Unavailable) and hold its slot until the block ends."""
         engines = self._registry.check_admission()
-        if self._jobs >= self._config.limits.max_speech_jobs:
+        if self._jobs >= self._config.speech.max_jobs:
             raise Unavailable("capacity", f"{self._jobs} speech jobs are running; try again later", retry_after=1)
         self._jobs += 1
         try:
@@ -96,7 +96,7 @@ class SpeechServices:
 
     async def decode(self, data: bytes) -> FloatArray:
         try:
-            return await asyncio.to_thread(decode_audio, data, max_seconds=self._config.limits.max_speech_audio_seconds)
+            return await asyncio.to_thread(decode_audio, data, max_seconds=self._config.speech.max_audio_seconds)
         except AudioInputError as exc:
             raise GatewayError(exc.code, exc.message) from None
 

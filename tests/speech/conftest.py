@@ -39,10 +39,10 @@ class SpeechGateway:
         return f"127.0.0.1:{self.grpc_port}"
 
 
-def speech_config(**limits: object) -> GatewayConfig:
+def speech_config(**speech: object) -> GatewayConfig:
     config = without_load_shedding(GatewayConfig(
         events=EventsConfig(file=""), server=ServerConfig(grpc_port=free_port()), auth=AuthConfig(api_keys=(API_KEY,))))
-    return dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits)) if limits else config
+    return dataclasses.replace(config, speech=dataclasses.replace(config.speech, **speech)) if speech else config
 
 
 async def start_gateway(config: GatewayConfig, engines: Engines | None = None) -> SpeechGateway:

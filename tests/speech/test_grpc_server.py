@@ -41,7 +41,7 @@ async def test_auth_matches_http(speech_gateway: SpeechGateway) -> None:
 
 
 async def test_bad_input_gets_status_codes(engines: Engines) -> None:
-    gateway = await start_gateway(speech_config(max_speech_input_chars=100, max_speech_audio_seconds=2), engines)
+    gateway = await start_gateway(speech_config(max_input_chars=100, max_audio_seconds=2), engines)
     try:
         asr = riva.client.ASRService(auth(gateway.grpc_uri))
         tts = riva.client.SpeechSynthesisService(auth(gateway.grpc_uri))

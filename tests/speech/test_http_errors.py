@@ -89,7 +89,7 @@ def _silent_flac(seconds: int) -> bytes:
 
 
 async def test_too_big_and_too_long(engines: object) -> None:
-    gateway = await start_gateway(speech_config(max_speech_upload_bytes=600_000, max_speech_audio_seconds=2),
+    gateway = await start_gateway(speech_config(max_upload_bytes=600_000, max_audio_seconds=2),
                                   engines)  # type: ignore[arg-type]
     try:
         status, body = await _post_file(gateway.url, b"\0" * 700_000)
@@ -139,7 +139,7 @@ async def test_per_client_and_gateway_job_bounds(engines: object) -> None:
     """A third concurrent request from one address is refused (429), not queued without bound."""
     import asyncio
 
-    gateway = await start_gateway(speech_config(max_speech_jobs_per_client=1), engines)  # type: ignore[arg-type]
+    gateway = await start_gateway(speech_config(max_jobs_per_client=1), engines)  # type: ignore[arg-type]
     clip = utterance("ps_goforward.wav").path.read_bytes()  # small: both bodies are sent before the refusal
     try:
         results = await asyncio.gather(_post_file(gateway.url, clip), _post_file(gateway.url, clip))
