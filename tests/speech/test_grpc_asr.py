@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import riva.client
 
 from tests.speech.conftest import SpeechGateway
@@ -47,6 +48,7 @@ async def test_offline_raw_pcm_at_another_rate(speech_gateway: SpeechGateway) ->
     assert abs(response.results[-1].audio_processed - clip.duration) < 0.6
 
 
+@pytest.mark.slow
 async def test_streaming_with_interim_results_every_clip(speech_gateway: SpeechGateway) -> None:
     service = riva.client.ASRService(auth(speech_gateway.grpc_uri))
 

@@ -12,6 +12,7 @@ import dataclasses
 import time
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from engines.remote import RemoteRecognizer
@@ -42,6 +43,7 @@ async def _ready(url: str, within: float = 60.0) -> None:
             await asyncio.sleep(0.2)
 
 
+@pytest.mark.slow
 async def test_a_call_on_remote_engines_survives_losing_them(engines: Engines) -> None:
     first = await start_gateway(speech_config(), engines)
     second = TestServer(create_app(remote_config(first.grpc_port)), host="127.0.0.1")
@@ -80,8 +82,6 @@ async def test_a_call_on_remote_engines_survives_losing_them(engines: Engines) -
 
 
 def test_remote_urls_are_validated() -> None:
-    import pytest
-
     from gateway.config import ConfigError
 
     for url in ("http://host:1", "grpc://host", "host:50051", "grpc://:50051"):
