@@ -20,7 +20,12 @@ TTS: two sentences: ms to the first audio byte, and to the last. Throughput: 8 t
 clips, 4 at a time, per path (requests/s). Prints p50/p95 and each path's ratio to direct, plus the
 machine's speed (benchmarks/machine.py).
 
-Usage: python benchmarks/speech_services.py [--rounds 3] [--json out.json]
+With ``--voice-to-voice``, instead: two gateway processes, the first with its local engines and the
+second with ``engines.remote_asr``/``remote_tts`` on the first's gRPC port; one call to each, the same
+clips said to one then the other in turn; per gateway, the reply's first audible audio after the end of
+speech minus the 500 ms end-of-turn silence (as benchmarks/latency.py), p50/p95 and the difference.
+
+Usage: python benchmarks/speech_services.py [--rounds 3] [--voice-to-voice] [--json out.json]
 """
 
 from __future__ import annotations
@@ -207,12 +212,64 @@ async def run(rounds: int) -> dict[str, Any]:
     return results
 
 
+async def _reply_overhead(caller: Any, clip: Utterance) -> float | None:
+    from benchmarks.latency import SILENCE_MS
+
+    _, end_at = await caller.say(clip.audio(), 16_000)
+    try:
+        await caller.wait_event("response.done", since=end_at, timeout=20)
+    except TimeoutError:
+        return None
+    first = caller.received.first_audible(since=end_at)
+    await asyncio.sleep(0.4)
+    return None if first is None else (first - end_at) * 1000 - SILENCE_MS
+
+
+async def voice_to_voice(rounds: int) -> dict[str, Any]:
+    """Local engines vs remote engines (the first gateway's, over gRPC on loopback), calls in turn."""
+    from benchmarks.latency import start_gateway_process
+    from qa.caller import Caller
+
+    grpc_port = free_port()
+    local, local_url = await start_gateway_process(["--set", f"server.grpc_port={grpc_port}"])
+    target = f"grpc://127.0.0.1:{grpc_port}"
+    remote, remote_url = await start_gateway_process(["--set", "server.grpc_port=0", "--set",
+                                                      f"engines.remote_asr={target}", "--set",
+                                                      f"engines.remote_tts={target}"])
+    results: dict[str, Any] = {"machine": machine_speed()}
+    callers = {"local": Caller(local_url), "remote": Caller(remote_url)}
+    overheads: dict[str, list[float]] = {"local": [], "remote": []}
+    try:
+        for caller in callers.values():
+            await caller.connect()
+            await caller.wait_event("session.created")
+        for round_ in range(rounds):
+            for clip in [u for u in manifest() if u.duration <= 4.0]:
+                order = ("local", "remote") if round_ % 2 == 0 else ("remote", "local")
+                for name in order:
+                    overhead = await _reply_overhead(callers[name], clip)
+                    if overhead is not None:
+                        overheads[name].append(overhead)
+    finally:
+        for caller in callers.values():
+            await caller.hangup()
+        for process in (remote, local):
+            process.terminate()
+            process.wait(30)
+    results["reply_overhead_ms"] = {name: summary(values, None if name == "local" else overheads["local"])
+                                    for name, values in overheads.items()}
+    results["remote_minus_local_p50_ms"] = round(statistics.median(overheads["remote"])
+                                                 - statistics.median(overheads["local"]), 1)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--voice-to-voice", dest="voice_to_voice", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = asyncio.run(run(args.rounds))
+    results = asyncio.run(voice_to_voice(args.rounds) if args.voice_to_voice else run(args.rounds))
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
