@@ -86,7 +86,13 @@ def _grpc_ctx(speech: SpeechServices) -> ResourceContext:
             yield
             return
         server = SpeechGrpcServer(config, speech, app[REGISTRY])
-        await server.start()
+        try:
+            await server.start()
+        except RuntimeError as exc:  # the port is taken (a Riva server's default is 50051 too): calls go on
+            logger.error("speech gRPC services are OFF: %s (set server.grpc_port to a free port, or 0)", exc)
+            await server.stop(0)
+            yield
+            return
         app[GRPC_SERVER] = server
         yield
         await server.stop()

@@ -12,7 +12,9 @@ Auth matches HTTP: with ``auth.api_keys`` set, every RPC but health needs metada
 ``speech.max_upload_bytes`` + 64 KiB (larger ones: ``RESOURCE_EXHAUSTED`` from grpc itself); one
 that is not a valid protobuf is ``INVALID_ARGUMENT`` (:class:`~gateway.speech.grpc_errors.InvalidMessages`).
 The port is bound without ``SO_REUSEPORT`` (grpc's default would let a second process share the port
-silently): a port in use fails start-up.
+silently and split the RPCs between them). A port in use does not stop the gateway: its calls and HTTP
+go on, and an ERROR line says the gRPC services are off (:func:`gateway.app.application.create_app`) —
+Riva's own default port is 50051 too, and a gateway next to a Riva server must not fail to start for it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.speech import grpc_errors
 from gateway.speech.audio import AudioInputError, raw_pcm
-from gateway.speech.lanes import lane_of
+from gateway.speech.lanes import lane_of, peer_client
 from gateway.speech.riva_streaming import StreamingRecognition
 from gateway.speech.service import SpeechServices
 
@@ -69,7 +69,7 @@ class RivaRecognition(rasr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[
                 audio = await self._audio(request.config, request.audio)
                 text = await self._services.live_transcribe(audio, partial=lane == "partial")
                 return rasr.RecognizeResponse(results=[_result(text, len(audio) / 16_000)])
-            with self._services.job():
+            with self._services.job(peer_client(context)):
                 audio = await self._audio(request.config, request.audio)
             results = [_result(segment.text, segment.end) async for segment in self._services.segments(audio)]
             return rasr.RecognizeResponse(results=results)
@@ -79,7 +79,8 @@ class RivaRecognition(rasr_grpc.RivaSpeechRecognitionServicer):  # type: ignore[
 
     async def StreamingRecognize(self, requests: AsyncIterator[rasr.StreamingRecognizeRequest],
                                  context: grpc.aio.ServicerContext) -> AsyncIterator[rasr.StreamingRecognizeResponse]:
-        recognition = StreamingRecognition(self._services, self._config, live=lane_of(context) is not None)
+        recognition = StreamingRecognition(self._services, self._config, live=lane_of(context) is not None,
+                                           client=peer_client(context))
         try:
             async for response in recognition.run(requests):
                 yield response

@@ -65,8 +65,9 @@ class Endpointer:
 
 
 class StreamingRecognition:
-    def __init__(self, services: SpeechServices, config: GatewayConfig, *, live: bool) -> None:
+    def __init__(self, services: SpeechServices, config: GatewayConfig, *, live: bool, client: str) -> None:
         self._services = services
+        self._client = client
         self._config = config
         self._live = live
         self._received = 0  # 16 kHz samples
@@ -102,7 +103,8 @@ class StreamingRecognition:
             raise GatewayError(exc.code, exc.message) from None
         endpointer = Endpointer(config.endpointing_config)
         with contextlib.ExitStack() as stack:
-            engines = self._services.live_engines() if self._live else stack.enter_context(self._services.job())
+            engines = (self._services.live_engines() if self._live
+                       else stack.enter_context(self._services.job(self._client)))
             vad = engines.vad.stream()
             async for request in iterator:
                 if not request.audio_content:

@@ -24,7 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.speech import grpc_errors
 from gateway.speech.audio import AudioEncoder
-from gateway.speech.lanes import lane_of
+from gateway.speech.lanes import lane_of, peer_client
 from gateway.speech.service import SpeechServices
 from gateway.voice.engines import Engines
 
@@ -77,7 +77,7 @@ class RivaSynthesis(rtts_grpc.RivaSpeechSynthesisServicer):  # type: ignore[misc
             if lane_of(context) is not None:
                 audio = b"".join([c async for c in self._audio(self._services.live_engines(), request, live=True)])
             else:
-                with self._services.job() as engines:
+                with self._services.job(peer_client(context)) as engines:
                     audio = b"".join([c async for c in self._audio(engines, request, live=False)])
             return rtts.SynthesizeSpeechResponse(audio=audio)
         except GatewayError as exc:
@@ -94,7 +94,7 @@ class RivaSynthesis(rtts_grpc.RivaSpeechSynthesisServicer):  # type: ignore[misc
                     async for chunk in chunks:
                         yield rtts.SynthesizeSpeechResponse(audio=chunk)
                     continue
-                with self._services.job() as engines:
+                with self._services.job(peer_client(context)) as engines:
                     async for chunk in self._audio(engines, request, live=False):
                         yield rtts.SynthesizeSpeechResponse(audio=chunk)
         except GatewayError as exc:

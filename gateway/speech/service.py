@@ -43,6 +43,10 @@ async def aclose(iterator: AsyncIterator[object]) -> None:
         await close()
 
 
+class TooManyJobs(GatewayError):
+    status = 429
+
+
 class EngineFailed(GatewayError):
     status = 502
     error_type = "server_error"
@@ -54,6 +58,7 @@ class SpeechServices:
         self._registry = registry
         self._voices = VoiceMap(config.speech.voice_map)
         self._jobs = 0
+        self._clients: dict[str, int] = {}  # gRPC callers' jobs at once, by address (IPv6: /64)
 
     def models(self) -> list[ModelInfo]:
         return models() if self._registry.engines is not None else []
@@ -63,16 +68,31 @@ class SpeechServices:
         return self._jobs
 
     @contextlib.contextmanager
-    def job(self) -> Iterator[Engines]:
-        """Admit one speech job (raising Unavailable) and hold its slot until the block ends."""
+    def job(self, client: str | None = None) -> Iterator[Engines]:
+        """Admit one speech job (raising Unavailable) and hold its slot until the block ends.
+
+        ``client`` (a gRPC caller's address; HTTP bounds its requests per client itself) may hold at most
+        ``speech.max_jobs_per_client`` jobs at once (``too_many_jobs``, 429).
+        """
         engines = self._registry.check_admission()
         if self._jobs >= self._config.speech.max_jobs:
             raise Unavailable("capacity", f"{self._jobs} speech jobs are running; try again later", retry_after=1)
+        per_client = self._config.speech.max_jobs_per_client
+        held = self._clients.get(client, 0) if client is not None else 0
+        if client is not None and per_client and held >= per_client:
+            raise TooManyJobs("too_many_jobs", f"at most {per_client} speech jobs at once from one address",
+                              retry_after=1)
         self._jobs += 1
+        if client is not None:
+            self._clients[client] = held + 1
         try:
             yield engines
         finally:
             self._jobs -= 1
+            if client is not None:
+                self._clients[client] -= 1
+                if not self._clients[client]:
+                    del self._clients[client]
 
     def live_engines(self) -> Engines:
         """The engines for a remote gateway's live request: loaded is enough (its calls were admitted there)."""

@@ -122,6 +122,46 @@ async def test_a_cancelled_stream_frees_its_job(speech_gateway: SpeechGateway) -
         assert service.jobs == 0
 
 
+async def test_one_address_holds_at_most_its_share_of_jobs(engines: Engines) -> None:
+    from riva.client.proto import riva_tts_pb2_grpc
+
+    gateway = await start_gateway(speech_config(max_jobs_per_client=1), engines)
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    try:
+        async with grpc.aio.insecure_channel(gateway.grpc_uri) as channel:
+            stub = riva_tts_pb2_grpc.RivaSpeechSynthesisStub(channel)
+            held = stub.SynthesizeOnline(metadata=metadata)
+            await held.write(riva_tts_pb2.SynthesizeSpeechRequest(text="A long text. " * 40))
+            await held.read()  # its job is running
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Synthesize(riva_tts_pb2.SynthesizeSpeechRequest(text="Me too."), metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert caught.value.details().startswith("too_many_jobs")
+            held.cancel()
+    finally:
+        await gateway.server.close()
+
+
+async def test_a_taken_port_leaves_the_gateway_up_without_grpc(speech_gateway: SpeechGateway, engines: Engines,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+
+    import aiohttp
+
+    config = speech_config()
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, grpc_port=speech_gateway.grpc_port))
+    second = await start_gateway(config, engines)
+    try:
+        assert any("speech gRPC services are OFF" in r.getMessage() for r in caplog.records)
+        async with aiohttp.ClientSession() as http, http.get(
+                second.url + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}) as response:
+            assert response.status == 200  # HTTP (and calls) go on
+        tts = riva.client.SpeechSynthesisService(auth(speech_gateway.grpc_uri))  # the first still owns the port
+        assert (await asyncio.to_thread(tts.synthesize, "Still the first.")).audio
+    finally:
+        await second.server.close()
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
