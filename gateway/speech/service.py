@@ -19,7 +19,7 @@ from engines.worker import batch_lane
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, Unavailable
 from gateway.session.registry import SessionRegistry
-from gateway.speech.audio import AudioEncoder, AudioInputError, decode_audio
+from gateway.speech.audio import FORMATS, AudioEncoder, AudioInputError, decode_audio
 from gateway.speech.catalog import VoiceMap, check_model, models
 from gateway.speech.segments import plan_windows
 from gateway.voice.clauses import ClauseSplitter
@@ -149,17 +149,21 @@ class SpeechServices:
         check_model(request.model, "speech")
         engines = self._registry.check_admission()
         voice = self.check_voice(engines, request.voice)
-        encoder = AudioEncoder(request.response_format, engines.tts.sample_rate)
-        return SpeechStream(mime_type=encoder.mime_type, chunks=self._speak(request, voice, encoder))
+        if request.response_format not in FORMATS:
+            raise GatewayError("invalid_response_format", f"response_format must be one of {', '.join(FORMATS)}")
+        return SpeechStream(mime_type=FORMATS[request.response_format][2], chunks=self._speak(request, voice))
 
-    async def _speak(self, request: SpeechRequest, voice: str, encoder: AudioEncoder) -> AsyncGenerator[bytes, None]:
-        try:
-            with self.job() as engines:
+    async def _speak(self, request: SpeechRequest, voice: str) -> AsyncGenerator[bytes, None]:
+        """The encoded audio, clause by clause (the encoder lives as long as this generator runs)."""
+        with self.job() as engines:
+            encoder = AudioEncoder(request.response_format, engines.tts.sample_rate)
+            try:
                 async for samples in self.clauses(engines, request.input, voice, request.speed):
-                    yield await asyncio.to_thread(encoder.encode, samples)
+                    if chunk := await asyncio.to_thread(encoder.encode, samples):
+                        yield chunk
                 yield await asyncio.to_thread(encoder.finish)
-        finally:
-            encoder.close()
+            finally:
+                encoder.close()
 
     async def clauses(self, engines: Engines, text: str, voice: str, speed: float = 1.0, *,
                       batch: bool = True) -> AsyncIterator[FloatArray]:
