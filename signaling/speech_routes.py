@@ -184,6 +184,9 @@ async def create_speech(request: web.Request) -> web.StreamResponse:
             try:
                 async for chunk in chunks:
                     await response.write(chunk)
+            except ConnectionResetError:  # the client went away: the synthesis stops with the stream
+                logger.info("speech stream: the client disconnected")
+                return response
             except Exception:  # the headers are sent: the body is cut short, which the client sees
                 logger.exception("speech stream failed after its first audio")
                 raise

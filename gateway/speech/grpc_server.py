@@ -66,20 +66,26 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if scheme.lower() == "bearer" and matched:
             return await continuation(details)
         logger.info("gRPC %s refused: %s", details.method, "invalid API key" if credential else "no API key")
-        return _refusal(details, "an API key is required: send metadata 'authorization: Bearer KEY'"
-                        if not credential else "the API key is not valid")
+        message = ("the API key is not valid" if credential
+                   else "an API key is required: send metadata 'authorization: Bearer KEY'")
+        return _refusal(await continuation(details), message)
 
 
-def _refusal(details: Any, message: str) -> grpc.RpcMethodHandler:
+def _refusal(handler: Any, message: str) -> Any:
+    """A handler of the same kind as ``handler`` that ends the RPC with ``UNAUTHENTICATED``."""
+
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def abort_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    if "Streaming" in details.method or "Online" in details.method or "Reflection" in details.method:
-        return grpc.stream_stream_rpc_method_handler(abort_stream)
-    return grpc.unary_unary_rpc_method_handler(abort)
+    if handler is None:
+        return None
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(abort)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    return grpc.stream_stream_rpc_method_handler(abort)
 
 
 def _credentials(config: GatewayConfig) -> grpc.ServerCredentials | None:

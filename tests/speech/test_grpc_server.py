@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from riva.client.proto import riva_asr_pb2, riva_tts_pb2
 
 from gateway.config import ServerConfig
+from gateway.speech.service import SpeechServices
 from gateway.voice.engines import Engines
 from signaling.speech_service import SPEECH
 from tests.speech.conftest import API_KEY, SpeechGateway, speech_config, start_gateway
@@ -104,7 +106,7 @@ async def test_health_and_reflection(speech_gateway: SpeechGateway) -> None:
 
 
 async def test_a_cancelled_stream_frees_its_job(speech_gateway: SpeechGateway) -> None:
-    service = speech_gateway.server.app[SPEECH]
+    service = cast(SpeechServices, speech_gateway.server.app[SPEECH])
     metadata = (("authorization", f"Bearer {API_KEY}"),)
     async with grpc.aio.insecure_channel(speech_gateway.grpc_uri) as channel:
         stub = riva_tts_pb2.DESCRIPTOR  # noqa: F841 - the protos are loaded

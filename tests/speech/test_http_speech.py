@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from openai import AsyncOpenAI
 
 from gateway.speech.audio import decode_audio
+from gateway.speech.service import SpeechServices
 from gateway.voice.engines import Engines
 from signaling.speech_service import SPEECH
-from tests.speech.conftest import SpeechGateway
+from tests.speech.conftest import API_KEY, SpeechGateway
 from tests.support.speech import word_error_rate
 
 TEXT = ("The gateway speaks as it synthesises. Each clause leaves as soon as it is ready, "
@@ -46,7 +49,7 @@ async def test_pcm_is_24khz_s16le(openai_client: AsyncOpenAI, engines: Engines) 
 
 async def test_first_audio_leaves_before_the_text_is_synthesised(speech_gateway: SpeechGateway,
                                                                    openai_client: AsyncOpenAI) -> None:
-    service = speech_gateway.server.app[SPEECH]
+    service = cast(SpeechServices, speech_gateway.server.app[SPEECH])
     running_at_first_bytes = None
     chunks = 0
     async with openai_client.audio.speech.with_streaming_response.create(
@@ -70,3 +73,23 @@ async def test_speed_changes_the_duration(openai_client: AsyncOpenAI) -> None:
 async def test_models_lists_what_is_served(openai_client: AsyncOpenAI) -> None:
     ids = [model.id async for model in openai_client.models.list()]
     assert {"whisper-1", "tts-1", "voice-gateway-asr", "voice-gateway-tts"} <= set(ids)
+
+
+async def test_a_client_that_leaves_mid_stream_frees_its_job(speech_gateway: SpeechGateway) -> None:
+    import asyncio
+
+    import aiohttp
+
+    service = cast(SpeechServices, speech_gateway.server.app[SPEECH])
+    body = {"model": "tts-1", "voice": "alloy", "input": TEXT * 4, "response_format": "wav"}
+    async with aiohttp.ClientSession() as http, http.post(
+            speech_gateway.url + "/v1/audio/speech", json=body,
+            headers={"Authorization": f"Bearer {API_KEY}"}) as response:
+        assert response.status == 200
+        await response.content.readany()  # the first clause
+        assert service.jobs == 1
+    for _ in range(100):  # the connection is closed: the synthesis stops at its next clause
+        if service.jobs == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert service.jobs == 0
