@@ -14,7 +14,8 @@ from tests.speech.conftest import SpeechGateway
 from tests.speech.riva_clients import auth, chunks, pcm16, recognition_config
 from tests.support.speech import manifest, utterance, word_error_rate
 
-MAX_CORPUS_WER = 0.12  # as the HTTP path's (tests/speech/test_http_transcriptions.py)
+MAX_CORPUS_WER = 0.09  # offline: the HTTP path's decode windows (measured 0.077; the call path 0.073)
+MAX_STREAMING_WER = 0.10  # streaming finals, endpointed utterance by utterance (measured 0.082)
 
 
 def _corpus_wer(pairs: list[tuple[str, str]]) -> float:
@@ -69,7 +70,7 @@ async def test_streaming_with_interim_results_every_clip(speech_gateway: SpeechG
         if clip.duration > 3:
             assert interims, clip.file  # interim hypotheses while the speech goes on
         assert processed <= clip.duration + 0.2
-    assert _corpus_wer(pairs) <= MAX_CORPUS_WER
+    assert _corpus_wer(pairs) <= MAX_STREAMING_WER
 
 
 async def test_endpointing_splits_utterances_at_pauses(speech_gateway: SpeechGateway) -> None:

@@ -10,8 +10,9 @@ from openai import AsyncOpenAI
 
 from tests.support.speech import manifest, utterance, word_error_rate
 
-#: tiny.en over the shared clips, each decoded as one call's utterance: WER 0.036 (engines/whisper.py).
-MAX_CORPUS_WER = 0.12
+#: The 13 shared clips through /v1/audio/transcriptions: corpus WER 0.077 (docs/benchmarks.md); the call
+#: path's streaming finals: 0.073. A few words of slack, no more.
+MAX_CORPUS_WER = 0.09
 
 
 async def test_every_clip_transcribes_within_the_wer_bound(openai_client: AsyncOpenAI) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.speech.segments import Window, decode_windows, speech_regions
+from gateway.speech.segments import Window, decode_windows, speech_regions, widened
 
 W = 512  # samples per VAD window (32 ms)
 RATE = 16_000
@@ -37,3 +37,13 @@ def test_windows_group_regions_up_to_the_bound_and_cut_long_speech_hard() -> Non
 
 def test_no_speech_no_windows() -> None:
     assert decode_windows(speech_regions([0.0] * 100, W, 100 * W)) == []
+
+
+def test_windows_are_decoded_with_the_audio_around_their_speech() -> None:
+    """Up to a second each side, never past the middle of a pause or the recording; the speech is kept."""
+    s = RATE
+    windows = widened([Window(s // 2, 3 * s), Window(4 * s, 10 * s), Window(20 * s, 25 * s)], 26 * s)
+    assert windows[0] == Window(0, 3 * s + s // 2, s // 2, 3 * s)  # from 0; to the middle of the 1 s pause
+    assert windows[1] == Window(3 * s + s // 2, 11 * s, 4 * s, 10 * s)  # one second after: the pause is long
+    assert windows[2] == Window(19 * s, 26 * s, 20 * s, 25 * s)
+    assert [w.seconds for w in windows] == [(0.5, 3.0), (4.0, 10.0), (20.0, 25.0)]
