@@ -21,6 +21,10 @@ in ``limits.trusted_proxies``: then the client is the last address of
   token bucket; every ``POST /v1/realtime/calls`` takes a token, whatever its
   outcome (so bad offers and bad keys are limited too) → ``429 rate_limited``.
 
+A new call on the Realtime WebSocket (``GET /v1/realtime`` without ``call_id``) is limited the
+same way; its request lasts as long as the call, so the call's id is settled when it is admitted
+(the handler calls :data:`ADMITTED_KEY`'s function), not when the request ends.
+
 0 turns a limit off. The state per client is small and bounded
 (:data:`MAX_CLIENTS`; idle entries are forgotten first).
 """
@@ -40,7 +44,7 @@ from aiohttp.typedefs import Middleware
 from gateway.config import LimitsConfig
 from signaling.errors import ApiError, Handler
 from signaling.internal import is_internal
-from signaling.paths import CALLS_PATH, call_id_from_location
+from signaling.paths import CALLS_PATH, REALTIME_PATH, call_id_from_location
 from signaling.service import REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,9 @@ CONCURRENCY_RETRY_AFTER = 5
 PENDING_RETRY_AFTER = 2  # a real caller's pending calls connect within a second
 
 CallCheck = Callable[[str], bool]
+
+#: On a WebSocket call's request: tell the limits the call's id once it is admitted.
+ADMITTED_KEY: web.RequestKey[Callable[[str], None]] = web.RequestKey("call_admitted")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -190,8 +197,10 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        if (off or request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
-                or is_internal(request)):
+        path = resource.canonical if resource is not None else None
+        offer = request.method == hdrs.METH_POST and path == CALLS_PATH
+        socket = request.method == hdrs.METH_GET and path == REALTIME_PATH and "call_id" not in request.query
+        if off or not (offer or socket) or is_internal(request):
             return await handler(request)
         address = addresses.of(request)
         try:
@@ -201,6 +210,15 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
         except ApiError as exc:
             logger.info("refused a call from %s: %s", address, exc.code)
             raise
+        settled = False
+
+        def admitted(call_id: str | None) -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                limiter.settle(state, call_id)
+
+        request[ADMITTED_KEY] = admitted
         call_id = None
         try:
             response = await handler(request)
@@ -208,6 +226,6 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
                 call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, ""))
             return response
         finally:
-            limiter.settle(state, call_id)
+            admitted(call_id)
 
     return limit

@@ -27,8 +27,10 @@ from aiohttp import web
 
 from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
-from gateway.app.keys import CONFIG, ENGINE_LOADING, GRPC_SERVER, REGISTRY, EngineLoading
+from gateway.app.keys import CONFIG, ENGINE_LOADING, GRPC_SERVER, LOCAL_CALLS, REGISTRY, EngineLoading
 from gateway.app.operations import setup_operations
+from gateway.app.realtime import add_realtime_sockets
+from gateway.app.sockets import LocalCalls
 from gateway.app.workers import watch_parent
 from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
@@ -36,14 +38,18 @@ from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
 from gateway.speech.grpc_server import SpeechGrpcServer
 from gateway.speech.service import SpeechServices
+from gateway.transports.twilio import serve_twilio_stream
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
 from signaling.middlewares import signaling_app
+from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
 from signaling.speech_routes import setup_speech_routes
+from signaling.twilio import setup_twilio_routes
 
-__all__ = ["CONFIG", "ENGINE_LOADING", "GRPC_SERVER", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
+__all__ = ["CONFIG", "ENGINE_LOADING", "GRPC_SERVER", "LOCAL_CALLS", "REGISTRY", "EngineLoader", "EngineLoading",
+           "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +73,14 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
-    setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
+    calls = LocalCalls(registry)
+    app[LOCAL_CALLS] = calls
+    setup_routes(app, calls, max_sdp_bytes=config.limits.max_sdp_bytes)
+    add_realtime_sockets(calls, registry, config)
+    setup_realtime_socket(app, config)
+    calls.add_socket_handler("twilio", lambda request, socket: serve_twilio_stream(request, registry, config,
+                                                                                   admitted=socket.admitted))
+    setup_twilio_routes(app, config.telephony)
     speech = SpeechServices(config, registry)
     setup_speech_routes(app, speech, config)
     add_page_and_health_routes(app)

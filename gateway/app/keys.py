@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.app.sockets import LocalCalls
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
 from gateway.speech.grpc_server import SpeechGrpcServer
@@ -23,3 +24,5 @@ CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
 GRPC_SERVER = web.AppKey("grpc_server", SpeechGrpcServer)  # set while the gRPC speech services run
+#: Signaling's call service in this process: where socket handlers are added (``add_socket_handler``).
+LOCAL_CALLS = web.AppKey("local_calls", LocalCalls)

@@ -1,11 +1,11 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
+from gateway.config.errors import ConfigError
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
-    ConfigError,
     EngineConfig,
     EventsConfig,
     GatewayConfig,
@@ -18,6 +18,7 @@ from gateway.config.schema import (
     TurnDetectionConfig,
 )
 from gateway.config.speech import SpeechConfig
+from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
     "AGENT_NAMES",
@@ -35,5 +36,6 @@ __all__ = [
     "ServerConfig",
     "SessionDefaults",
     "SpeechConfig",
+    "TelephonyConfig",
     "TurnDetectionConfig",
 ]

@@ -11,20 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config.errors import ConfigError
+from gateway.config.errors import require as _require
 from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; ``key`` names it (dotted)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
+from gateway.config.telephony import TelephonyConfig
 
 
 @dataclass(frozen=True)
@@ -388,9 +378,11 @@ class GatewayConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
 
     def __post_init__(self) -> None:
         agent = self.session.agent
         _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
         _require(self.agents.configured(agent), "session.agent",
                  f"agent {agent!r} is not configured: {self.agents.needs(agent)}")
+        self.telephony.check_agents(set(self.agents.enabled(agent)))

@@ -10,14 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config.errors import require as _require
+
 _GRPC_URL = re.compile(r"grpcs?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        from gateway.config.schema import ConfigError  # schema imports this module
-
-        raise ConfigError(key, message)
 
 
 @dataclass(frozen=True)
