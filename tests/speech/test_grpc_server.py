@@ -164,6 +164,27 @@ async def test_a_taken_port_leaves_the_gateway_up_without_grpc(speech_gateway: S
         await second.server.close()
 
 
+async def test_a_cancelled_recognition_stream_frees_its_job(speech_gateway: SpeechGateway) -> None:
+    from riva.client.proto import riva_asr_pb2_grpc
+
+    service = cast(SpeechServices, speech_gateway.server.app[SPEECH])
+    metadata = (("authorization", f"Bearer {API_KEY}"),)
+    async with grpc.aio.insecure_channel(speech_gateway.grpc_uri) as channel:
+        call = riva_asr_pb2_grpc.RivaSpeechRecognitionStub(channel).StreamingRecognize(metadata=metadata)
+        config = riva.client.StreamingRecognitionConfig(config=recognition_config(), interim_results=True)
+        await call.write(riva_asr_pb2.StreamingRecognizeRequest(streaming_config=config))
+        for chunk in chunks(pcm16(utterance("realpython_harvard.wav")))[:40]:  # 4 s: speech under way
+            await call.write(riva_asr_pb2.StreamingRecognizeRequest(audio_content=chunk))
+        await call.read()  # an interim result: the stream is being recognised
+        assert service.jobs == 1
+        call.cancel()
+        for _ in range(100):
+            if service.jobs == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert service.jobs == 0
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
