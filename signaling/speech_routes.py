@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 from gateway.config import GatewayConfig
 from signaling.auth import Authenticator, bearer
 from signaling.body import read_body
-from signaling.errors import ApiError
+from signaling.errors import ApiError, error_response
 from signaling.limits import ClientAddress, client_key
 from signaling.speech_body import read_upload, srt, vtt
 from signaling.speech_service import SPEECH, SpeechRequest, SpeechService, TranscriptionRequest, TranscriptSegment
@@ -44,12 +44,17 @@ class SpeechGuard:
         self._per_client = config.speech.max_jobs_per_client
         self._running: dict[str, int] = {}
 
-    def authenticate(self, request: web.Request) -> None:
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The 401 answer (with ``WWW-Authenticate``, as the call routes') when a server key is required and
+        the request has none or a wrong one; None when it may go on."""
         try:
             self._auth.require_server_key(bearer(request))
         except ApiError as exc:
             logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.code)
-            raise
+            response = error_response(401, exc.error_type, exc.code, exc.message)
+            response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="voice-gateway"'
+            return response
+        return None
 
     @contextmanager
     def job(self, request: web.Request) -> Iterator[None]:
@@ -87,7 +92,8 @@ def _form_float(value: str | None, name: str, default: float, low: float, high: 
 
 async def create_transcription(request: web.Request) -> web.StreamResponse:
     guard, limits = request.app[GUARD], request.app[CONFIG].speech
-    guard.authenticate(request)
+    if (refusal := guard.refusal(request)) is not None:
+        return refusal
     with guard.job(request):
         upload = await read_upload(request, max_file_bytes=limits.max_upload_bytes,
                                    within=limits.upload_timeout_seconds)
@@ -170,7 +176,8 @@ async def _sse(response: web.StreamResponse, data: dict[str, Any]) -> None:
 
 async def create_speech(request: web.Request) -> web.StreamResponse:
     guard, limits = request.app[GUARD], request.app[CONFIG].speech
-    guard.authenticate(request)
+    if (refusal := guard.refusal(request)) is not None:
+        return refusal
     with guard.job(request):
         body = _json_object(await read_body(request, limits.max_input_chars * 4 + 4096, code="body_too_large"))
         speech = _speech_request(body, limits.max_input_chars)
@@ -228,7 +235,8 @@ def _speech_request(body: dict[str, Any], max_chars: int) -> SpeechRequest:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    request.app[GUARD].authenticate(request)
+    if (refusal := request.app[GUARD].refusal(request)) is not None:
+        return refusal
     models = request.app[SPEECH].models()
     return web.json_response({"object": "list", "data": [
         {"id": model.id, "object": "model", "created": 0, "owned_by": "voice-gateway", "gateway": {"kind": model.kind}}

@@ -20,6 +20,12 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 async def _post_file(url: str, data: bytes | None, *, fields: dict[str, str] | None = None,
                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    status, body, _ = await _post_file_headers(url, data, fields=fields, headers=headers)
+    return status, body
+
+
+async def _post_file_headers(url: str, data: bytes | None, *, fields: dict[str, str] | None = None,
+                             headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], dict[str, str]]:
     form = aiohttp.FormData(default_to_multipart=True)
     for key, value in (fields or {"model": "whisper-1"}).items():
         form.add_field(key, value)
@@ -27,7 +33,7 @@ async def _post_file(url: str, data: bytes | None, *, fields: dict[str, str] | N
         form.add_field("file", data, filename="upload.wav")
     async with aiohttp.ClientSession() as session, session.post(
             url + "/v1/audio/transcriptions", data=form, headers=AUTH if headers is None else headers) as response:
-        return response.status, await response.json()
+        return response.status, await response.json(), dict(response.headers)
 
 
 def _code(body: dict[str, object]) -> object:
@@ -107,8 +113,9 @@ async def test_too_big_and_too_long(engines: object) -> None:
 
 async def test_bad_auth(speech_gateway: SpeechGateway) -> None:
     clip = utterance("ps_cards_001.wav").path.read_bytes()
-    status, body = await _post_file(speech_gateway.url, clip, headers={})
+    status, body, headers = await _post_file_headers(speech_gateway.url, clip, headers={})
     assert (status, _code(body)) == (401, "missing_api_key")
+    assert headers["WWW-Authenticate"].startswith("Bearer")
     wrong = {"Authorization": "Bearer sk-wrong-key-000000000"}
     status, body = await _post_file(speech_gateway.url, clip, headers=wrong)
     assert (status, _code(body)) == (401, "invalid_api_key")
