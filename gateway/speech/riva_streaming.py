@@ -24,7 +24,7 @@ from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_audio_pb2 as raudio
 
 from engines import EngineError
-from engines.base import SAMPLE_RATE, FloatArray
+from engines.base import SAMPLE_RATE, FloatArray, VadStream
 from engines.worker import batch_lane
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
@@ -115,21 +115,21 @@ class StreamingRecognition:
             if endpointer.speaking:  # the stream ended inside an utterance
                 yield await self._decode(engines, final=True)
 
-    async def _feed(self, engines: Engines, vad: object, endpointer: Endpointer, samples: FloatArray,
+    async def _feed(self, engines: Engines, vad: VadStream, endpointer: Endpointer, samples: FloatArray,
                     interim: bool) -> AsyncIterator[rasr.StreamingRecognizeResponse]:
         self._received += len(samples)
         if self._received > self._max_samples:
             raise GatewayError("audio_too_long", f"the stream is longer than "
                                f"{self._config.speech.max_audio_seconds:g} s")
         audio = np.concatenate([self._pending, samples])
-        size = engines.vad.stream().window_samples
+        size = vad.window_samples
         count = len(audio) // size
         self._pending = audio[count * size:]
         if not count:
             return
         windows = audio[: count * size].reshape(count, size)
         with self._lane():
-            probabilities = await vad.probabilities(windows)  # type: ignore[attr-defined]
+            probabilities = await vad.probabilities(windows)
         for window, probability in zip(windows, probabilities, strict=True):
             event = endpointer.update(probability)
             self._keep(window, endpointer.speaking or event == "end")
