@@ -124,6 +124,9 @@ class SpeechGrpcServer:
         except RuntimeError as exc:
             raise RuntimeError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
         await self.server.start()
+        if not self._config.auth.api_keys and self._config.server.host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning("no API keys are configured (auth.api_keys): anyone who reaches %s:%d can use the "
+                           "speech services", self._config.server.host, self.port)
         self._watch = asyncio.create_task(self._health(), name="grpc-health")
         logger.info("speech gRPC services: listening on %s://%s:%d", "grpcs" if credentials else "grpc",
                     self._config.server.host, self.port)
