@@ -276,3 +276,22 @@ async def test_socket_calls_count_against_the_per_client_limits(aiohttp_client: 
             except aiohttp.WSServerHandshakeError:
                 await asyncio.sleep(0.05)
     await again.close()
+
+
+async def test_appends_do_not_count_against_the_event_rate_limit(client: Any) -> None:
+    ws = await opened(client)
+    started = asyncio.get_running_loop().time()
+    for i in range(300):  # 10 ms appends, 100 a second for 3 s: twice limits.max_events_per_second (50)
+        await ws.send_str(append(bytes(480)))
+        await asyncio.sleep(max(0.0, started + (i + 1) * 0.01 - asyncio.get_running_loop().time()))
+    await ws.send_str(json.dumps({"type": "session.update", "session": {"instructions": "after the audio"}}))
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(5):
+        while not seen or seen[-1]["type"] != "session.updated":
+            seen.append(json.loads((await ws.receive()).data))
+    assert [e for e in seen if e["type"] == "error"] == []  # no rate_limited, no input_audio_too_fast
+    assert seen[-1]["session"]["instructions"] == "after the audio"
+    for _ in range(300):  # ordinary events at once: beyond the burst of 100, they are dropped and told
+        await ws.send_str(json.dumps({"type": "input_audio_buffer.clear"}))
+    assert (await next_event(ws, "error"))["error"]["code"] == "rate_limited"
+    await ws.close()
