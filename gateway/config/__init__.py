@@ -17,6 +17,7 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.speech import SpeechConfig
 from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "SpeechConfig",
     "TelephonyConfig",
     "TurnDetectionConfig",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
+from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
 from gateway.config.telephony import TelephonyConfig
 
 
@@ -47,8 +48,16 @@ class EngineConfig:
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
     blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
+    # Another gateway's (or any Riva server's) gRPC speech services instead of local models: "grpc://host:port"
+    # (plaintext) or "grpcs://host:port" (TLS); empty: the local model (docs/deployment.md).
+    remote_asr: str = ""
+    remote_tts: str = ""
+    remote_api_key: str = field(default="", repr=False)  # sent as "authorization: Bearer ..." (a secret)
+    remote_ca_file: str = ""  # PEM roots for grpcs:// (empty: the system's)
+    remote_timeout_seconds: float = 10.0  # one remote decode or clause, at most
 
     def __post_init__(self) -> None:
+        check_remote_engines(self.remote_asr, self.remote_tts, self.remote_ca_file, self.remote_timeout_seconds)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
@@ -202,9 +211,14 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
     workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
+    # The Riva-compatible gRPC speech services (gateway/speech/grpc_server.py), single-process gateways only; 0: off.
+    grpc_port: int = 50051
+    grpc_tls_cert_file: str = ""  # PEM certificate chain and key: TLS on the gRPC port (both or neither)
+    grpc_tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        check_grpc(self.grpc_port, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
@@ -363,6 +377,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
 
     def __post_init__(self) -> None:
