@@ -8,7 +8,8 @@ aiohttp closes them in the reverse order, which is the order shutdown needs:
 2. the engines: loaded in the background (``/readyz`` says when), closed once no call uses them;
 3. the watch on the front process (a worker exits when its front is gone);
 4. the load monitor: admission asks it while calls are placed;
-5. the calls: no new ones, the live ones closed (each awaits its own tasks) — first on shutdown.
+5. the cluster's heartbeat and Redis connection (``cluster.redis_url``): withdrawn once the calls are closed;
+6. the calls: no new ones, the live ones closed (each awaits its own tasks) — first on shutdown.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from aiohttp import web
 
 from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
-from gateway.app.keys import CONFIG, ENGINE_LOADING, REGISTRY, EngineLoading
+from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, REGISTRY, EngineLoading
 from gateway.app.operations import setup_operations
 from gateway.app.workers import watch_parent
+from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
@@ -32,8 +34,10 @@ from gateway.session.registry import SessionRegistry
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
+from signaling.internal import INTERNAL_TOKEN
 from signaling.middlewares import signaling_app
 from signaling.routes import setup_routes
+from signaling.service import CallService
 
 __all__ = ["CONFIG", "ENGINE_LOADING", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
 
@@ -52,17 +56,26 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
-    app = signaling_app(config)
-    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines,
-                                observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/ops/heap.py
+    cluster = Cluster(config) if config.cluster.redis_url else None
+    app = signaling_app(config, secrets=cluster.secrets if cluster else None,
+                        limits=cluster.limits if cluster else None)
+    observers = [*observers, HeapTrimmer(), *([cluster.observer] if cluster else [])]  # HeapTrimmer: ops/heap.py
+    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
     registry = SessionRegistry(config, transports=webrtc_transports(config), observer=observer)
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
-    setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
+    service: CallService = registry
+    contexts = [_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx]
+    if cluster is not None:
+        app[CLUSTER] = cluster
+        app[INTERNAL_TOKEN] = config.cluster.internal_token
+        service = cluster.serve(registry, registry.load_report)
+        contexts.append(cluster.context)
+    setup_routes(app, service, max_sdp_bytes=config.limits.max_sdp_bytes)
     add_page_and_health_routes(app)
     add_readiness_routes(app)
-    app.cleanup_ctx.extend([_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([*contexts, _calls_ctx])
     return app
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
 
@@ -21,3 +22,4 @@ class EngineLoading:
 CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+CLUSTER = web.AppKey("cluster", Cluster)  # only with cluster.redis_url
