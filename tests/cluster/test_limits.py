@@ -1,0 +1,93 @@
+"""Per-client call limits counted across instances, and what a Redis outage does to them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from gateway.app.keys import REGISTRY
+from signaling.paths import CALLS_PATH
+from tests.cluster.conftest import API_KEY, Instance, MakeInstances, RedisServer, bearer
+from tests.support.ops import get_json, real_offer
+
+SDP = {**bearer(API_KEY), "Content-Type": "application/sdp"}
+
+
+async def place(http: aiohttp.ClientSession, instance: Instance, offer: str) -> tuple[int, str, str]:
+    """(status, error code or "", Location) of one call placed on ``instance``."""
+    async with http.post(instance.url + CALLS_PATH, data=offer, headers=SDP) as response:
+        code = "" if response.status == 201 else (await response.json())["error"]["code"]
+        return response.status, code, response.headers.get("Location", "")
+
+
+async def test_calls_per_client_are_counted_in_the_whole_cluster(make_instances: MakeInstances) -> None:
+    a, b, c = await make_instances("a", "b", "c", max_calls_per_client=2)
+    offer = await real_offer()
+    async with aiohttp.ClientSession() as http:
+        first = await place(http, a, offer)
+        second = await place(http, b, offer)
+        assert first[0] == second[0] == 201
+        assert await place(http, c, offer) == (429, "too_many_calls", "")
+        assert (await place(http, a, offer))[1] == "too_many_calls"
+        async with http.delete(c.url + first[2], headers=bearer(API_KEY)) as response:  # forwarded to a
+            assert response.status == 204
+        assert (await place(http, c, offer))[0] == 201  # the slot a's call held is free in the whole cluster
+
+
+async def test_pending_calls_per_client_are_counted_in_the_whole_cluster(make_instances: MakeInstances) -> None:
+    a, b, c = await make_instances("a", "b", "c", max_calls_per_client=4, max_pending_calls_per_client=2)
+    offer = await real_offer()  # its peer connection is closed: these calls never connect
+    async with aiohttp.ClientSession() as http:
+        assert (await place(http, a, offer))[0] == (await place(http, b, offer))[0] == 201
+        assert (await place(http, c, offer))[1] == "too_many_pending_calls"
+
+
+async def test_the_call_rate_per_client_is_one_bucket_for_the_cluster(make_instances: MakeInstances) -> None:
+    a, b, c = await make_instances("a", "b", "c", calls_per_client_per_minute=6, call_burst_per_client=3,
+                                   max_calls_per_client=0)
+    async with aiohttp.ClientSession() as http:
+        for instance in (a, b, c):  # bad offers take a token too
+            assert (await place(http, instance, "v=0\r\n"))[0] == 400
+        async with http.post(a.url + CALLS_PATH, data="v=0\r\n", headers=SDP) as response:
+            assert response.status == 429 and (await response.json())["error"]["code"] == "rate_limited"
+            assert 1 <= int(response.headers["Retry-After"]) <= 10
+
+
+async def test_without_redis_new_calls_get_503_fast_live_calls_go_on_and_all_recovers(
+        make_instances: MakeInstances, redis_server: RedisServer) -> None:
+    a, b = await make_instances("a", "b", max_calls_per_client=4)
+    offer = await real_offer()
+    async with aiohttp.ClientSession() as http:
+        _, _, location = await place(http, a, offer)
+        call_id = location.rsplit("/", 1)[1]
+        redis_server.stop()
+        started = time.monotonic()
+        for instance in (a, b):
+            async with http.post(instance.url + CALLS_PATH, data=offer, headers=SDP) as response:
+                body = await response.json()
+                assert response.status == 503 and body["error"]["code"] == "cluster_unavailable", body
+                assert response.headers["Retry-After"] == "2"
+            async with http.post(instance.url + "/v1/realtime/client_secrets", headers=bearer(API_KEY)) as response:
+                assert response.status == 503 and (await response.json())["error"]["code"] == "cluster_unavailable"
+        assert time.monotonic() - started < 5  # within the command timeouts (0.5 s), never a hang
+        await until_ready(b, False)
+        assert a.server.app[REGISTRY].has_call(call_id)  # the live call was not touched
+        redis_server.start()
+        await until_ready(b, True)
+        assert (await place(http, b, offer))[0] == 201
+        async with http.delete(b.url + location, headers=bearer(API_KEY)) as response:
+            assert response.status == 204  # the heartbeat wrote a's call again
+        assert not a.server.app[REGISTRY].has_call(call_id)
+
+
+async def until_ready(instance: Instance, ready: bool, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        status, body = await get_json(instance.url, "/readyz")
+        if (status == 200) == ready:
+            assert ready or body["reason"] == "cluster_unavailable", body
+            return
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
