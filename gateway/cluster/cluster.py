@@ -115,7 +115,7 @@ class Cluster:
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """Cleanup context: heartbeats while the app runs; at the end (after the calls closed) withdraw."""
-        beats = asyncio.create_task(self._heartbeats(), name="cluster-heartbeat")
+        beats = asyncio.create_task(self._heartbeats(), name=f"cluster-heartbeat-{self.instance_id}")
         yield
         beats.cancel()
         with contextlib.suppress(asyncio.CancelledError):
