@@ -135,7 +135,7 @@ def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
                                                                                            request.match_info["call_id"])):
                     authenticator.require_server_key(credential)
             elif request.method == hdrs.METH_POST and path == CLIENT_SECRETS_PATH:
-                minter.rate.take(minter.client(request))  # before the key: wrong keys are throttled too
+                await minter.rate.take(minter.client(request))  # before the key: wrong keys are throttled too
                 authenticator.require_server_key(bearer(request))
         except ApiError as exc:
             if exc.status != 401:

@@ -270,21 +270,38 @@ class MintRate:
             del self._buckets[next(iter(self._buckets))]
 
 
+class MintRateStore(Protocol):
+    """Where the mint rate is counted: this process (:class:`LocalMintRate`) or a cluster's Redis
+    (:class:`gateway.cluster.limits.RedisMintRate`). ``take`` raises ``429 rate_limited`` (503 without Redis)."""
+
+    async def take(self, client: str) -> None: ...
+
+
+class LocalMintRate:
+    """:class:`MintRateStore` of one process: a :class:`MintRate`."""
+
+    def __init__(self, rate: MintRate) -> None:
+        self.rate = rate
+
+    async def take(self, client: str) -> None:
+        self.rate.take(client)
+
+
 class Minter:
     """What minting needs: the store, the per-client rate, who the client is, the lifetimes.
 
-    ``secrets`` is where tokens live (default: this process's :attr:`store`); a shared one makes the mint
-    rate cluster-wide too only in what it stores — :class:`MintRate` itself counts per process.
+    ``secrets`` is where tokens live and ``rate`` where the mint rate is counted (default: in this
+    process, :attr:`store` and a :class:`MintRate`; a cluster shares both in Redis).
     """
 
     def __init__(self, auth: AuthConfig, limits: LimitsConfig, store: ClientSecretStore | None = None, *,
-                 secrets: SecretStore | None = None) -> None:
+                 secrets: SecretStore | None = None, rate: MintRateStore | None = None) -> None:
         self.auth = auth
         if store is None:
             store = ClientSecretStore(per_client=limits.max_client_secrets_per_client)
         self.store = store
         self.secrets: SecretStore = secrets if secrets is not None else LocalSecrets(store)
-        self.rate = MintRate(limits)
+        self.rate: MintRateStore = rate if rate is not None else LocalMintRate(MintRate(limits))
         self._addresses = ClientAddress(limits.trusted_proxies)
 
     def client(self, request: web.Request) -> str:

@@ -58,7 +58,7 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     set_audio_prefetch(config.media.jitter_prefetch_frames)
     cluster = Cluster(config) if config.cluster.redis_url else None
     app = signaling_app(config, secrets=cluster.secrets if cluster else None,
-                        limits=cluster.limits if cluster else None)
+                        limits=cluster.limits if cluster else None, mint_rate=cluster.mint_rate if cluster else None)
     observers = [*observers, HeapTrimmer(), *([cluster.observer] if cluster else [])]  # HeapTrimmer: ops/heap.py
     observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
     registry = SessionRegistry(config, transports=webrtc_transports(config), observer=observer)

@@ -1,8 +1,9 @@
 """One instance's part in a cluster: the shared stores, the directory, the heartbeat, and their life cycle.
 
 :class:`Cluster` is built from the configuration when ``cluster.redis_url`` is set; the app hands its stores
-to signaling (``signaling_app(config, secrets=…, limits=…)``), wraps its call registry in :meth:`Cluster.serve`,
-adds :attr:`Cluster.observer` to its observers and :meth:`Cluster.context` to its cleanup contexts.
+to signaling (``signaling_app(config, secrets=…, limits=…, mint_rate=…)``), wraps its call registry in
+:meth:`Cluster.serve`, adds :attr:`Cluster.observer` to its observers and :meth:`Cluster.context` to its
+cleanup contexts.
 
 The heartbeat (every ``cluster.heartbeat_seconds``) writes this instance's calls and load; while it fails,
 :attr:`Cluster.reachable` is False and ``/readyz`` answers ``503 cluster_unavailable`` (new calls need Redis:
@@ -25,7 +26,7 @@ from aiohttp import web
 from gateway.aio import TaskSet
 from gateway.cluster.calls import ClusterCalls
 from gateway.cluster.directory import CallDirectory
-from gateway.cluster.limits import RedisLimits
+from gateway.cluster.limits import RedisLimits, RedisMintRate
 from gateway.cluster.redis import ClusterRedis
 from gateway.cluster.secrets import RedisSecrets
 from gateway.config import GatewayConfig
@@ -69,6 +70,7 @@ class Cluster:
         longest = config.limits.max_call_seconds or LONGEST_CALL_SECONDS
         self.secrets = RedisSecrets(self.redis, per_client=config.limits.max_client_secrets_per_client)
         self.limits = RedisLimits(self.redis, config.limits, call_ttl_seconds=longest + settings.lease_seconds)
+        self.mint_rate = RedisMintRate(self.redis, config.limits)
         self.directory = CallDirectory(self.redis, instance_id=self.instance_id, instance_url=instance_url(config),
                                        lease_seconds=settings.lease_seconds, max_calls=config.limits.max_calls)
         self.observer: CallObserver = _DirectoryObserver(self)

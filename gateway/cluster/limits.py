@@ -35,18 +35,24 @@ logger = logging.getLogger(__name__)
 #: How long a call being set up counts when its instance never says how it went (it died meanwhile).
 PLACING_LEASE_SECONDS = 60.0
 
-_ADMIT = """
+#: A token bucket in the hash KEYS[1] (``t`` tokens, ``u`` when): refilled at ARGV[2] a second up to ARGV[3] at
+#: time ARGV[1], one token taken; ``tokens`` is what it held before (< 1: refused).
+_TAKE_TOKEN = """
 local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_calls, max_pending = tonumber(ARGV[4]), tonumber(ARGV[5])
+local tokens = burst
 if rate > 0 then
   local state = redis.call('HMGET', KEYS[1], 't', 'u')
-  local tokens = math.min(burst, (tonumber(state[1]) or burst) + (now - (tonumber(state[2]) or now)) * rate)
+  tokens = math.min(burst, (tonumber(state[1]) or burst) + (now - (tonumber(state[2]) or now)) * rate)
   redis.call('HSET', KEYS[1], 't', tostring(math.max(0, tokens - 1)), 'u', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-  if tokens < 1 then
-    redis.call('HSET', KEYS[1], 't', tostring(tokens))
-    return {'rate_limited', tostring(tokens)}
-  end
+end
+"""
+
+_ADMIT = _TAKE_TOKEN + """
+local max_calls, max_pending = tonumber(ARGV[4]), tonumber(ARGV[5])
+if tokens < 1 then  -- refused: the bucket keeps what it had (as signaling.limits.ClientLimiter does)
+  redis.call('HSET', KEYS[1], 't', tostring(tokens))
+  return {'rate_limited', tostring(tokens)}
 end
 if max_calls > 0 or max_pending > 0 then
   local members = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
@@ -79,6 +85,34 @@ if ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 """
+
+
+_MINT_RATE = _TAKE_TOKEN + """
+return tostring(tokens)
+"""
+
+
+class RedisMintRate:
+    """:class:`signaling.client_secrets.MintRateStore` in Redis: one token bucket per client for the cluster
+    (``limits.client_secrets_per_client_per_minute``, burst ``client_secret_burst_per_client``)."""
+
+    def __init__(self, redis: ClusterRedis, config: LimitsConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.rate = config.client_secrets_per_client_per_minute / 60.0
+        self.burst = float(config.client_secret_burst_per_client)
+        self._redis = redis
+        self._clock = clock
+        self._take = redis.client.register_script(_MINT_RATE)
+
+    async def take(self, client: str) -> None:
+        if self.rate <= 0:
+            return
+        async with self._redis.guard("checking the mint rate"):
+            tokens = float(await self._take(keys=[self._redis.key("mint_rate", client)],
+                                            args=[repr(self._clock()), repr(self.rate), repr(self.burst)]))
+        if tokens < 1.0:
+            wait = seconds_until_a_token(tokens, self.rate)
+            raise ApiError(429, "rate_limited", f"too many client secrets requested from this address; retry in "
+                           f"{wait} s", retry_after=wait)
 
 
 @dataclass(frozen=True, slots=True)

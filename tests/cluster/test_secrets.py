@@ -83,3 +83,16 @@ async def test_unused_secrets_per_client_are_bounded_in_the_whole_cluster(make_i
             assert response.status == 429
             assert (await response.json())["error"]["code"] == "too_many_client_secrets"
             assert int(response.headers["Retry-After"]) >= 1
+
+
+async def test_the_mint_rate_per_client_is_one_bucket_for_the_cluster(make_instances: MakeInstances) -> None:
+    a, b, c = await make_instances("a", "b", "c", client_secrets_per_client_per_minute=6,
+                                   client_secret_burst_per_client=2)
+    async with aiohttp.ClientSession() as http:
+        await mint(http, a.url)
+        await mint(http, b.url)
+        async with http.post(c.url + CLIENT_SECRETS_PATH, headers=bearer(API_KEY)) as response:
+            assert response.status == 429 and (await response.json())["error"]["code"] == "rate_limited"
+            assert 1 <= int(response.headers["Retry-After"]) <= 10
+        async with http.post(a.url + CLIENT_SECRETS_PATH, headers=bearer("sk-wrong-key-0123456789")) as response:
+            assert response.status == 429  # refused requests count too, before the key is checked
