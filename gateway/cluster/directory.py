@@ -91,6 +91,7 @@ class CallDirectory:
         now = self._clock()
         live: list[str] = list(report.get("call_ids", []))
         connected = set(report.get("connected_call_ids", []))
+        ended = self._written - set(live)  # now: a call registered while this beat awaits Redis is not among them
         load = {"instance": self.instance_id, "url": self.instance_url, "max_calls": self._max_calls, "at": now,
                 **{name: report.get(name) for name in LOAD_FIELDS}}
         async with self._redis.guard("the heartbeat"):
@@ -104,9 +105,9 @@ class CallDirectory:
                 pipe.hset(key, mapping={"instance": self.instance_id, "connected": state})
                 pipe.pexpire(key, self._lease_ms)
             await pipe.execute()
-            for call_id in self._written - set(live):
+            for call_id in ended:
                 await self._forget(keys=[self._call(call_id)], args=[self.instance_id])
-        self._written = set(live)
+        self._written = (self._written - ended) | set(live)
 
     async def instances(self) -> list[dict[str, Any]]:
         """The live instances' published loads, most recent heartbeat first."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import aiohttp
+import pytest
 
 from gateway.app.keys import REGISTRY
+from qa.caller import Caller
 from signaling.paths import CALLS_PATH
 from tests.cluster.conftest import API_KEY, Instance, MakeInstances, RedisServer, bearer
 from tests.support.ops import get_json, real_offer
@@ -56,30 +59,49 @@ async def test_the_call_rate_per_client_is_one_bucket_for_the_cluster(make_insta
 
 
 async def test_without_redis_new_calls_get_503_fast_live_calls_go_on_and_all_recovers(
-        make_instances: MakeInstances, redis_server: RedisServer) -> None:
+        make_instances: MakeInstances, redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     a, b = await make_instances("a", "b", max_calls_per_client=4)
     offer = await real_offer()
-    async with aiohttp.ClientSession() as http:
-        _, _, location = await place(http, a, offer)
-        call_id = location.rsplit("/", 1)[1]
-        redis_server.stop()
-        started = time.monotonic()
-        for instance in (a, b):
-            async with http.post(instance.url + CALLS_PATH, data=offer, headers=SDP) as response:
-                body = await response.json()
-                assert response.status == 503 and body["error"]["code"] == "cluster_unavailable", body
-                assert response.headers["Retry-After"] == "2"
-            async with http.post(instance.url + "/v1/realtime/client_secrets", headers=bearer(API_KEY)) as response:
-                assert response.status == 503 and (await response.json())["error"]["code"] == "cluster_unavailable"
-        assert time.monotonic() - started < 5  # within the command timeouts (0.5 s), never a hang
-        await until_ready(b, False)
-        assert a.server.app[REGISTRY].has_call(call_id)  # the live call was not touched
-        redis_server.start()
-        await until_ready(b, True)
-        assert (await place(http, b, offer))[0] == 201
-        async with http.delete(b.url + location, headers=bearer(API_KEY)) as response:
-            assert response.status == 204  # the heartbeat wrote a's call again
-        assert not a.server.app[REGISTRY].has_call(call_id)
+    caller = Caller(a.url, token=API_KEY)
+    await caller.connect()
+    assert caller.location is not None
+    call_id = caller.location.rsplit("/", 1)[1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            redis_server.stop()
+            started = time.monotonic()
+            with caplog.at_level(logging.WARNING, logger="gateway.cluster.redis"):
+                for instance in (a, b):
+                    async with http.post(instance.url + CALLS_PATH, data=offer, headers=SDP) as response:
+                        body = await response.json()
+                        assert response.status == 503 and body["error"]["code"] == "cluster_unavailable", body
+                        assert response.headers["Retry-After"] == "2"
+                    async with http.post(instance.url + "/v1/realtime/client_secrets",
+                                         headers=bearer(API_KEY)) as response:
+                        assert response.status == 503
+                        assert (await response.json())["error"]["code"] == "cluster_unavailable"
+            assert time.monotonic() - started < 5  # within the command timeouts (0.5 s), never a hang
+            assert any("Redis did not answer" in record.getMessage() for record in caplog.records)
+            await until_ready(b, False)
+            await spoken_reply(caller)  # the live call goes on without Redis
+            redis_server.start()
+            await until_ready(b, True)
+            assert (await place(http, b, offer))[0] == 201
+            async with http.delete(b.url + caller.location, headers=bearer(API_KEY)) as response:
+                assert response.status == 204  # the heartbeat wrote a's call again into the empty Redis
+            assert not a.server.app[REGISTRY].has_call(call_id)
+    finally:
+        await caller.close()
+
+
+async def spoken_reply(caller: Caller) -> None:
+    since = time.monotonic()
+    caller.send({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Still here."}]}})
+    caller.send({"type": "response.create"})
+    done = await caller.wait_event("response.done", since=since, timeout=30)
+    assert done["response"]["status"] == "completed"
+    assert caller.received.audible_seconds(since=since) > 0.3
 
 
 async def until_ready(instance: Instance, ready: bool, within: float = 10.0) -> None:
