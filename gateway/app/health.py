@@ -7,7 +7,8 @@
 * ``GET /internal/load``: this process's load, for a front process; 404 without the internal token.
 * ``GET /internal/cluster``: the live instances of a cluster and their published loads (``cluster.redis_url``;
   404 without the internal token or outside a cluster). A cluster instance's ``/readyz`` is 503
-  ``cluster_unavailable`` while its heartbeat does not reach Redis (new calls would get that 503 too).
+  ``cluster_unavailable`` while its heartbeat does not reach Redis (new calls would get that 503 too), and
+  ``at_capacity`` also while its measured load refuses calls (event-loop lag, ASR queue wait, CPU).
 * ``/`` and ``/static/``: the demo page (``web_demo/``), the same in single-process and front apps.
 """
 
@@ -58,6 +59,8 @@ async def _readyz(request: web.Request) -> web.Response:
         reason = "at_capacity"
     elif CLUSTER in request.app and not request.app[CLUSTER].reachable:
         reason = "cluster_unavailable"
+    elif CLUSTER in request.app and registry.load.overload_reason(registry.engines) is not None:
+        reason = "at_capacity"  # measured: the load balancer sends new calls to the other instances
     if reason:
         return web.json_response({"status": "unavailable", "reason": reason}, status=503)
     return web.json_response({"status": "ready", "active_calls": len(registry)})

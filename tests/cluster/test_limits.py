@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
+from gateway.app.application import create_app
 from gateway.app.keys import REGISTRY
+from gateway.voice.engines import Engines
 from qa.caller import Caller
 from signaling.paths import CALLS_PATH
-from tests.cluster.conftest import API_KEY, Instance, MakeInstances, RedisServer, bearer
-from tests.support.ops import get_json, real_offer
+from tests.cluster.conftest import API_KEY, Instance, MakeInstances, RedisServer, bearer, cluster_config
+from tests.support.ops import free_port, get_json, real_offer
 
 SDP = {**bearer(API_KEY), "Content-Type": "application/sdp"}
 
@@ -104,12 +108,29 @@ async def spoken_reply(caller: Caller) -> None:
     assert caller.received.audible_seconds(since=since) > 0.3
 
 
-async def until_ready(instance: Instance, ready: bool, within: float = 10.0) -> None:
+async def until_ready(instance: Instance, ready: bool, within: float = 10.0,
+                      reason: str = "cluster_unavailable") -> None:
     deadline = time.monotonic() + within
     while True:
         status, body = await get_json(instance.url, "/readyz")
-        if (status == 200) == ready:
-            assert ready or body["reason"] == "cluster_unavailable", body
+        if (status == 200) == ready and (ready or body["reason"] == reason):
             return
         assert time.monotonic() < deadline, body
         await asyncio.sleep(0.1)
+
+
+async def test_an_instance_whose_measured_load_refuses_calls_is_not_ready(engines: Engines, redis_url: str) -> None:
+    port = free_port()
+    config = cluster_config(redis_url, "busy", port)
+    # Any lateness of the event loop counts as overload: the instance refuses calls from its measured load.
+    config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_loop_lag_ms=0.001))
+    server = TestServer(create_app(config, engines=engines), host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        await until_ready(Instance("busy", server), False, reason="at_capacity")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}" + CALLS_PATH, data=await real_offer(),
+                                 headers=SDP) as response:
+                assert response.status == 503 and (await response.json())["error"]["code"] == "capacity"
+    finally:
+        await server.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.app.keys import REGISTRY
 from signaling.paths import CALLS_PATH, CLIENT_SECRETS_PATH
 from tests.cluster.conftest import API_KEY, MakeInstances, bearer
 from tests.support.ops import real_offer
@@ -35,6 +36,8 @@ async def test_a_secret_minted_on_one_instance_places_one_call_on_another_and_no
         token = await mint(http, a.url)
         status, _, location = await place(http, b.url, token, offer)
         assert status == 201 and location
+        call = b.server.app[REGISTRY].get(location.rsplit("/", 1)[1])
+        assert call.conversation.settings.instructions == "Be brief."  # the session bound on a, applied on b
         for again in (a, c, b):
             status, body, _ = await place(http, again.url, token, offer)
             assert status == 401 and body["error"]["code"] == "client_secret_used", (again.name, body)
