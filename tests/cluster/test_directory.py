@@ -9,14 +9,17 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
 
+from gateway.app.application import create_app
 from gateway.app.keys import CLUSTER, REGISTRY
 from gateway.config import EventsConfig
+from gateway.voice.engines import Engines
 from qa.caller import Caller
 from signaling.internal import internal_headers
 from signaling.paths import CALLS_PATH, call_location
-from tests.cluster.conftest import API_KEY, INTERNAL_TOKEN, MakeInstances, bearer
-from tests.support.ops import real_offer
+from tests.cluster.conftest import API_KEY, INTERNAL_TOKEN, MakeInstances, bearer, cluster_config, joined
+from tests.support.ops import free_port, real_offer
 from tests.support.speech import utterance, word_error_rate
 
 STREAM = "voice-gateway:events"
@@ -112,3 +115,23 @@ async def test_the_entries_of_an_instance_that_died_expire(make_instances: MakeI
         assert listed[0]["accepting"] is True and listed[0]["url"] == b.url and listed[0]["max_calls"] == 16
         async with http.get(b.url + "/internal/cluster") as response:
             assert response.status == 404  # only with the internal token
+
+
+async def test_an_instance_that_stops_withdraws_its_entries_at_once(engines: Engines, redis_url: str) -> None:
+    port = free_port()
+    server = TestServer(create_app(cluster_config(redis_url, "leaving", port), engines=engines), host="127.0.0.1",
+                        port=port)
+    await server.start_server()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await joined(redis_url, 1)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}" + CALLS_PATH, data=await real_offer(),
+                                 headers={**bearer(API_KEY), "Content-Type": "application/sdp"}) as response:
+                call_key = "vg:call:" + response.headers["Location"].rsplit("/", 1)[1]
+        assert await client.exists(call_key, "vg:instance:leaving") == 2
+        await server.close()  # the calls are closed, then the instance withdraws (no lease to wait for)
+        assert await client.exists(call_key, "vg:instance:leaving") == 0
+        assert await client.zcard("vg:instances") == 0
+    finally:
+        await client.aclose()
