@@ -166,6 +166,14 @@ class OutboundAudioTrack(MediaStreamTrack):
             return self._opus.encode(frame_pcm, pts)
         return int16_frame(np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm, RATE, pts)
 
+    def next_frame(self) -> tuple[str | None, Int16Array | None]:
+        """The next 20 ms frame, now and unpaced: (the tag its first sample belongs to, the samples), or
+        (None, None) when nothing is queued. For transports that pace the output themselves (a socket
+        runs a little ahead of the wall clock: :mod:`gateway.transports.socket_audio`); the listener is
+        told of starts and ends exactly as with :meth:`recv`."""
+        tag = self._segments[0].tag if self._segments else None
+        return tag, self._take(FRAME_SAMPLES)
+
     def _take(self, count: int) -> Int16Array | None:
         """The next ``count`` samples (silence-padded), or None when nothing is queued."""
         if not self._segments:

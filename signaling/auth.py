@@ -163,14 +163,14 @@ async def _place_call(authenticator: Authenticator, request: web.Request, handle
     try:
         response = await handler(request)
     except BaseException:
-        await _settle(store.release(secret))
+        await settle_secret(store.release(secret))
         raise
     call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, "")) if response.status == 201 else None
-    await _settle(store.consume(secret, call_id) if call_id is not None else store.release(secret))
+    await settle_secret(store.consume(secret, call_id) if call_id is not None else store.release(secret))
     return response
 
 
-async def _settle(step: Awaitable[None]) -> None:
+async def settle_secret(step: Awaitable[None]) -> None:
     """Record a claimed secret's outcome. A shared store that fails here is logged, not raised: the call was
     already placed (or refused) and the caller gets that answer; the claim then stays, so the token is spent."""
     try:

@@ -21,12 +21,17 @@ in ``limits.trusted_proxies``: then the client is the last address of
   token bucket; every ``POST /v1/realtime/calls`` takes a token, whatever its
   outcome (so bad offers and bad keys are limited too) → ``429 rate_limited``.
 
+A new call on the Realtime WebSocket (``GET /v1/realtime`` without ``call_id``) is limited the
+same way; its request lasts as long as the call, so the call's id is settled when it is admitted
+(the handler calls :data:`ADMITTED_KEY`'s function), not when the request ends.
+
 0 turns a limit off. The state per client is small and bounded
 (:data:`MAX_CLIENTS`; idle entries are forgotten first).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -41,7 +46,7 @@ from aiohttp.typedefs import Middleware
 from gateway.config import LimitsConfig
 from signaling.errors import ApiError, Handler
 from signaling.internal import is_internal
-from signaling.paths import CALLS_PATH, call_id_from_location
+from signaling.paths import CALLS_PATH, REALTIME_PATH, call_id_from_location
 from signaling.service import REGISTRY, CallService
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,9 @@ CONCURRENCY_RETRY_AFTER = 5
 PENDING_RETRY_AFTER = 2  # a real caller's pending calls connect within a second
 
 CallCheck = Callable[[str], bool]
+
+#: On a WebSocket call's request: tell the limits the call's id once it is admitted.
+ADMITTED_KEY: web.RequestKey[Callable[[str], None]] = web.RequestKey("call_admitted")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -223,8 +231,10 @@ def limits_middleware(config: LimitsConfig, store: LimitStore | None = None) -> 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        if (off or request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
-                or is_internal(request)):
+        path = resource.canonical if resource is not None else None
+        offer = request.method == hdrs.METH_POST and path == CALLS_PATH
+        socket = request.method == hdrs.METH_GET and path == REALTIME_PATH and "call_id" not in request.query
+        if off or not (offer or socket) or is_internal(request):
             return await handler(request)
         address = addresses.of(request)
         try:
@@ -232,6 +242,13 @@ def limits_middleware(config: LimitsConfig, store: LimitStore | None = None) -> 
         except ApiError as exc:
             logger.info("refused a call from %s: %s", address, exc.code)
             raise
+        settling: list[asyncio.Task[None]] = []  # the one settle, awaited before the request ends
+
+        def admitted(call_id: str | None) -> None:
+            if not settling:
+                settling.append(asyncio.ensure_future(limiter.settle(ticket, call_id)))
+
+        request[ADMITTED_KEY] = admitted
         call_id = None
         try:
             response = await handler(request)
@@ -239,6 +256,7 @@ def limits_middleware(config: LimitsConfig, store: LimitStore | None = None) -> 
                 call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, ""))
             return response
         finally:
-            await limiter.settle(ticket, call_id)
+            admitted(call_id)
+            await settling[0]
 
     return limit

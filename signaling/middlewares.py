@@ -10,7 +10,7 @@ from signaling.body import BODY_LIMITS, FORM_OVERHEAD_BYTES, BodyLimits
 from signaling.client_secrets import MINTER, Minter, MintRateStore, SecretStore
 from signaling.cors import cors_middleware
 from signaling.errors import json_errors
-from signaling.hosts import hosts_middleware
+from signaling.hosts import host_name, hosts_middleware
 from signaling.limits import LimitStore, limits_middleware
 
 
@@ -28,7 +28,7 @@ def signaling_app(config: GatewayConfig, *, secrets: SecretStore | None = None, 
     server = config.server
     minter = Minter(config.auth, config.limits, secrets=secrets, rate=mint_rate)
     app = web.Application(
-        middlewares=[hosts_middleware(server.allowed_hosts, bind_host=server.host),
+        middlewares=[hosts_middleware(_allowed_hosts(config), bind_host=server.host),
                      cors_middleware(server.allow_origins), json_errors, limits_middleware(config.limits, limits),
                      auth_middleware(config, minter)],
         client_max_size=config.limits.max_sdp_bytes + FORM_OVERHEAD_BYTES,
@@ -36,3 +36,9 @@ def signaling_app(config: GatewayConfig, *, secrets: SecretStore | None = None, 
     app[BODY_LIMITS] = BodyLimits.from_config(config.limits)
     app[MINTER] = minter
     return app
+
+
+def _allowed_hosts(config: GatewayConfig) -> tuple[str, ...]:
+    """``server.allowed_hosts``, and the name Twilio calls (``telephony.public_host``) when one is set."""
+    public = host_name(config.telephony.public_host) if config.telephony.public_host else None
+    return (*config.server.allowed_hosts, public) if public else config.server.allowed_hosts

@@ -23,23 +23,28 @@ from aiohttp import web
 
 from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
-from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, REGISTRY, EngineLoading
+from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, LOCAL_CALLS, REGISTRY, EngineLoading
 from gateway.app.operations import setup_operations
+from gateway.app.realtime import add_realtime_sockets
+from gateway.app.sockets import LocalCalls
 from gateway.app.workers import watch_parent
 from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
+from gateway.transports.twilio import serve_twilio_stream
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
 from signaling.internal import INTERNAL_TOKEN
 from signaling.middlewares import signaling_app
+from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
 from signaling.service import CallService
+from signaling.twilio import setup_twilio_routes
 
-__all__ = ["CONFIG", "ENGINE_LOADING", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
+__all__ = ["CONFIG", "ENGINE_LOADING", "LOCAL_CALLS", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +70,21 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
-    service: CallService = registry
+    calls = LocalCalls(registry)
+    app[LOCAL_CALLS] = calls
+    service: CallService = calls
     contexts = [_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx]
     if cluster is not None:
         app[CLUSTER] = cluster
         app[INTERNAL_TOKEN] = config.cluster.internal_token
-        service = cluster.serve(registry, registry.load_report)
+        service = cluster.serve(calls, registry.load_report)
         contexts.append(cluster.context)
     setup_routes(app, service, max_sdp_bytes=config.limits.max_sdp_bytes)
+    add_realtime_sockets(calls, registry, config)
+    setup_realtime_socket(app, config)
+    calls.add_socket_handler("twilio", lambda request, socket: serve_twilio_stream(request, registry, config,
+                                                                                   admitted=socket.admitted))
+    setup_twilio_routes(app, config.telephony)
     add_page_and_health_routes(app)
     add_readiness_routes(app)
     app.cleanup_ctx.extend([*contexts, _calls_ctx])

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.app.sockets import LocalCalls
 from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
@@ -22,4 +23,6 @@ class EngineLoading:
 CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+#: Signaling's call service in this process: where socket handlers are added (``add_socket_handler``).
+LOCAL_CALLS = web.AppKey("local_calls", LocalCalls)
 CLUSTER = web.AppKey("cluster", Cluster)  # only with cluster.redis_url

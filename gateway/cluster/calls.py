@@ -9,23 +9,27 @@ an owner that died is noticed (its directory entry and URL are gone, or it does 
 of a message published to no one. The receiving instance has already authenticated the caller (a server key,
 or the client secret that created the call, checked in the shared store), so the owner trusts the token alone.
 
-Calls are registered in the directory as they are placed; a failed write is logged and left to the next
-heartbeat (the call itself is fine). Forwarding the sideband WebSocket (``GET /v1/realtime?call_id=``) is not
-done here yet.
+Calls are registered in the directory as they are placed (a WebSocket call once it is admitted); a failed
+write is logged and left to the next heartbeat (the call itself is fine). Forwarding the sideband WebSocket
+(``GET /v1/realtime?call_id=``) to the instance holding the call is not done yet: a sideband for a call held
+elsewhere gets ``404 call_not_found`` from this instance.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from gateway.aio import TaskSet
 from gateway.cluster.directory import CallDirectory
 from gateway.errors import CallNotFound, GatewayError, Unavailable
 from signaling.internal import internal_headers
 from signaling.paths import call_location
-from signaling.service import CallService
+from signaling.service import CallService, SocketRequest
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +44,32 @@ class ClusterCalls:
         self.directory = directory
         self._headers = internal_headers(internal_token)
         self._http: aiohttp.ClientSession | None = None
+        self._tasks = TaskSet("cluster calls")
         self.forwarded = 0
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         call_id, answer = await self.local.create_call(offer_sdp, session)
+        await self._register(call_id)
+        return call_id, answer
+
+    async def serve_socket(self, request: web.Request, socket: SocketRequest) -> web.StreamResponse:
+        """Serve the socket here; a new call's id goes into the directory once it is admitted."""
+        if socket.kind == "sideband":
+            return await self.local.serve_socket(request, socket)
+        told = socket.admitted
+
+        def admitted(call_id: str) -> None:
+            self._tasks.create_task(self._register(call_id), name=f"cluster-register-{call_id}")
+            if told is not None:
+                told(call_id)
+
+        return await self.local.serve_socket(request, dataclasses.replace(socket, admitted=admitted))
+
+    async def _register(self, call_id: str) -> None:
         try:
             await self.directory.register(call_id)
         except GatewayError:
             logger.warning("call %s: not in the directory yet (Redis); the next heartbeat writes it", call_id)
-        return call_id, answer
 
     async def hangup(self, call_id: str) -> None:
         if self.local.has_call(call_id):
@@ -90,6 +111,7 @@ class ClusterCalls:
         return self.local.validate_session(session)
 
     async def close(self) -> None:
+        await self._tasks.close()
         http, self._http = self._http, None
         if http is not None:
             await http.close()

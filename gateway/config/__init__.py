@@ -1,7 +1,7 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
-from gateway.config.base import ConfigError
 from gateway.config.cluster import ClusterConfig
+from gateway.config.errors import ConfigError
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
@@ -18,6 +18,7 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
     "AGENT_NAMES",
@@ -35,5 +36,6 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "TelephonyConfig",
     "TurnDetectionConfig",
 ]

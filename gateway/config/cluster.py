@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gateway.config.base import REDIS_SCHEMES
-from gateway.config.base import require as _require
+from gateway.config.errors import require as _require
+
+#: The URL schemes redis-py connects with (``cluster.redis_url``, ``events.redis_url``).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.config.base import REDIS_SCHEMES, ConfigError
-from gateway.config.base import require as _require
-from gateway.config.cluster import ClusterConfig
+from gateway.config.cluster import REDIS_SCHEMES, ClusterConfig
+from gateway.config.errors import ConfigError
+from gateway.config.errors import require as _require
+from gateway.config.telephony import TelephonyConfig
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
@@ -386,3 +388,4 @@ class GatewayConfig:
         _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
         _require(self.agents.configured(agent), "session.agent",
                  f"agent {agent!r} is not configured: {self.agents.needs(agent)}")
+        self.telephony.check_agents(set(self.agents.enabled(agent)))

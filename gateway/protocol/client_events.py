@@ -9,6 +9,7 @@ does the item exist? is the voice installed?) is the session's business.
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ class InputAudioBufferClear:
 
 
 @dataclass(frozen=True)
+class InputAudioBufferAppend:
+    """``input_audio_buffer.append``: ``audio`` is the base64-decoded bytes, in the session's input format."""
+
+    audio: bytes
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
 class InputAudioBufferCommit:
     event_id: str | None = None
 
@@ -85,6 +94,15 @@ class ConversationItemCreate:
 @dataclass(frozen=True)
 class ConversationItemRetrieve:
     item_id: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationItemTruncate:
+    """``conversation.item.truncate``: the client played the item's audio only up to ``audio_end_ms``."""
+
+    item_id: str
+    audio_end_ms: int
     event_id: str | None = None
 
 
@@ -118,19 +136,25 @@ class GatewayResponseTextDone:
 
 
 ClientEvent = (
-    SessionUpdate | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel | OutputAudioBufferClear
-    | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate | GatewayResponseTextDelta
-    | GatewayResponseTextDone
+    SessionUpdate | InputAudioBufferAppend | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel
+    | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ConversationItemTruncate
+    | ResponseCreate
+    | GatewayResponseTextDelta | GatewayResponseTextDone
 )
 
 
-def parse_client_event(message: object, *, max_bytes: int) -> ClientEvent:
-    """One data-channel message as a typed event; raises :class:`BadClientEvent`."""
-    raw = _decode(message, max_bytes)
+def parse_client_event(message: object, *, max_bytes: int, max_audio_bytes: int = 0) -> ClientEvent:
+    """One client message as a typed event; raises :class:`BadClientEvent`.
+
+    Events are limited to ``max_bytes``; an ``input_audio_buffer.append`` may be as large as
+    ``max_audio_bytes`` when that is larger (a socket carrying audio in events)."""
+    raw = _decode(message, max(max_bytes, max_audio_bytes))
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise BadClientEvent("missing_type", "an event must have a string 'type'", event_id)
+    if kind != "input_audio_buffer.append" and max_audio_bytes > max_bytes and _size(message) > max_bytes:
+        raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes", event_id)
     parser = _PARSERS.get(kind)
     if parser is None:
         raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
@@ -143,7 +167,7 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
         raise BadClientEvent("invalid_event", "binary messages are not supported; send JSON text")
     if not isinstance(message, str):
         raise BadClientEvent("invalid_event", "unsupported message")
-    if len(message.encode("utf-8", "surrogatepass")) > max_bytes:
+    if _size(message) > max_bytes:
         raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes")
     try:
         event = json.loads(message)
@@ -152,6 +176,21 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise BadClientEvent("invalid_event", "an event must be a JSON object")
     return event
+
+
+def _size(message: object) -> int:
+    return len(message.encode("utf-8", "surrogatepass")) if isinstance(message, str) else 0
+
+
+def _append(raw: dict[str, Any], event_id: str | None) -> InputAudioBufferAppend:
+    audio = raw.get("audio")
+    if not isinstance(audio, str):
+        raise BadClientEvent("invalid_value", "audio: must be a base64 string", event_id, param="audio")
+    try:
+        data = binascii.a2b_base64(audio, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadClientEvent("invalid_audio", f"audio is not valid base64: {exc}", event_id, param="audio") from exc
+    return InputAudioBufferAppend(data, event_id)
 
 
 def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
@@ -194,6 +233,16 @@ def _item_retrieve(raw: dict[str, Any], event_id: str | None) -> ConversationIte
     return ConversationItemRetrieve(item_id, event_id)
 
 
+def _item_truncate(raw: dict[str, Any], event_id: str | None) -> ConversationItemTruncate:
+    item_id, end = raw.get("item_id"), raw.get("audio_end_ms")
+    if not isinstance(item_id, str):
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id, param="item_id")
+    if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        raise BadClientEvent("invalid_value", "audio_end_ms must be a whole number of milliseconds >= 0", event_id,
+                             param="audio_end_ms")
+    return ConversationItemTruncate(item_id, end, event_id)
+
+
 def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreate:
     response = raw.get("response", {})
     flag = response.get("text_stream", False) if isinstance(response, dict) else None
@@ -225,12 +274,14 @@ def _text_done(raw: dict[str, Any], event_id: str | None) -> GatewayResponseText
 
 _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
     "session.update": _session_update,
+    "input_audio_buffer.append": _append,
     "input_audio_buffer.clear": lambda _raw, event_id: InputAudioBufferClear(event_id),
     "input_audio_buffer.commit": lambda _raw, event_id: InputAudioBufferCommit(event_id),
     "response.cancel": lambda _raw, event_id: ResponseCancel(event_id),
     "output_audio_buffer.clear": lambda _raw, event_id: OutputAudioBufferClear(event_id),
     "conversation.item.create": _item_create,
     "conversation.item.retrieve": _item_retrieve,
+    "conversation.item.truncate": _item_truncate,
     "response.create": _response_create,
     "gateway.response.text.delta": _text_delta,
     "gateway.response.text.done": _text_done,

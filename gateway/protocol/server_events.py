@@ -61,6 +61,11 @@ def input_cleared() -> Event:
     return _event("input_audio_buffer.cleared")
 
 
+def dtmf_event_received(digit: str, received_at: int) -> Event:
+    """A keypad press on a phone call (GA: ``event`` is the key, ``received_at`` Unix seconds)."""
+    return _event("input_audio_buffer.dtmf_event_received", event=digit, received_at=received_at)
+
+
 def message_item(item_id: str, role: str, text: str | None, *, status: str, audio: bool) -> dict[str, Any]:
     if role == "user":
         content = [{"type": "input_audio", "transcript": text}] if audio else [{"type": "input_text", "text": text}]

@@ -35,12 +35,43 @@ PINNABLE = {
 
 
 @dataclass(frozen=True)
+class AudioFormat:
+    """An audio format of the GA ``audio.input.format`` / ``audio.output.format`` shape.
+
+    ``audio/pcm`` is 16-bit little-endian mono PCM at ``rate`` (24 kHz on the Realtime
+    WebSocket, as OpenAI's); ``audio/pcmu`` / ``audio/pcma`` are G.711 μ-law / A-law at
+    8 kHz. Only transports that carry audio in events use it (a WebSocket); WebRTC
+    negotiates its codec in the SDP.
+    """
+
+    type: str
+    rate: int
+
+    def __post_init__(self) -> None:
+        if (self.type, self.rate) not in AUDIO_FORMATS:
+            raise ValueError(f"unsupported audio format {self.type!r} at {self.rate} Hz")
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes per sample on the wire."""
+        return 2 if self.type == "audio/pcm" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "rate": self.rate}
+
+
+AUDIO_FORMATS = frozenset({("audio/pcm", 24_000), ("audio/pcmu", 8_000), ("audio/pcma", 8_000)})
+PCM_24K = AudioFormat("audio/pcm", 24_000)
+
+
+@dataclass(frozen=True)
 class TurnSettings:
     threshold: float
     prefix_padding_ms: int
     silence_duration_ms: int
     create_response: bool
     interrupt_response: bool
+    enabled: bool = True  # False: turn_detection null, the client commits the input buffer itself
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,14 @@ class SessionSettings:
     agent: str
     turn: TurnSettings
     pinned: frozenset[str] = frozenset()  # fields no session.update may change (a client secret pinned them)
+    input_format: AudioFormat = PCM_24K  # audio in events (a WebSocket); WebRTC's is the SDP's
+    output_format: AudioFormat = PCM_24K
+    type: str = "realtime"  # "transcription": transcripts only, never a response
+
+    @property
+    def responds(self) -> bool:
+        """Whether the session may respond at all (a transcription session never does)."""
+        return self.type == "realtime"
 
     @classmethod
     def from_config(cls, config: GatewayConfig, voices: tuple[str, ...]) -> SessionSettings:
@@ -85,27 +124,26 @@ class SessionSettings:
                 raise InvalidSession("session.agent",
                                      f"agent {session['agent']!r} is not allowed; allowed: {', '.join(agents)}")
             result = replace(result, agent=session["agent"])
-        input_ = _object(audio.get("input"))
-        if "turn_detection" in input_:
-            turn = _turn(self.turn, input_["turn_detection"], "session.audio.input.turn_detection")
-            result = replace(result, turn=turn)
-        elif "turn_detection" in session:
-            result = replace(result, turn=_turn(self.turn, session["turn_detection"], "session.turn_detection"))
+        result = _apply_input(result, session, _object(audio.get("input")))
+        if "format" in output:
+            result = replace(result, output_format=_format(output["format"], "session.audio.output.format"))
+        if "type" in session:
+            if session["type"] not in ("realtime", "transcription"):
+                raise InvalidSession("session.type", "must be 'realtime' or 'transcription'")
+            result = replace(result, type=session["type"])
         for name in self.pinned:
             attribute, param = PINNABLE[name]
             if getattr(result, attribute) != getattr(self, attribute):
                 raise PinnedField(param, f"{name} was pinned by the client secret this call was placed with")
         return replace(result, pinned=self.pinned | _pins(_object(session.get("gateway"))))
 
-    def to_dict(self, session_id: str, voices: tuple[str, ...]) -> dict[str, Any]:
-        turn_detection = {
-            "type": "server_vad",
-            "threshold": self.turn.threshold,
-            "prefix_padding_ms": self.turn.prefix_padding_ms,
-            "silence_duration_ms": self.turn.silence_duration_ms,
-            "create_response": self.turn.create_response,
-            "interrupt_response": self.turn.interrupt_response,
-        }
+    def to_dict(self, session_id: str, voices: tuple[str, ...], *, event_audio: bool = False) -> dict[str, Any]:
+        """The GA session object. ``event_audio``: the call's audio travels in events (a WebSocket), in the
+        session's formats; else WebRTC's (16 kHz in, 48 kHz out: what the gateway decodes and encodes)."""
+        input_format = self.input_format.to_dict() if event_audio else {"type": "audio/pcm", "rate": 16000}
+        output_format = self.output_format.to_dict() if event_audio else {"type": "audio/pcm", "rate": 48000}
+        if self.type == "transcription":
+            return self._transcription_dict(session_id, input_format)
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -116,13 +154,32 @@ class SessionSettings:
             "agent": self.agent,
             **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
             "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": 16000},
-                    "transcription": {"model": "whisper"},
-                    "turn_detection": turn_detection,
-                },
-                "output": {"format": {"type": "audio/pcm", "rate": 48000}, "voice": self.voice, "voices": list(voices)},
+                "input": {"format": input_format, "transcription": {"model": "whisper"},
+                          "turn_detection": self._turn_dict()},
+                "output": {"format": output_format, "voice": self.voice, "voices": list(voices)},
             },
+        }
+
+    def _transcription_dict(self, session_id: str, input_format: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": session_id,
+            **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
+            "audio": {"input": {"format": input_format, "transcription": {"model": "whisper"},
+                                "turn_detection": self._turn_dict()}},
+        }
+
+    def _turn_dict(self) -> dict[str, Any] | None:
+        if not self.turn.enabled:
+            return None
+        return {
+            "type": "server_vad",
+            "threshold": self.turn.threshold,
+            "prefix_padding_ms": self.turn.prefix_padding_ms,
+            "silence_duration_ms": self.turn.silence_duration_ms,
+            "create_response": self.turn.create_response,
+            "interrupt_response": self.turn.interrupt_response,
         }
 
 
@@ -139,16 +196,38 @@ def _pins(gateway: dict[str, Any]) -> frozenset[str]:
     return frozenset(pinned)
 
 
+def _apply_input(result: SessionSettings, session: dict[str, Any], input_: dict[str, Any]) -> SessionSettings:
+    """``audio.input``'s format and turn detection (or the beta shape's session-level ``turn_detection``)."""
+    if "format" in input_:
+        result = replace(result, input_format=_format(input_["format"], "session.audio.input.format"))
+    if "turn_detection" in input_:
+        return replace(result, turn=_turn(result.turn, input_["turn_detection"], "session.audio.input.turn_detection"))
+    if "turn_detection" in session:
+        return replace(result, turn=_turn(result.turn, session["turn_detection"], "session.turn_detection"))
+    return result
+
+
+def _format(value: Any, param: str) -> AudioFormat:
+    """A GA audio format object: ``{"type": "audio/pcm", "rate": 24000}``, ``{"type": "audio/pcmu"}`` …"""
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise InvalidSession(param, "must be an object with a 'type'")
+    kind = value["type"]
+    rate = value.get("rate", 24_000 if kind == "audio/pcm" else 8_000)
+    if isinstance(rate, bool) or not isinstance(rate, int) or (kind, rate) not in AUDIO_FORMATS:
+        raise InvalidSession(param, "supported: audio/pcm at 24000 Hz, audio/pcmu, audio/pcma")
+    return AudioFormat(kind, rate)
+
+
 def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
-    if value is None:
-        raise InvalidSession(param, "turn detection cannot be disabled; this gateway always uses server_vad")
+    if value is None:  # GA: no turn detection; the client commits (input_audio_buffer.commit)
+        return replace(current, enabled=False)
     if not isinstance(value, dict):
         raise InvalidSession(param, "must be an object")
     kind = value.get("type", "server_vad")
     # semantic_vad (the default of OpenAI's Agents SDK) is served by server_vad; session.updated says so.
     if kind not in ("server_vad", "semantic_vad"):
         raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; only 'server_vad'")
-    turn = current
+    turn = replace(current, enabled=True)
     checks: list[tuple[str, type, float, float]] = [
         ("threshold", float, 0.01, 0.99),
         ("prefix_padding_ms", int, 0, 2000),

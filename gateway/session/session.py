@@ -34,8 +34,10 @@ from gateway.protocol.client_events import (
     ClientEvent,
     ConversationItemCreate,
     ConversationItemRetrieve,
+    ConversationItemTruncate,
     GatewayResponseTextDelta,
     GatewayResponseTextDone,
+    InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCommit,
     OutputAudioBufferClear,
@@ -46,14 +48,17 @@ from gateway.protocol.client_events import (
 )
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import InvalidSession, PinnedField, SessionSettings
+from gateway.session.audio_in import AppendedAudio
 from gateway.session.items import ItemStore
 from gateway.session.outbox import Outbox
 from gateway.session.rate_limit import EventRateLimit
+from gateway.session.sideband import Sidebands
 from gateway.session.transport import Transport
 from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
 from gateway.voice.engines import Engines
 from gateway.voice.options import VoiceOptions
+from media.budget import AudioTooFast
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,10 @@ logger = logging.getLogger(__name__)
 NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error", "idle_timeout", "max_duration", "audio_too_fast",
                             "too_many_data_channels"})
 NOTICE_FLUSH_SECONDS = 1.0
+#: The largest ``input_audio_buffer.append`` message on a socket: 1 MiB of JSON holds about 16 s of 24 kHz
+#: PCM16 in base64, more than the longest real-time lead (``limits.max_audio_lead_seconds`` ≤ 10 s) lets
+#: through at once. (OpenAI accepts 15 MiB; audio that far ahead of real time is dropped here anyway.)
+MAX_APPEND_BYTES = 1024 * 1024
 
 
 class RealtimeSession:
@@ -110,6 +119,12 @@ class RealtimeSession:
         self._activity_at = self.created_at
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=transport.packets_received,
                                      last_activity=self._last_activity, send=self.send, close=self.close_soon)
+        self.sidebands = Sidebands(self._dispatch, max_event_bytes=config.limits.max_event_bytes,
+                                   rate=config.limits.max_events_per_second, call_id=call_id)
+        self._appended = AppendedAudio(config.limits, transport.event_audio, self.conversation.feed,
+                                       settings.input_format)
+        if transport.event_audio is not None:
+            transport.event_audio.set_formats(settings.input_format, settings.output_format)
         transport.attach(self, self._tasks)
 
     @property
@@ -127,7 +142,8 @@ class RealtimeSession:
         self._tasks.create_task(self.watchdog.run(), name=f"{self.id} watchdog")
 
     def session_dict(self) -> dict[str, Any]:
-        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
+        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices,
+                                                  event_audio=self.transport.event_audio is not None)
 
     def _last_activity(self) -> float:
         """When the caller last spoke or a reply last played (for the idle limit)."""
@@ -149,6 +165,11 @@ class RealtimeSession:
     def on_lost(self, reason: str) -> None:
         self.close_soon(reason)
 
+    def on_dtmf(self, digit: str) -> None:
+        """A keypad press: ``input_audio_buffer.dtmf_event_received`` (GA), for the client and sideband; activity."""
+        self._activity_at = time.monotonic()
+        self.send(events.dtmf_event_received(digit, int(time.time())))
+
     def on_client_event(self, message: str | bytes) -> None:
         """One client message: parsed, dispatched; anything wrong with it comes back as an ``error`` event."""
         if not self._rate.allow():
@@ -157,6 +178,31 @@ class RealtimeSession:
             return
         try:
             self._dispatch(parse_client_event(message, max_bytes=self._config.limits.max_event_bytes))
+        except BadClientEvent as exc:
+            self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+
+    async def on_client_message(self, message: str | bytes) -> None:
+        """One socket message: appended audio is fed before this returns (see :mod:`gateway.session.audio_in`)."""
+        limits = self._config.limits
+        try:
+            event = parse_client_event(message, max_bytes=limits.max_event_bytes, max_audio_bytes=MAX_APPEND_BYTES)
+            if isinstance(event, InputAudioBufferAppend):
+                await self._appended.append(event)
+                return
+        except BadClientEvent as exc:
+            if self._rate.allow():
+                self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+            return
+        except AudioTooFast as exc:
+            logger.warning("call %s: ending the call: %s", self.id, exc)
+            self.close_soon("audio_too_fast")
+            return
+        if not self._rate.allow():
+            if self._rate.notice_due():
+                self.send(events.error("rate_limited", "too many client events; events are being dropped"))
+            return
+        try:
+            self._dispatch(event)
         except BadClientEvent as exc:
             self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
 
@@ -169,6 +215,7 @@ class RealtimeSession:
         elif event["type"] in ("conversation.item.added", "conversation.item.done"):
             self._items.remember(event["item"])
         self._outbox.send(event)
+        self.sidebands.send(event)
 
     # ---------------------------------------------------------- client events
 
@@ -177,6 +224,9 @@ class RealtimeSession:
         match event:
             case SessionUpdate():
                 self._update_session(event)
+            case InputAudioBufferAppend():  # on a socket, on_client_message feeds it (awaited)
+                raise BadClientEvent("unsupported_event", "the caller's audio is the WebRTC media track, not "
+                                     "input_audio_buffer.append", event.event_id)
             case InputAudioBufferClear():
                 conversation.clear_input()
                 self.send(events.input_cleared())
@@ -197,6 +247,10 @@ class RealtimeSession:
                 if found is None:
                     raise BadClientEvent("item_not_found", f"no item with id {event.item_id!r}", event.event_id)
                 self.send(events.item_retrieved(found))
+            case ConversationItemTruncate():
+                if not conversation.truncate_item(event.item_id, event.audio_end_ms):
+                    raise BadClientEvent("item_not_found", f"no playing or last reply item {event.item_id!r}",
+                                         event.event_id, param="item_id")
             case ResponseCreate():
                 self._create_response(event)
             case GatewayResponseTextDelta() | GatewayResponseTextDone():
@@ -214,10 +268,15 @@ class RealtimeSession:
         except InvalidSession as exc:
             raise BadClientEvent("invalid_value", str(exc), event.event_id, param=exc.param) from exc
         self.conversation.update_settings(settings)
+        self._appended.set_format(settings.input_format)
+        if self.transport.event_audio is not None:
+            self.transport.event_audio.set_formats(settings.input_format, settings.output_format)
         self.send(events.session_updated(self.session_dict()))
 
     def _create_response(self, event: ResponseCreate) -> None:
         """``response.create``; with ``"response": {"text_stream": true}`` the client streams the text."""
+        if not self.conversation.settings.responds:
+            raise BadClientEvent("transcription_session", "a transcription session never responds", event.event_id)
         stream = None
         if event.text_stream:
             stream = ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds)
@@ -272,6 +331,7 @@ class RealtimeSession:
                 if reason in NOTICE_REASONS:
                     await self._send_notice(reason)
             finally:
+                self.sidebands.detach_all()
                 await self.transport.close()
         finally:
             self._on_closed(self)

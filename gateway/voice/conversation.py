@@ -102,6 +102,9 @@ class Conversation:
             return
         self._feed_at = time.monotonic()
         self._audio.append(pcm)
+        if not self.settings.turn.enabled:
+            self._buffer_manually(len(pcm))
+            return
         self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
         size = self._vad.window_samples
         count = len(self._window) // size
@@ -126,6 +129,15 @@ class Conversation:
                     lambda: self._audio.slice(utterance.start_sample, self._audio.end), self._audio.end
                 )
 
+    def _buffer_manually(self, samples: int) -> None:
+        """Turn detection off (``turn_detection: null``): the audio waits in the buffer for the client's commit."""
+        self.speech_at = time.monotonic()  # audio flowing: the caller is there (idle limit)
+        if self._utterance is None:
+            start_ms = (self._audio.end - samples) * 1000 // SAMPLE_RATE
+            self._utterance = self._new_utterance(start_ms + self.settings.turn.prefix_padding_ms)
+        elif self._audio.end - self._utterance.start_sample > self._max_utterance:
+            self._utterance.start_sample = self._audio.end - self._max_utterance  # the oldest audio is let go
+
     def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, SpeechStarted):
             self._speech_started(event.audio_start_ms)
@@ -145,7 +157,8 @@ class Conversation:
         else:
             utterance = self._utterance = self._new_utterance(audio_start_ms)
         self._send(events.speech_started(utterance.item_id, audio_start_ms))
-        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response:
+        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response \
+                and self.settings.responds:
             self.barge_ins += 1
             self._responses.interrupt("turn_detected")
             now_ms = self._audio.end * 1000 // SAMPLE_RATE
@@ -179,7 +192,8 @@ class Conversation:
         utterance.end_ms = audio_end_ms
         now_ms = self._audio.end * 1000 // SAMPLE_RATE
         utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
-        self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
+        if self.settings.turn.enabled:  # a client's commit is no detected end of speech
+            self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
         utterance.finish(self._finish_turn(utterance, time.monotonic()))
 
     # ------------------------------------------------------------------ turns
@@ -191,7 +205,7 @@ class Conversation:
         self._observer.asr_finished(transcript.audio_seconds, transcript.compute_seconds)
         reply = None
         text = transcript.text.strip()
-        if text and self.settings.turn.create_response:
+        if text and self._responds_to_turns:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             if agent.speculative:
                 pending = ConversationItem(utterance.item_id, "user", text)
@@ -236,7 +250,7 @@ class Conversation:
             item_id=utterance.item_id,
             transcript=text,
         )
-        if reply is None and self.settings.turn.create_response:
+        if reply is None and self._responds_to_turns:
             # An agent that may not run speculatively (an external service) starts now; the
             # turn is already committed, so its transcript events do not wait for its answer.
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
@@ -246,6 +260,12 @@ class Conversation:
             self._responses.report_turn(timing, None, None)
             return
         self._responses.activate(reply, timing)
+
+    @property
+    def _responds_to_turns(self) -> bool:
+        """Whether a committed turn starts a reply: server VAD with create_response, in a realtime session."""
+        turn = self.settings.turn
+        return self.settings.responds and turn.enabled and turn.create_response
 
     def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
         self.turns += 1
@@ -285,12 +305,18 @@ class Conversation:
         """Force the end of the current utterance; False when there is none."""
         if self._utterance is None or self._utterance.finishing:
             return False
+        if self._audio.end <= self._utterance.start_sample:
+            return False
         self._detector.reset()
         self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
         return True
 
     def cancel_response(self, reason: str) -> bool:
         return self._responses.interrupt(reason)
+
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> bool:
+        """The client played ``item_id``'s audio only to ``audio_end_ms`` (False: no such playing/last reply)."""
+        return self._responses.truncate(item_id, audio_end_ms)
 
     @property
     def active_response_id(self) -> str | None:

@@ -46,6 +46,7 @@ class _Active:
     reported: bool = False  # the turn was told to the observer
     spoken: bool = False  # a transcript delta was sent
     interrupt_reason: str | None = None  # why it is being interrupted, once it is
+    heard_ms: int | None = None  # what the client says it played (conversation.item.truncate)
 
 
 def stages_ms(timing: TurnTiming, reply: Reply | None, first_packet_at: float | None) -> dict[str, float | None]:
@@ -75,6 +76,7 @@ class ResponsePlayer:
         self._observer = observer
         self._history = history
         self._active: _Active | None = None
+        self._last: Reply | None = None  # the last reply played to its end (a client may truncate it later)
         output.set_listener(self)
 
     @property
@@ -135,6 +137,7 @@ class ResponsePlayer:
         if active.started:
             self._send(events.output_audio_stopped(result.tag))
         status = "failed" if active.reply.failed else "completed"
+        self._last = active.reply
         self._played(result)
         self._finish(active, active.reply.text, truncated=False, status=status)
 
@@ -156,6 +159,23 @@ class ResponsePlayer:
             self._truncate(active, PlayoutResult(active.reply.response_id, 0, 0, interrupted=True))
         return True
 
+    def truncate(self, item_id: str, audio_end_ms: int) -> bool:
+        """``conversation.item.truncate``: the client played ``item_id``'s audio only up to ``audio_end_ms``.
+
+        On a socket the gateway cannot know what the client played; the client says so. The active reply
+        is stopped and truncated there; the last finished one has its history text cut to what was heard.
+        False when ``item_id`` is neither."""
+        active = self._active
+        if active is not None and active.reply.item_id == item_id:
+            active.heard_ms = audio_end_ms
+            return self.interrupt("client_truncated")
+        last = self._last
+        if last is None or last.item_id != item_id:
+            return False
+        self._history.record_assistant(item_id, last.heard_text(audio_end_ms * OUTPUT_RATE // 1000), True)
+        self._send(events.item_truncated(item_id, audio_end_ms))
+        return True
+
     def _truncate(self, active: _Active, result: PlayoutResult) -> None:
         reply = active.reply
         reason = active.interrupt_reason or "output_cleared"  # cleared by someone else: stop the reply too
@@ -163,11 +183,13 @@ class ResponsePlayer:
         self._played(result)
         if active.started:
             self._send(events.output_audio_cleared(reply.response_id))
-        self._send(events.item_truncated(reply.item_id, result.played_ms))
+        played = result.played_samples
+        if active.heard_ms is not None:
+            played = min(played, active.heard_ms * OUTPUT_RATE // 1000)
+        self._send(events.item_truncated(reply.item_id, played * 1000 // OUTPUT_RATE))
         logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
-                    result.played_ms)
-        self._finish(active, reply.heard_text(result.played_samples), truncated=True, status="cancelled",
-                     reason=reason)
+                    played * 1000 // OUTPUT_RATE)
+        self._finish(active, reply.heard_text(played), truncated=True, status="cancelled", reason=reason)
 
     async def close(self) -> None:
         """Hang-up: stop the active reply without a word on the wire, and wait until its agent is closed."""

@@ -1,4 +1,4 @@
-"""What every configuration section uses: the error type and the check that raises it."""
+"""The one configuration error, and the check every section's ``__post_init__`` makes with it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ class ConfigError(ValueError):
 
 
 def require(condition: bool, key: str, message: str) -> None:
+    """Raise :class:`ConfigError` for ``key`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(key, message)
-
-
-#: The URL schemes redis-py connects with (``cluster.redis_url``, ``events.redis_url``).
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
