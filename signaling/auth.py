@@ -18,7 +18,9 @@ A token is *claimed* while its call is being set up and *used* once the call
 exists; if setting the call up fails (a bad offer, no capacity), the claim is
 released and the token may be tried again until it expires. Minting, and
 what the store holds, are in :mod:`signaling.client_secrets`; a token's bound
-session and its pinned fields in :mod:`signaling.bound_session`.
+session and its pinned fields in :mod:`signaling.bound_session`. The store is this
+process's, or one a cluster shares (``cluster.redis_url``: a token minted on one
+instance places one call on any); a shared store that cannot be reached answers 503.
 """
 
 from __future__ import annotations
@@ -130,9 +132,8 @@ def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
                 return await _place_call(authenticator, request, handler)
             if request.method == hdrs.METH_DELETE and path == CALL_PATH:
                 credential = bearer(request)
-                if authenticator.keys_required and not (credential is not None and credential.startswith(TOKEN_PREFIX)
-                                                        and await authenticator.store.owns(credential,
-                                                                                           request.match_info["call_id"])):
+                if authenticator.keys_required and not await _placed_by(authenticator, credential,
+                                                                         request.match_info["call_id"]):
                     authenticator.require_server_key(credential)
             elif request.method == hdrs.METH_POST and path == CLIENT_SECRETS_PATH:
                 await minter.rate.take(minter.client(request))  # before the key: wrong keys are throttled too
@@ -148,6 +149,12 @@ def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
         return await handler(request)
 
     return authenticate
+
+
+async def _placed_by(authenticator: Authenticator, credential: str | None, call_id: str) -> bool:
+    """Whether ``credential`` is the client secret that placed ``call_id`` (it may hang the call up)."""
+    return credential is not None and credential.startswith(TOKEN_PREFIX) and await authenticator.store.owns(
+        credential, call_id)
 
 
 async def _place_call(authenticator: Authenticator, request: web.Request, handler: Handler) -> web.StreamResponse:
