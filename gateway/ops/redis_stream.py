@@ -37,18 +37,16 @@ def redis_client(url: str, timeout: float) -> aioredis.Redis:
                                    retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0)
 
 
-class RedisStreamSink(QueuedSink):
-    """Appends events to a Redis stream (see the module doc); retries until Redis answers or shutdown ends."""
+class AppendingSink(QueuedSink):
+    """A sink that appends batches to a durable log (a Redis stream, a NATS JetStream stream) and retries each
+    batch with backoff for as long as it takes, or until the shutdown deadline (see the module doc)."""
 
-    name = "redis_stream"
     batch_size = 100
+    #: What a failed append raises (the store is unreachable or slow): retried, never a crash.
+    retried_errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
 
-    def __init__(self, client: aioredis.Redis, stream: str, *, maxlen: int = 100_000, retry_delay: float = 0.5,
-                 on_retry: Counted = ignore, **kwargs: Any) -> None:
+    def __init__(self, *, retry_delay: float = 0.5, on_retry: Counted = ignore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._client = client
-        self._stream = stream
-        self._maxlen = maxlen
         self._retry_delay = retry_delay
         self._on_retry = on_retry
         self.retried = 0
@@ -58,22 +56,39 @@ class RedisStreamSink(QueuedSink):
         while True:
             try:
                 await self._append(batch)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except self.retried_errors as exc:
                 problem = repr(exc)
             else:
                 if attempt:
-                    logger.info("events: redis_stream sink: Redis answers again (%d attempt(s))", attempt + 1)
+                    logger.info("events: %s sink: delivered again after %d attempt(s)", self.name, attempt + 1)
                 return []
             delay = min(self._retry_delay * 2 ** attempt, MAX_BACKOFF_SECONDS)
             if delay >= self.time_left():
-                return [(event, f"Redis unreachable until the shutdown deadline: {problem}") for event in batch]
+                return [(event, f"unreachable until the shutdown deadline: {problem}") for event in batch]
             if attempt == 0:
-                logger.warning("events: redis_stream sink cannot reach Redis (%s); retrying, %d event(s) queued",
+                logger.warning("events: %s sink cannot deliver (%s); retrying, %d event(s) queued", self.name,
                                problem, self._queue.qsize() + len(batch))
             attempt += 1
             self.retried += 1
             self._on_retry(self.name)
             await asyncio.sleep(delay)
+
+    async def _append(self, batch: list[Event]) -> None:
+        """Append ``batch`` durably, or raise one of :attr:`retried_errors`."""
+        raise NotImplementedError
+
+
+class RedisStreamSink(AppendingSink):
+    """Appends events to a Redis stream (see the module doc); retries until Redis answers or shutdown ends."""
+
+    name = "redis_stream"
+    retried_errors = (RedisError, OSError, TimeoutError)
+
+    def __init__(self, client: aioredis.Redis, stream: str, *, maxlen: int = 100_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._client = client
+        self._stream = stream
+        self._maxlen = maxlen
 
     async def _append(self, batch: list[Event]) -> None:
         pipe = self._client.pipeline(transaction=False)
