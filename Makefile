@@ -32,12 +32,13 @@ run: $(STAMP)
 test: $(STAMP_TEST) browser-deps cluster-deps deploy-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Cluster tests (tests/cluster): Debian's redis-server and coturn, installed when missing (as root); without
-# them those tests are skipped (outside CI).
+# Cluster tests (tests/cluster): Debian's redis-server, coturn and nats-server, installed when missing (as root);
+# without them those tests are skipped (outside CI).
 cluster-deps:
-	@{ command -v redis-server && command -v turnserver; } >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server coturn; \
-	  else echo "cluster tests need Redis and coturn: sudo apt-get install redis-server coturn" >&2; fi; }
+	@{ command -v redis-server && command -v turnserver && command -v nats-server; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server coturn nats-server; \
+	  else echo "cluster tests need: sudo apt-get install redis-server coturn nats-server" >&2; fi; }
 
 # checkov (tests/deploy) in a virtualenv of its own: its pins would downgrade the gateway's networkx and packaging.
 DEPLOY_VENV ?= .venv-deploy

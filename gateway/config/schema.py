@@ -320,6 +320,8 @@ class EventsConfig:
     redis_stream: str = ""
     redis_url: str = ""  # a secret when it holds a password: masked by config show
     redis_stream_maxlen: int = 100_000
+    nats_url: str = ""  # publish each event to NATS JetStream (gateway/ops/nats_stream.py); "" for none
+    nats_subject: str = "voice-gateway.events"  # a JetStream stream must hold it (created when none does)
     # At shutdown the sinks deliver what they can this long; what is left is counted and logged, one line an event.
     shutdown_flush_seconds: float = 10.0
 
@@ -336,6 +338,8 @@ class EventsConfig:
                  "must be a redis://, rediss:// or unix:// URL")
         _require(1000 <= self.redis_stream_maxlen <= 100_000_000, "events.redis_stream_maxlen",
                  "must be 1000..100000000")
+        _require(self.nats_url == "" or self.nats_url.startswith(("nats://", "tls://")), "events.nats_url",
+                 "must be a nats:// or tls:// URL")
 
 
 @dataclass(frozen=True)

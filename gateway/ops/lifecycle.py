@@ -5,7 +5,8 @@ publishes each one to every sink. A sink never slows a call: ``publish`` only
 puts the event on a bounded queue (a full queue drops the event and counts it)
 and a background task delivers it — as JSON lines to stdout or a file
 (:class:`JsonLinesSink`), as an HTTP POST with retries (:class:`WebhookSink`) or
-appended to a Redis stream (:class:`gateway.ops.redis_stream.RedisStreamSink`).
+appended to a Redis stream (:class:`gateway.ops.redis_stream.RedisStreamSink`) or NATS JetStream
+(:class:`gateway.ops.nats_stream.NatsStreamSink`).
 
 Nothing is lost silently. An event a sink cannot deliver (a webhook that kept
 failing, or the shutdown deadline) is counted (``dropped``, the
@@ -259,6 +260,12 @@ def build_sinks(config: EventsConfig, *, on_drop: Counted = ignore, on_retry: Co
         sinks.append(RedisStreamSink(client, config.redis_stream, maxlen=config.redis_stream_maxlen,
                                      retry_delay=retry_delay, queue_size=config.queue_size, on_drop=on_drop,
                                      on_retry=on_retry))
+    if config.nats_url:
+        from gateway.ops.nats_stream import NatsStreamSink  # as above
+
+        sinks.append(NatsStreamSink(config.nats_url, config.nats_subject,
+                                    retry_delay=retry_delay, queue_size=config.queue_size, on_drop=on_drop,
+                                    on_retry=on_retry))
     if config.file:
         sinks.append(JsonLinesSink(config.file, queue_size=config.queue_size, on_drop=on_drop))
     if config.webhook_url:
