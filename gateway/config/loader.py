@@ -125,7 +125,7 @@ def build_config(values: Mapping[str, Mapping[str, Any]]) -> GatewayConfig:
 
 
 def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "api_keys", "secret", "token", "password",
-                                                       "redis_url")
+                                                       "redis_url", "nats_url")
             ) -> dict[str, Any]:
     """The effective configuration, secrets masked (for ``config show``).
 

@@ -25,6 +25,7 @@ def load(**values: str) -> GatewayConfig:
     ({"cluster.key_prefix": "has space"}, "cluster.key_prefix"),
     ({"events.redis_stream": "events"}, "events.redis_stream"),  # no Redis to put it in
     ({"events.redis_url": "redis.example:6379"}, "events.redis_url"),
+    ({"events.nats_url": "http://nats:4222"}, "events.nats_url"),
 ])
 def test_bad_cluster_settings_stop_start_up_naming_the_key(values: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -35,7 +36,8 @@ def test_bad_cluster_settings_stop_start_up_naming_the_key(values: dict[str, str
 def test_a_cluster_configuration_loads_and_config_show_masks_its_secrets() -> None:
     config = load_config(ConfigSource(env={"VOICE_GATEWAY_CLUSTER_REDIS_URL": URL,
                                            "VOICE_GATEWAY_CLUSTER_INTERNAL_TOKEN": TOKEN,
-                                           "VOICE_GATEWAY_EVENTS_REDIS_STREAM": "voice-gateway:events"}))
+                                           "VOICE_GATEWAY_EVENTS_REDIS_STREAM": "voice-gateway:events",
+                                           "VOICE_GATEWAY_EVENTS_NATS_URL": "nats://user:hunter2-nats@nats:4222"}))
     assert config.cluster.redis_url == URL and config.events.redis_stream == "voice-gateway:events"
     shown = repr(to_dict(config))
     assert "hunter2" not in shown and TOKEN not in shown
