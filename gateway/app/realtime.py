@@ -42,6 +42,7 @@ def add_realtime_sockets(calls: LocalCalls, registry: SessionRegistry, config: G
         if socket.admitted is not None:
             socket.admitted(call.id)
         transport = made[0]
+        transport.mirror = call.sidebands.send  # the audio events too: a sideband hears everything
         await transport.serve()
         return transport.ws
 

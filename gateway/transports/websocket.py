@@ -23,7 +23,9 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -51,7 +53,7 @@ MAX_TRACKED_RESPONSES = 8  # response id → item id, for the audio events of th
 class WebSocketOptions:
     audio: SocketAudioOptions = field(default_factory=SocketAudioOptions)
     max_queued_bytes: int = 2 * 1024 * 1024
-    heartbeat_seconds: float = 20.0
+    heartbeat_seconds: float = 5.0  # a ping every 5 s; no pong within 2.5 s closes the socket (a vanished client)
     close_timeout_seconds: float = 5.0
 
 
@@ -71,9 +73,12 @@ class WebSocketTransport:
                                     label=f"call {call_id}")
         self._items: OrderedDict[str, str] = OrderedDict()  # response id → its audio item id
         self._open = False
+        self._opened_at: float | None = None
         self._closed = False
         self.messages_received = 0
         self.close_reason: str | None = None
+        #: Also told the audio events this transport makes (the call's sidebands hear them: gateway/app/realtime.py).
+        self.mirror: Callable[[Event], None] | None = None
 
     @property
     def audio_out(self) -> SocketAudio:
@@ -106,7 +111,7 @@ class WebSocketTransport:
         """Upgrade ``request`` (the call was admitted), then let events and audio flow."""
         listener, tasks = self._attached()
         await self.ws.prepare(request)
-        self._open = True
+        self._open, self._opened_at = True, time.monotonic()
         tasks.create_task(self._writer.run(), name=f"{self.call_id} ws writer")
         tasks.create_task(self.audio.run(self._send_audio), name=f"{self.call_id} ws audio")
         listener.on_events_open()
@@ -148,7 +153,12 @@ class WebSocketTransport:
         await self._writer.flush()
 
     async def packets_received(self) -> int:
-        return self.messages_received
+        """Messages received, plus one per half second the socket has stayed open: a client that only listens
+        is alive while it answers the heartbeat's pings (aiohttp closes the socket when a pong is missing, and
+        the call ends then), so the session's media watchdog must not end it for sending nothing."""
+        if self.ws.closed or self._opened_at is None:
+            return self.messages_received
+        return self.messages_received + int((time.monotonic() - self._opened_at) * 2)
 
     # ----------------------------------------------------------------- audio
 
@@ -156,18 +166,22 @@ class WebSocketTransport:
         item_id = self._items.get(tag)
         if item_id is None:
             return  # not a response's audio (none is pushed without one)
-        self._enqueue(json.dumps({
+        self._send_own({
             "type": "response.output_audio.delta", "event_id": new_id("event"), "response_id": tag,
             "item_id": item_id, "output_index": 0, "content_index": 0,
             "delta": base64.b64encode(self.codec.encode(samples)).decode("ascii"),
-        }))
+        })
 
     def _audio_done(self, result: PlayoutResult) -> None:
         item_id = self._items.pop(result.tag, None)
         if item_id is not None:
-            self._enqueue(json.dumps({"type": "response.output_audio.done", "event_id": new_id("event"),
-                                      "response_id": result.tag, "item_id": item_id, "output_index": 0,
-                                      "content_index": 0}))
+            self._send_own({"type": "response.output_audio.done", "event_id": new_id("event"),
+                            "response_id": result.tag, "item_id": item_id, "output_index": 0, "content_index": 0})
+
+    def _send_own(self, event: Event) -> None:
+        self._enqueue(json.dumps(event))
+        if self.mirror is not None:
+            self.mirror(event)
 
     # ----------------------------------------------------------------- close
 
@@ -177,6 +191,8 @@ class WebSocketTransport:
             return
         self._closed = True
         self.audio.stop()
+        if not self._open:  # never upgraded (the call was refused while setting up): nothing to close
+            return
         code = WSCloseCode.POLICY_VIOLATION if self.close_reason == "client_too_slow" else WSCloseCode.OK
         try:
             async with asyncio.timeout(self._options.close_timeout_seconds):

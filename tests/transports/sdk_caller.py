@@ -32,7 +32,7 @@ def to_pcm24(audio16k: npt.NDArray[np.float32]) -> bytes:
 
 def pcm24_to_16k(data: bytes) -> npt.NDArray[np.float32]:
     samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    return PcmConverter(16_000).convert_array(samples, WIRE_RATE).astype(np.float32)  # type: ignore[return-value]
+    return PcmConverter(16_000).convert_array(samples, WIRE_RATE).astype(np.float32)
 
 
 class SdkCaller:

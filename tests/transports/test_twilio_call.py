@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.config import GatewayConfig, TurnDetectionConfig
 from gateway.voice.engines import Engines
 from tests.support.calls import trimmed
+from tests.support.ops import GatewayProcess
 from tests.support.speech import utterance, word_error_rate
 from tests.transports.twilio_caller import TwilioCaller
 from tests.transports.twilio_support import TOKEN, PhoneGateway, phone_gateway, until
@@ -83,3 +86,28 @@ async def test_barge_in_clears_the_phone_at_once_and_truncates_to_what_was_heard
     # Nothing of the cut reply is played after the clear; the interruption then gets its own reply.
     assert caller.heard_seconds(since=cleared + 0.001, until=cleared + 0.5) == 0.0
     await until(lambda: len(gateway.recorder.played) >= 2, within=60)
+
+
+async def test_a_phone_call_through_a_worker_front(tmp_path: Path) -> None:
+    """``--workers 2``: the front checks Twilio's signature and proxies the stream to a worker."""
+    front = GatewayProcess.serve(tmp_path, "--workers", "2", "--events-file", "",
+                                 env={"VOICE_GATEWAY_TELEPHONY_TWILIO_AUTH_TOKEN": TOKEN})
+    try:
+        await front.wait_ready(within=180)
+        unsigned = TwilioCaller(front.url)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await unsigned.connect()
+        await unsigned.close()
+        assert refused.value.status == 403
+        phone = TwilioCaller(front.url, token=TOKEN)
+        await phone.connect()
+        await asyncio.sleep(0.5)
+        clip = utterance("timit_LDC93S1.wav")
+        _, end = await phone.say(clip.audio())
+        await phone.wait_quiet(since=end, quiet=1.0, within=60)
+        assert phone.heard_seconds(since=end) >= 1.0 and phone.marks_echoed > 0
+        await phone.hang_up()
+        front.signal()
+        assert await front.wait_exit(within=60) == 0
+    finally:
+        front.kill()

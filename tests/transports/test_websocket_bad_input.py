@@ -218,3 +218,41 @@ async def test_a_sideband_sees_a_socket_call_and_detaching_never_ends_it(keyed: 
     await call.send_str(json.dumps({"type": "session.update", "session": {"instructions": "three"}}))
     assert (await next_event(call, "session.updated"))["session"]["instructions"] == "three"
     await call.close()
+
+
+async def test_a_listening_client_is_not_taken_for_gone_and_its_end_closes_the_sidebands(aiohttp_client: Any) -> None:
+    config = GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(api_keys=(KEY,)),
+                           limits=LimitsConfig(media_timeout_seconds=1.0))
+    client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
+    auth = {"Authorization": f"Bearer {KEY}"}
+    call = await client.ws_connect("/v1/realtime", headers=auth)
+    call_id = (await next_event(call, "session.created"))["session"]["id"]
+    sideband = await client.ws_connect(f"/v1/realtime?call_id={call_id}", headers=auth)
+    await next_event(sideband, "session.created")
+    await asyncio.sleep(2.5)  # sends nothing for more than limits.media_timeout_seconds
+    await call.send_str(json.dumps({"type": "session.update", "session": {"instructions": "awake"}}))
+    assert (await next_event(call, "session.updated"))["session"]["instructions"] == "awake"
+    await call.close()  # the caller leaves: the call ends, and its sidebands are closed
+    async with asyncio.timeout(5):
+        while (message := await sideband.receive()).type == WSMsgType.TEXT:
+            pass
+    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+
+
+async def test_a_sideband_hears_a_socket_calls_audio_events_too(keyed: Any) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    call = await keyed.ws_connect("/v1/realtime", headers=auth)
+    call_id = (await next_event(call, "session.created"))["session"]["id"]
+    sideband = await keyed.ws_connect(f"/v1/realtime?call_id={call_id}", headers=auth)
+    await next_event(sideband, "session.created")
+    await sideband.send_str(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "two words"}]}}))
+    await sideband.send_str(json.dumps({"type": "response.create"}))
+    for ws in (call, sideband):
+        delta = await next_event(ws, "response.output_audio.delta")
+        assert base64.b64decode(delta["delta"])
+        done = await next_event(ws, "response.output_audio.done")
+        assert done["response_id"] == delta["response_id"]
+        assert (await next_event(ws, "response.done"))["response"]["status"] == "completed"
+    await sideband.close()
+    await call.close()
