@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
 from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, LOCAL_CALLS, REGISTRY, EngineLoading
-from gateway.app.operations import setup_operations
+from gateway.app.operations import METRICS, setup_operations
 from gateway.app.realtime import add_realtime_sockets
 from gateway.app.sockets import LocalCalls
 from gateway.app.workers import watch_parent
@@ -78,6 +78,7 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
         app[CLUSTER] = cluster
         app[INTERNAL_TOKEN] = config.cluster.internal_token
         service = cluster.serve(calls, registry.load_report)
+        cluster.count_in(app[METRICS])
         contexts.append(cluster.context)
     setup_routes(app, service, max_sdp_bytes=config.limits.max_sdp_bytes)
     add_realtime_sockets(calls, registry, config)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -46,6 +47,7 @@ class ClusterCalls:
         self._http: aiohttp.ClientSession | None = None
         self._tasks = TaskSet("cluster calls")
         self.forwarded = 0
+        self.on_forward: Callable[[], None] = lambda: None  # the metric (Cluster.count_in)
 
     async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         call_id, answer = await self.local.create_call(offer_sdp, session)
@@ -74,6 +76,10 @@ class ClusterCalls:
     async def hangup(self, call_id: str) -> None:
         if self.local.has_call(call_id):
             await self.local.hangup(call_id)
+            try:  # before the 204: whoever the caller asks next no longer counts or finds the call
+                await self.directory.forget(call_id)
+            except GatewayError:
+                logger.warning("call %s: ended, but its directory entry stays until its lease ends (Redis)", call_id)
             return
         owner = await self.directory.owner(call_id)
         if owner is None or owner == self.directory.instance_id:
@@ -87,6 +93,7 @@ class ClusterCalls:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECONDS))
         self.forwarded += 1
+        self.on_forward()
         try:
             async with self._http.delete(url.rstrip("/") + call_location(call_id), headers=self._headers) as reply:
                 status = reply.status

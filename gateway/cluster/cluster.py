@@ -31,6 +31,7 @@ from gateway.cluster.redis import ClusterRedis
 from gateway.cluster.secrets import RedisSecrets
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
+from gateway.ops.metrics import GatewayMetrics
 from gateway.ops.observers import CallObserver
 from signaling.service import CallService
 
@@ -77,6 +78,7 @@ class Cluster:
         self.reachable = False  # the last heartbeat got through
         self.calls: ClusterCalls | None = None
         self._report: LoadReport = dict
+        self._on_forward: Callable[[], None] = lambda: None
         self._tasks = TaskSet("cluster")
 
     def serve(self, local: CallService, report: LoadReport) -> ClusterCalls:
@@ -84,7 +86,17 @@ class Cluster:
         the heartbeat publishes (``SessionRegistry.load_report``)."""
         self._report = report
         self.calls = ClusterCalls(local, self.directory, internal_token=self.config.internal_token)
+        self.calls.on_forward = self._on_forward
         return self.calls
+
+    def count_in(self, metrics: GatewayMetrics) -> None:
+        """Count Redis failures and forwarded hang-ups in ``metrics``, and show whether Redis answers."""
+        self.redis.on_failure = metrics.cluster_redis_failures.inc
+        self._on_forward = metrics.cluster_hangups_forwarded.inc
+        if self.calls is not None:
+            self.calls.on_forward = self._on_forward
+        metrics.cluster_reachable.set_function(lambda: float(self.reachable))
+        metrics.registry.register(metrics.cluster_reachable)
 
     def forget_soon(self, call_id: str) -> None:
         if not self._tasks.closed:

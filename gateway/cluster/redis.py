@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -28,6 +28,7 @@ class ClusterRedis:
         self.client: aioredis.Redis = redis_client(config.redis_url, config.redis_timeout_seconds)
         self.prefix = config.key_prefix
         self.failures = 0  # commands that failed (connection refused, timed out)
+        self.on_failure: Callable[[], None] = lambda: None  # the metric (Cluster.count_in)
         self._logged_at = -LOG_EVERY_SECONDS
 
     def key(self, *parts: str) -> str:
@@ -42,6 +43,7 @@ class ClusterRedis:
             raise  # a bug (a script error), not an outage: a 500 with a traceback
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
+            self.on_failure()
             now = time.monotonic()
             if now - self._logged_at >= LOG_EVERY_SECONDS:
                 self._logged_at = now

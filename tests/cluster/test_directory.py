@@ -12,14 +12,14 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from gateway.app.application import create_app
-from gateway.app.keys import CLUSTER, REGISTRY
+from gateway.app.keys import REGISTRY
 from gateway.config import EventsConfig
 from gateway.voice.engines import Engines
 from qa.caller import Caller
 from signaling.internal import internal_headers
 from signaling.paths import CALLS_PATH, call_location
 from tests.cluster.conftest import API_KEY, INTERNAL_TOKEN, MakeInstances, bearer, cluster_config, joined
-from tests.support.ops import free_port, real_offer
+from tests.support.ops import free_port, real_offer, scrape
 from tests.support.speech import utterance, word_error_rate
 
 STREAM = "voice-gateway:events"
@@ -61,7 +61,8 @@ async def test_a_hang_up_on_one_instance_ends_a_real_call_held_on_another(make_i
             async with http.delete(c.url + call_location("rtc_000000000000000000000"),
                                    headers=bearer(API_KEY)) as response:
                 assert response.status == 404
-        assert b.server.app[CLUSTER].calls is not None and b.server.app[CLUSTER].calls.forwarded == 1
+        assert (await scrape(b.url)).value("voice_gateway_cluster_hangups_forwarded_total") == 1
+        assert (await scrape(a.url)).value("voice_gateway_cluster_hangups_forwarded_total") == 0
         deadline = time.monotonic() + 10
         while len(types := [e["type"] for e in await stream_events(redis_url, call_id)]) < 3:
             assert time.monotonic() < deadline, types

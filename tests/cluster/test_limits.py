@@ -17,7 +17,7 @@ from gateway.voice.engines import Engines
 from qa.caller import Caller
 from signaling.paths import CALLS_PATH
 from tests.cluster.conftest import API_KEY, Instance, MakeInstances, RedisServer, bearer, cluster_config
-from tests.support.ops import free_port, get_json, real_offer
+from tests.support.ops import free_port, get_json, real_offer, scrape
 
 SDP = {**bearer(API_KEY), "Content-Type": "application/sdp"}
 
@@ -87,9 +87,13 @@ async def test_without_redis_new_calls_get_503_fast_live_calls_go_on_and_all_rec
             assert time.monotonic() - started < 5  # within the command timeouts (0.5 s), never a hang
             assert any("Redis did not answer" in record.getMessage() for record in caplog.records)
             await until_ready(b, False)
+            metrics = await scrape(b.url)
+            assert metrics.value("voice_gateway_cluster_redis_failures_total") >= 2
+            assert metrics.value("voice_gateway_cluster_reachable") == 0
             await spoken_reply(caller)  # the live call goes on without Redis
             redis_server.start()
             await until_ready(b, True)
+            assert (await scrape(b.url)).value("voice_gateway_cluster_reachable") == 1
             assert (await place(http, b, offer))[0] == 201
             async with http.delete(b.url + caller.location, headers=bearer(API_KEY)) as response:
                 assert response.status == 204  # the heartbeat wrote a's call again into the empty Redis
