@@ -9,6 +9,7 @@ import time
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from gateway.app.application import create_app
@@ -138,3 +139,23 @@ async def test_an_instance_whose_measured_load_refuses_calls_is_not_ready(engine
                 assert response.status == 503 and (await response.json())["error"]["code"] == "capacity"
     finally:
         await server.close()
+
+
+async def test_a_full_redis_refuses_new_calls_and_tokens_with_503_not_500(make_instances: MakeInstances,
+                                                                           redis_url: str) -> None:
+    (a,) = await make_instances("a", max_calls_per_client=4)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", "1")  # below what it already uses: every write is refused (OOM)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(a.url + "/v1/realtime/client_secrets", headers=bearer(API_KEY)) as response:
+                assert response.status == 503 and (await response.json())["error"]["code"] == "cluster_unavailable"
+            status, code, _ = await place(http, a, await real_offer())
+            assert (status, code) == (503, "cluster_unavailable")
+        await client.config_set("maxmemory", "0")
+        async with aiohttp.ClientSession() as http:
+            assert (await place(http, a, await real_offer()))[0] == 201
+    finally:
+        await client.config_set("maxmemory", "0")
+        await client.aclose()
