@@ -1,5 +1,6 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
+from gateway.config.cluster import ClusterConfig
 from gateway.config.errors import ConfigError
 from gateway.config.schema import (
     AGENT_NAMES,
@@ -25,6 +26,7 @@ __all__ = [
     "LOCAL_ORIGINS",
     "AgentsConfig",
     "AuthConfig",
+    "ClusterConfig",
     "ConfigError",
     "EngineConfig",
     "EventsConfig",

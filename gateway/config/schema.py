@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config.cluster import REDIS_SCHEMES, ClusterConfig
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
 from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
@@ -328,6 +329,13 @@ class EventsConfig:
     webhook_retries: int = 3  # with backoff 0.5 s, 1 s, 2 s ... (at most 5 s)
     webhook_event_timeout_seconds: float = 15.0  # every attempt at one event, backoff included
     queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
+    # XADD each event to this Redis stream (gateway/ops/redis_stream.py); "" for none. Redis: events.redis_url,
+    # or cluster.redis_url when that is empty. The stream keeps about redis_stream_maxlen entries (MAXLEN ~).
+    redis_stream: str = ""
+    redis_url: str = ""  # a secret when it holds a password: masked by config show
+    redis_stream_maxlen: int = 100_000
+    nats_url: str = ""  # publish each event to NATS JetStream (gateway/ops/nats_stream.py); "" for none
+    nats_subject: str = "voice-gateway.events"  # a JetStream stream must hold it (created when none does)
     # At shutdown the sinks deliver what they can this long; what is left is counted and logged, one line an event.
     shutdown_flush_seconds: float = 10.0
 
@@ -340,6 +348,12 @@ class EventsConfig:
                  "must be 0.1..600")
         _require(0 <= self.shutdown_flush_seconds <= 600, "events.shutdown_flush_seconds", "must be 0..600")
         _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
+        _require(self.redis_url == "" or self.redis_url.startswith(REDIS_SCHEMES), "events.redis_url",
+                 "must be a redis://, rediss:// or unix:// URL")
+        _require(1000 <= self.redis_stream_maxlen <= 100_000_000, "events.redis_stream_maxlen",
+                 "must be 1000..100000000")
+        _require(self.nats_url == "" or self.nats_url.startswith(("nats://", "tls://")), "events.nats_url",
+                 "must be a nats:// or tls:// URL")
 
 
 @dataclass(frozen=True)
@@ -379,8 +393,16 @@ class GatewayConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
+        if self.cluster.redis_url:
+            _require(self.server.workers == 1, "cluster.redis_url",
+                     "a cluster runs one process per instance (server.workers = 1): scale instances, not workers")
+            _require(bool(self.cluster.instance_url) or self.server.host not in ("0.0.0.0", "::", ""),
+                     "cluster.instance_url", "must be set when server.host is a wildcard address")
+        _require(not self.events.redis_stream or bool(self.events.redis_url or self.cluster.redis_url),
+                 "events.redis_stream", "needs events.redis_url or cluster.redis_url")
         agent = self.session.agent
         _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
         _require(self.agents.configured(agent), "session.agent",
