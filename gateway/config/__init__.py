@@ -2,13 +2,13 @@
 
 from gateway.config.cluster import ClusterConfig
 from gateway.config.errors import ConfigError
+from gateway.config.events import EventsConfig
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
     EngineConfig,
-    EventsConfig,
     GatewayConfig,
     LimitsConfig,
     LoggingConfig,
