@@ -31,12 +31,14 @@ same way; its request lasts as long as the call, so the call's id is settled whe
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -45,7 +47,7 @@ from gateway.config import LimitsConfig
 from signaling.errors import ApiError, Handler
 from signaling.internal import is_internal
 from signaling.paths import CALLS_PATH, REALTIME_PATH, call_id_from_location
-from signaling.service import REGISTRY
+from signaling.service import REGISTRY, CallService
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +190,41 @@ class ClientLimiter:
             del self._clients[next(iter(self._clients))]
 
 
-def limits_middleware(config: LimitsConfig) -> Middleware:
-    """Applies the per-client limits to ``POST /v1/realtime/calls``."""
-    limiter = ClientLimiter(config)
+class LimitStore(Protocol):
+    """Where the per-client limits are counted: this process (:class:`LocalLimits`), or a store a cluster of
+    gateways shares (``cluster.redis_url``: :class:`gateway.cluster.limits.RedisLimits`), so that an address
+    holds ``max_calls_per_client`` calls in the whole cluster, not on each instance. ``admit`` raises a 429
+    ``ApiError`` (or a 503 ``GatewayError`` when a shared store cannot be reached); its ticket goes to ``settle``."""
+
+    @property
+    def off(self) -> bool: ...
+
+    async def admit(self, client: str, calls: CallService) -> object: ...
+
+    async def settle(self, ticket: object, call_id: str | None) -> None: ...
+
+
+class LocalLimits:
+    """:class:`LimitStore` of one process: a :class:`ClientLimiter` asking this process's calls."""
+
+    def __init__(self, config: LimitsConfig) -> None:
+        self.limiter = ClientLimiter(config)
+
+    @property
+    def off(self) -> bool:
+        return self.limiter.off
+
+    async def admit(self, client: str, calls: CallService) -> object:
+        return self.limiter.admit(client, call_alive=calls.has_call, call_connected=calls.is_connected)
+
+    async def settle(self, ticket: object, call_id: str | None) -> None:
+        assert isinstance(ticket, _Client)
+        self.limiter.settle(ticket, call_id)
+
+
+def limits_middleware(config: LimitsConfig, store: LimitStore | None = None) -> Middleware:
+    """Applies the per-client limits to ``POST /v1/realtime/calls`` (counted in ``store``; default: here)."""
+    limiter: LimitStore = store if store is not None else LocalLimits(config)
     addresses = ClientAddress(config.trusted_proxies)
     off = limiter.off
 
@@ -204,19 +238,15 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
             return await handler(request)
         address = addresses.of(request)
         try:
-            service = request.app[REGISTRY]
-            state = limiter.admit(client_key(address), call_alive=service.has_call,
-                                  call_connected=service.is_connected)
+            ticket = await limiter.admit(client_key(address), request.app[REGISTRY])
         except ApiError as exc:
             logger.info("refused a call from %s: %s", address, exc.code)
             raise
-        settled = False
+        settling: list[asyncio.Task[None]] = []  # the one settle, awaited before the request ends
 
         def admitted(call_id: str | None) -> None:
-            nonlocal settled
-            if not settled:
-                settled = True
-                limiter.settle(state, call_id)
+            if not settling:
+                settling.append(asyncio.ensure_future(limiter.settle(ticket, call_id)))
 
         request[ADMITTED_KEY] = admitted
         call_id = None
@@ -227,5 +257,6 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
             return response
         finally:
             admitted(call_id)
+            await settling[0]
 
     return limit

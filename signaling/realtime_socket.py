@@ -22,6 +22,7 @@ Then the request goes to :meth:`signaling.service.CallService.serve_socket`, whi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 
 from gateway.config import GatewayConfig
-from signaling.auth import Authenticator, bearer, merge_sessions
+from signaling.auth import Authenticator, bearer, merge_sessions, settle_secret
 from signaling.bound_session import expand
 from signaling.client_secrets import MINTER, TOKEN_PREFIX, ClientSecret
 from signaling.errors import ApiError
@@ -111,20 +112,21 @@ async def _new_call(request: web.Request, protocol: str | None) -> web.StreamRes
     authenticator = request.app[AUTHENTICATOR]
     credential = credential_of(request)
     store = authenticator.store
-    anonymous = not authenticator.keys_required and credential is not None and not store.knows(credential)
+    anonymous = not authenticator.keys_required and credential is not None and not await store.knows(credential)
     secret: ClientSecret | None = None
     if credential is None or not credential.startswith(TOKEN_PREFIX) or anonymous:
         _unauthorized_unless(lambda: authenticator.require_server_key(credential), request)
     else:
-        secret = _unauthorized_unless(lambda: store.claim(credential), request)
+        secret = await _claimed(authenticator, credential, request)
     session = expand(secret.session) if secret is not None and secret.session is not None else None
     if request.query.get("intent") == "transcription":
         session = merge_sessions(session, {"type": "transcription"})
     limits_admitted = request.get(ADMITTED_KEY)
+    consumed: list[asyncio.Task[None]] = []  # the secret's consumption once the call is admitted, awaited below
 
     def admitted(call_id: str) -> None:
-        if secret is not None:
-            store.consume(secret, call_id)
+        if secret is not None and not consumed:
+            consumed.append(asyncio.ensure_future(store.consume(secret, call_id)))
         if limits_admitted is not None:
             limits_admitted(call_id)
 
@@ -132,8 +134,18 @@ async def _new_call(request: web.Request, protocol: str | None) -> web.StreamRes
         return await request.app[REGISTRY].serve_socket(
             request, SocketRequest("realtime", session=session, protocol=protocol, admitted=admitted))
     finally:
-        if secret is not None:
-            store.release(secret)  # only a claim that never became a call (a used secret stays used)
+        if consumed:
+            await settle_secret(consumed[0])
+        elif secret is not None:
+            await settle_secret(store.release(secret))  # only a claim that never became a call
+
+
+async def _claimed(authenticator: Authenticator, credential: str, request: web.Request) -> ClientSecret:
+    try:
+        return await authenticator.store.claim(credential)
+    except ApiError as exc:
+        logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.code)
+        raise
 
 
 def _unauthorized_unless(check: Callable[[], T], request: web.Request) -> T:
@@ -164,5 +176,5 @@ def _forwarded_session(request: web.Request) -> dict[str, Any] | None:
 
 def setup_realtime_socket(app: web.Application, config: GatewayConfig) -> None:
     """Add ``GET /v1/realtime`` (after :func:`signaling.middlewares.signaling_app`, whose minter it shares)."""
-    app[AUTHENTICATOR] = Authenticator(config.auth, store=app[MINTER].store)
+    app[AUTHENTICATOR] = Authenticator(config.auth, store=app[MINTER].secrets)
     app.router.add_get(REALTIME_PATH, realtime_socket)
