@@ -12,6 +12,10 @@ taking turns round by round (ABBA, so drift on a shared machine falls on both):
   WebSocket, audio is sent up to 0.1 s ahead of real time (the pacer's lead): a client that keeps
   playing its buffer after ``input_audio_buffer.speech_started`` hears at most that much more.
 
+A Twilio Media Stream (the simulated Twilio, ``tests/transports/twilio_caller.py``, through
+``benchmarks/phone.py``) takes its turn too; its barge-in cuts the echo of one sentence, since a
+phone call has no client events to start a long reply with.
+
 Reports p50/p95, the WebSocket/WebRTC ratios and the difference of the p50s, with the machine's
 speed (benchmarks/machine.py) measured in the same run.
 
@@ -37,8 +41,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.latency import LONG_REPLY, SILENCE_MS, start_gateway, summary, trimmed  # noqa: E402
 from benchmarks.machine import machine_speed  # noqa: E402
+from benchmarks.phone import twilio_barge_ins, twilio_turns  # noqa: E402
 from qa.caller import Caller  # noqa: E402
-from tests.support.speech import manifest  # noqa: E402
+from tests.support.speech import manifest, normalize, word_error_rate  # noqa: E402
 from tests.transports.sdk_caller import SdkCaller, sdk_call, to_pcm24  # noqa: E402
 
 AUDIBLE = 300  # |sample| of int16 above which a delta counts as audible (about -40 dBFS)
@@ -149,9 +154,56 @@ async def socket_barge_ins(url: str, clips: list[Any]) -> list[float]:
     return stops
 
 
-def compared(webrtc: list[float], socket: list[float]) -> dict[str, Any]:
+async def webrtc_transcripts(url: str, clips: list[Any]) -> dict[str, str]:
+    """Each clip once over WebRTC (no replies): its final transcript."""
+    caller = Caller(url)
+    await caller.connect()
+    await caller.wait_event("session.created")
+    caller.send({"type": "session.update", "session": {"turn_detection": {"create_response": False}}})
+    await caller.wait_event("session.updated")
+    out: dict[str, str] = {}
+    try:
+        for clip in clips:
+            since = time.monotonic()
+            _, end_at = await caller.say(clip.audio(), 16_000)
+            await asyncio.sleep(SILENCE_MS / 1000 + 0.2)
+            await caller.wait_event("conversation.item.input_audio_transcription.completed", since=end_at - 2,
+                                    timeout=30)
+            await asyncio.sleep(0.5)
+            out[clip.file] = " ".join(e["transcript"] for e in caller.events_of(
+                "conversation.item.input_audio_transcription.completed", since=since))
+    finally:
+        await caller.hangup()
+    return out
+
+
+async def socket_transcripts(url: str, clips: list[Any]) -> dict[str, str]:
+    """Each clip once over the WebSocket (no replies): its final transcript."""
+    out: dict[str, str] = {}
+    async with sdk_call(url, intent="transcription") as caller:
+        await caller.wait_event("session.created")
+        for clip in clips:
+            since = time.monotonic()
+            await caller.say(clip.audio(), trailing_silence=SILENCE_MS / 1000 + 0.2)
+            await caller.wait_event("conversation.item.input_audio_transcription.completed", since=since, timeout=30)
+            await caller.send_pcm(bytes(int(48_000 * 0.5)))
+            out[clip.file] = " ".join(e["transcript"] for e in caller.of(
+                "conversation.item.input_audio_transcription.completed", since=since))
+    return out
+
+
+def corpus_wer(clips: list[Any], hypotheses: dict[str, str]) -> float:
+    errors = words = 0
+    for clip in clips:
+        n = len(normalize(clip.transcript))
+        errors += round(word_error_rate(clip.transcript, hypotheses.get(clip.file, "")) * n)
+        words += n
+    return round(errors / words, 4)
+
+
+def compared(webrtc: list[float], socket: list[float], name: str = "websocket") -> dict[str, Any]:
     a, b = summary(webrtc), summary(socket)
-    out: dict[str, Any] = {"webrtc": a, "websocket": b}
+    out: dict[str, Any] = {"webrtc": a, name: b}
     if a.get("n") and b.get("n"):
         out["p50_difference_ms"] = round(b["p50"] - a["p50"], 1)
         out["ratio_p50"] = round(b["p50"] / a["p50"], 2) if a["p50"] else None
@@ -164,24 +216,36 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--barge-ins", type=int, default=4)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--wer", action="store_true", help="also: corpus WER of each transport (clips ≤ 12 s)")
+    parser.add_argument("--wer-only", action="store_true", help="only the WER comparison")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.wer_only:
+        await wer_only(args.out)
+        return
     machine_before = machine_speed()
     clips = [u for u in manifest() if u.duration <= 4.0]
     interrupters = [u for u in manifest() if 1.0 <= u.duration <= 3.0][: args.barge_ins]
     process, url = await start_gateway("streaming")
-    turns: dict[str, list[float]] = {"webrtc": [], "websocket": []}
-    stops: dict[str, list[float]] = {"webrtc": [], "websocket": []}
+    turns: dict[str, list[float]] = {"webrtc": [], "websocket": [], "twilio": []}
+    stops: dict[str, list[float]] = {"webrtc": [], "websocket": [], "twilio": []}
+    wer: dict[str, Any] = {}
     try:
+        if args.wer:
+            wer = await measure_wer(url)
         for round_ in range(args.rounds):
-            order = ["webrtc", "websocket"] if round_ % 2 == 0 else ["websocket", "webrtc"]
+            order = ["webrtc", "websocket", "twilio"] if round_ % 2 == 0 else ["twilio", "websocket", "webrtc"]
             for transport in order:
                 print(f"round {round_ + 1}: {transport} turns…", file=sys.stderr)
-                run = webrtc_turns if transport == "webrtc" else socket_turns
+                run = {"webrtc": webrtc_turns, "websocket": socket_turns, "twilio": twilio_turns}[transport]
                 turns[transport] += await run(url, clips)
-        for transport in ("webrtc", "websocket", "websocket", "webrtc")[: 2 if args.barge_ins < 2 else 4]:
+        sequence = ("webrtc", "websocket", "twilio", "twilio", "websocket", "webrtc")
+        for transport in sequence[: 3 if args.barge_ins < 2 else 6]:
             print(f"{transport} barge-ins…", file=sys.stderr)
             half = interrupters[: max(1, len(interrupters) // 2)]
+            if transport == "twilio":  # a phone call has no client events: the echo of one sentence is cut
+                stops[transport] += (await twilio_barge_ins(url, half))[0]
+                continue
             run_b = webrtc_barge_ins if transport == "webrtc" else socket_barge_ins
             stops[transport] += await run_b(url, half)
     finally:
@@ -190,6 +254,9 @@ async def main() -> None:
     results = {
         "overhead_ms": compared(turns["webrtc"], turns["websocket"]),
         "barge_in_stop_ms": compared(stops["webrtc"], stops["websocket"]),
+        "twilio": {"overhead_ms": compared(turns["webrtc"], turns["twilio"], "twilio"),
+                   "barge_in_stop_ms": compared(stops["webrtc"], stops["twilio"], "twilio")},
+        "wer": wer,
         "raw": {"overhead_ms": turns, "barge_in_stop_ms": stops},
         "machine": {"before": machine_before, "after": machine_speed(), "uname": " ".join(os.uname())},
     }
@@ -198,7 +265,33 @@ async def main() -> None:
         r = results[name]
         print(f"{name}: webrtc {r['webrtc']}  websocket {r['websocket']}  "
               f"Δp50 {r.get('p50_difference_ms')} ms, ratio p50 {r.get('ratio_p50')} p95 {r.get('ratio_p95')}")
+    for name in ("overhead_ms", "barge_in_stop_ms"):
+        r = results["twilio"][name]
+        print(f"{name}: webrtc {r['webrtc']}  twilio {r['twilio']}  "
+              f"Δp50 {r.get('p50_difference_ms')} ms, ratio p50 {r.get('ratio_p50')} p95 {r.get('ratio_p95')}")
     print("machine", results["machine"])
+
+
+async def measure_wer(url: str) -> dict[str, Any]:
+    clips = [u for u in manifest() if u.duration <= 12.0]
+    webrtc = await webrtc_transcripts(url, clips)
+    socket = await socket_transcripts(url, clips)
+    return {"webrtc": corpus_wer(clips, webrtc), "websocket": corpus_wer(clips, socket), "clips": len(clips),
+            "transcripts": {"webrtc": webrtc, "websocket": socket}}
+
+
+async def wer_only(out: Path) -> None:
+    machine_before = machine_speed()
+    process, url = await start_gateway("streaming")
+    try:
+        wer = await measure_wer(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    wer["machine"] = {"before": machine_before, "after": machine_speed()}
+    (out / "transports_wer.json").write_text(json.dumps(wer, indent=2))
+    print(f"corpus WER over {wer['clips']} clips: webrtc {wer['webrtc']}  websocket {wer['websocket']}")
+    print("machine", wer["machine"])
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class WorkerProcess:
         self.port = int(self._listener.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         fd = self._listener.fileno()
-        argv = [*self._argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1"]
+        argv = [*self._argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1",
+                "--set", "server.grpc_port=0"]  # gRPC speech services: single-process gateways only
         env = {**os.environ, INTERNAL_TOKEN_ENV: self._token, PARENT_PID_ENV: str(os.getpid()),
                LISTEN_FD_ENV: str(fd)}
         # Own session: a Ctrl-C in the terminal reaches the front only, which then drains the workers.

@@ -2,13 +2,13 @@
 
 from gateway.config.cluster import ClusterConfig
 from gateway.config.errors import ConfigError
+from gateway.config.events import EventsConfig
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
     EngineConfig,
-    EventsConfig,
     GatewayConfig,
     LimitsConfig,
     LoggingConfig,
@@ -18,6 +18,7 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.speech import SpeechConfig
 from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "SpeechConfig",
     "TelephonyConfig",
     "TurnDetectionConfig",
 ]

@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.config.cluster import REDIS_SCHEMES, ClusterConfig
+from gateway.config.cluster import ClusterConfig
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
+from gateway.config.events import EventsConfig
+from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
 from gateway.config.telephony import TelephonyConfig
 
 
@@ -48,8 +50,16 @@ class EngineConfig:
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
     blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
+    # Another gateway's (or any Riva server's) gRPC speech services instead of local models: "grpc://host:port"
+    # (plaintext) or "grpcs://host:port" (TLS); empty: the local model (docs/deployment.md).
+    remote_asr: str = ""
+    remote_tts: str = ""
+    remote_api_key: str = field(default="", repr=False)  # sent as "authorization: Bearer ..." (a secret)
+    remote_ca_file: str = ""  # PEM roots for grpcs:// (empty: the system's)
+    remote_timeout_seconds: float = 10.0  # one remote decode or clause, at most
 
     def __post_init__(self) -> None:
+        check_remote_engines(self.remote_asr, self.remote_tts, self.remote_ca_file, self.remote_timeout_seconds)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
@@ -203,9 +213,14 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
     workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
+    # The Riva-compatible gRPC speech services (gateway/speech/grpc_server.py), single-process gateways only; 0: off.
+    grpc_port: int = 50051
+    grpc_tls_cert_file: str = ""  # PEM certificate chain and key: TLS on the gRPC port (both or neither)
+    grpc_tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        check_grpc(self.grpc_port, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
@@ -305,44 +320,6 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class EventsConfig:
-    """Call lifecycle events (``call.started``, ``turn.completed``, ``call.ended``) for other systems."""
-
-    file: str = "-"  # JSON lines: "-" for stdout, a path to append to, "" for none
-    webhook_url: str = ""  # POST each event as JSON to this http(s) URL; "" for none
-    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
-    webhook_timeout_seconds: float = 5.0  # one attempt
-    webhook_retries: int = 3  # with backoff 0.5 s, 1 s, 2 s ... (at most 5 s)
-    webhook_event_timeout_seconds: float = 15.0  # every attempt at one event, backoff included
-    queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
-    # XADD each event to this Redis stream (gateway/ops/redis_stream.py); "" for none. Redis: events.redis_url,
-    # or cluster.redis_url when that is empty. The stream keeps about redis_stream_maxlen entries (MAXLEN ~).
-    redis_stream: str = ""
-    redis_url: str = ""  # a secret when it holds a password: masked by config show
-    redis_stream_maxlen: int = 100_000
-    nats_url: str = ""  # publish each event to NATS JetStream (gateway/ops/nats_stream.py); "" for none
-    nats_subject: str = "voice-gateway.events"  # a JetStream stream must hold it (created when none does)
-    # At shutdown the sinks deliver what they can this long; what is left is counted and logged, one line an event.
-    shutdown_flush_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        _require(self.webhook_url == "" or self.webhook_url.startswith(("http://", "https://")),
-                 "events.webhook_url", "must be an http:// or https:// URL")
-        _require(0.1 <= self.webhook_timeout_seconds <= 60, "events.webhook_timeout_seconds", "must be 0.1..60")
-        _require(0 <= self.webhook_retries <= 10, "events.webhook_retries", "must be 0..10")
-        _require(0.1 <= self.webhook_event_timeout_seconds <= 600, "events.webhook_event_timeout_seconds",
-                 "must be 0.1..600")
-        _require(0 <= self.shutdown_flush_seconds <= 600, "events.shutdown_flush_seconds", "must be 0..600")
-        _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
-        _require(self.redis_url == "" or self.redis_url.startswith(REDIS_SCHEMES), "events.redis_url",
-                 "must be a redis://, rediss:// or unix:// URL")
-        _require(1000 <= self.redis_stream_maxlen <= 100_000_000, "events.redis_stream_maxlen",
-                 "must be 1000..100000000")
-        _require(self.nats_url == "" or self.nats_url.startswith(("nats://", "tls://")), "events.nats_url",
-                 "must be a nats:// or tls:// URL")
-
-
-@dataclass(frozen=True)
 class AuthConfig:
     """Who may place calls (see signaling/auth.py and docs/security.md)."""
 
@@ -377,6 +354,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 

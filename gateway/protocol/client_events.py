@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.protocol.responses import (
+    DEFAULT_PARAMS,
+    ClientFunctionCall,
+    ClientFunctionOutput,
+    ResponseParams,
+    parse_item_payload,
+    parse_response_params,
+)
 from gateway.protocol.server_events import new_id
+from gateway.protocol.tools import InvalidTool
 
 Role = Literal["user", "assistant", "system"]
 ROLES: tuple[Role, ...] = ("user", "assistant", "system")
@@ -87,7 +96,13 @@ class OutputAudioBufferClear:
 
 @dataclass(frozen=True)
 class ConversationItemCreate:
-    item: ClientItem
+    item: ClientItem | ClientFunctionCall | ClientFunctionOutput
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationItemDelete:
+    item_id: str
     event_id: str | None = None
 
 
@@ -112,6 +127,7 @@ class ResponseCreate:
 
     text_stream: bool = False
     event_id: str | None = None
+    params: ResponseParams = DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,7 @@ class GatewayResponseTextDone:
 ClientEvent = (
     SessionUpdate | InputAudioBufferAppend | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel
     | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ConversationItemTruncate
-    | ResponseCreate
+    | ConversationItemDelete | ResponseCreate
     | GatewayResponseTextDelta | GatewayResponseTextDone
 )
 
@@ -201,7 +217,20 @@ def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
 
 
 def _item_create(raw: dict[str, Any], event_id: str | None) -> ConversationItemCreate:
-    return ConversationItemCreate(parse_item(raw.get("item"), event_id), event_id)
+    item = raw.get("item")
+    if isinstance(item, dict) and item.get("type") in ("function_call", "function_call_output"):
+        try:
+            return ConversationItemCreate(parse_item_payload(item, "item", None), event_id)
+        except InvalidTool as exc:
+            raise BadClientEvent("invalid_item", str(exc), event_id, param=exc.param) from exc
+    return ConversationItemCreate(parse_item(item, event_id), event_id)
+
+
+def _item_delete(raw: dict[str, Any], event_id: str | None) -> ConversationItemDelete:
+    item_id = raw.get("item_id")
+    if not isinstance(item_id, str):
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id)
+    return ConversationItemDelete(item_id, event_id)
 
 
 def parse_item(item: Any, event_id: str | None) -> ClientItem:
@@ -240,6 +269,9 @@ def _item_truncate(raw: dict[str, Any], event_id: str | None) -> ConversationIte
     if isinstance(end, bool) or not isinstance(end, int) or end < 0:
         raise BadClientEvent("invalid_value", "audio_end_ms must be a whole number of milliseconds >= 0", event_id,
                              param="audio_end_ms")
+    if raw.get("content_index", 0) != 0:
+        raise BadClientEvent("invalid_value", "content_index must be 0 (an item has one content part)", event_id,
+                             param="content_index")
     return ConversationItemTruncate(item_id, end, event_id)
 
 
@@ -249,7 +281,11 @@ def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreat
     if not isinstance(flag, bool):
         raise BadClientEvent("invalid_value", "response must be an object and response.text_stream a boolean",
                              event_id)
-    return ResponseCreate(flag, event_id)
+    try:
+        params = parse_response_params(response, lambda item: parse_item(item, event_id))
+    except InvalidTool as exc:
+        raise BadClientEvent("invalid_value", str(exc), event_id, param=exc.param) from exc
+    return ResponseCreate(flag, event_id, params)
 
 
 def _stream_target(raw: dict[str, Any], event_id: str | None) -> str | None:
@@ -281,6 +317,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
     "output_audio_buffer.clear": lambda _raw, event_id: OutputAudioBufferClear(event_id),
     "conversation.item.create": _item_create,
     "conversation.item.retrieve": _item_retrieve,
+    "conversation.item.delete": _item_delete,
     "conversation.item.truncate": _item_truncate,
     "response.create": _response_create,
     "gateway.response.text.delta": _text_delta,

@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.protocol.tools import AUTO, FunctionTool, InvalidTool, ToolChoice, parse_tool_choice, parse_tools
+
+MODALITIES = (("audio",), ("text",), ("audio", "text"), ("text", "audio"))
 
 
 class InvalidSession(ValueError):
@@ -31,6 +34,8 @@ PINNABLE = {
     "agent": ("agent", "session.agent"),
     "voice": ("voice", "session.audio.output.voice"),
     "turn_detection": ("turn", "session.audio.input.turn_detection"),
+    "tools": ("tools", "session.tools"),
+    "tool_choice": ("tool_choice", "session.tool_choice"),
 }
 
 
@@ -81,6 +86,9 @@ class SessionSettings:
     agent: str
     turn: TurnSettings
     pinned: frozenset[str] = frozenset()  # fields no session.update may change (a client secret pinned them)
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = AUTO
+    output_modalities: tuple[str, ...] = ("audio",)  # ("text",): replies are text events, not speech
     input_format: AudioFormat = PCM_24K  # audio in events (a WebSocket); WebRTC's is the SDP's
     output_format: AudioFormat = PCM_24K
     type: str = "realtime"  # "transcription": transcripts only, never a response
@@ -131,6 +139,7 @@ class SessionSettings:
             if session["type"] not in ("realtime", "transcription"):
                 raise InvalidSession("session.type", "must be 'realtime' or 'transcription'")
             result = replace(result, type=session["type"])
+        result = _tools_applied(result, session)
         for name in self.pinned:
             attribute, param = PINNABLE[name]
             if getattr(result, attribute) != getattr(self, attribute):
@@ -149,8 +158,10 @@ class SessionSettings:
             "object": "realtime.session",
             "id": session_id,
             "model": "voice-gateway",
-            "output_modalities": ["audio"],
+            "output_modalities": list(self.output_modalities),
             "instructions": self.instructions,
+            "tools": [tool.to_dict() for tool in self.tools],
+            "tool_choice": self.tool_choice.to_wire(),
             "agent": self.agent,
             **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
             "audio": {
@@ -181,6 +192,31 @@ class SessionSettings:
             "create_response": self.turn.create_response,
             "interrupt_response": self.turn.interrupt_response,
         }
+
+
+def _tools_applied(settings: SessionSettings, session: dict[str, Any]) -> SessionSettings:
+    """``tools``, ``tool_choice`` and ``output_modalities`` of a ``session.update`` applied to ``settings``."""
+    try:
+        tools = parse_tools(session["tools"], "session.tools") if "tools" in session else settings.tools
+        if "tool_choice" in session:
+            choice = parse_tool_choice(session["tool_choice"], "session.tool_choice", tools)
+        elif settings.tool_choice.function and settings.tool_choice.function not in {t.name for t in tools}:
+            choice = AUTO  # the forced function was removed with the tools
+        else:
+            choice = settings.tool_choice
+    except InvalidTool as exc:
+        raise InvalidSession(exc.param, str(exc).partition(": ")[2]) from exc
+    modalities = settings.output_modalities
+    if "output_modalities" in session:
+        modalities = parse_modalities(session["output_modalities"], "session.output_modalities")
+    return replace(settings, tools=tools, tool_choice=choice, output_modalities=modalities)
+
+
+def parse_modalities(value: Any, param: str) -> tuple[str, ...]:
+    """``output_modalities``: ``["audio"]`` or ``["text"]`` (audio always carries its transcript, as GA says)."""
+    if not isinstance(value, list) or tuple(value) not in MODALITIES:
+        raise InvalidSession(param, "must be [\"audio\"] or [\"text\"]")
+    return ("text",) if tuple(value) == ("text",) else ("audio",)
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, assert_never
 
 from engines.base import FloatArray
-from gateway.agents import ConversationItem
 from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
@@ -33,6 +32,7 @@ from gateway.protocol.client_events import (
     BadClientEvent,
     ClientEvent,
     ConversationItemCreate,
+    ConversationItemDelete,
     ConversationItemRetrieve,
     ConversationItemTruncate,
     GatewayResponseTextDelta,
@@ -58,6 +58,7 @@ from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
 from gateway.voice.engines import Engines
 from gateway.voice.options import VoiceOptions
+from gateway.voice.tools import ToolError
 from media.budget import AudioTooFast
 
 logger = logging.getLogger(__name__)
@@ -142,8 +143,18 @@ class RealtimeSession:
         self._tasks.create_task(self.watchdog.run(), name=f"{self.id} watchdog")
 
     def session_dict(self) -> dict[str, Any]:
-        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices,
-                                                  event_audio=self.transport.event_audio is not None)
+        """The session as ``session.created``/``.updated`` report it; ``gateway.agent_can_call_tools`` says
+        whether the session's agent can call its tools (the local LLM cannot: it is sent none)."""
+        settings = self.conversation.settings
+        session = settings.to_dict(self.id, self._engines.tts.voices,
+                                   event_audio=self.transport.event_audio is not None)
+        if settings.responds:
+            try:
+                can_call = self._engines.agents.create(settings.agent).can_call_tools
+            except KeyError:
+                can_call = False
+            session.setdefault("gateway", {})["agent_can_call_tools"] = can_call
+        return session
 
     def _last_activity(self) -> float:
         """When the caller last spoke or a reply last played (for the idle limit)."""
@@ -214,12 +225,21 @@ class RealtimeSession:
             self._observer.error(self.id, event["error"]["code"])
         elif event["type"] in ("conversation.item.added", "conversation.item.done"):
             self._items.remember(event["item"])
+        elif event["type"] == "conversation.item.deleted":
+            self._items.forget(event["item_id"])
         self._outbox.send(event)
         self.sidebands.send(event)
 
     # ---------------------------------------------------------- client events
 
     def _dispatch(self, event: ClientEvent) -> None:
+        """One client event (from the transport or a sideband); raises :class:`BadClientEvent`."""
+        try:
+            self._handle(event)
+        except ToolError as exc:  # a tool result, item or response input the conversation refused
+            raise BadClientEvent(exc.code, str(exc), event.event_id, param=exc.param) from exc
+
+    def _handle(self, event: ClientEvent) -> None:
         conversation = self.conversation
         match event:
             case SessionUpdate():
@@ -241,16 +261,18 @@ class RealtimeSession:
                 if not conversation.cancel_response("client_cleared"):
                     raise BadClientEvent("no_active_output", "no audio is playing", event.event_id)
             case ConversationItemCreate(item=item):
-                conversation.add_item(ConversationItem(item.id, item.role, item.text))
+                conversation.add_item(item)
+            case ConversationItemDelete():
+                conversation.delete_item(event.item_id)
+            case ConversationItemTruncate():
+                heard = conversation.truncate_item(event.item_id, event.audio_end_ms)
+                if heard is not None:  # a finished reply (the active one's item.done carries its text)
+                    self._items.retext(event.item_id, heard)
             case ConversationItemRetrieve():
                 found = self._items.get(event.item_id)
                 if found is None:
                     raise BadClientEvent("item_not_found", f"no item with id {event.item_id!r}", event.event_id)
                 self.send(events.item_retrieved(found))
-            case ConversationItemTruncate():
-                if not conversation.truncate_item(event.item_id, event.audio_end_ms):
-                    raise BadClientEvent("item_not_found", f"no playing or last reply item {event.item_id!r}",
-                                         event.event_id, param="item_id")
             case ResponseCreate():
                 self._create_response(event)
             case GatewayResponseTextDelta() | GatewayResponseTextDone():
@@ -280,7 +302,7 @@ class RealtimeSession:
         stream = None
         if event.text_stream:
             stream = ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds)
-        if not self.conversation.create_response(agent=stream):
+        if not self.conversation.create_response(agent=stream, params=event.params):
             raise BadClientEvent("conversation_already_has_active_response",
                                  "a response is already in progress; cancel it first", event.event_id)
         if stream is not None:

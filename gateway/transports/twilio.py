@@ -65,6 +65,9 @@ from media.g711 import G711Decoder
 
 logger = logging.getLogger(__name__)
 
+#: How long a close waits for Twilio's closing handshake.
+CLOSE_TIMEOUT_SECONDS = 2.0
+
 
 class TwilioTransport:
     """One Twilio media stream as a :class:`~gateway.transports.base.Transport` (see the module doc)."""
@@ -107,7 +110,7 @@ class TwilioTransport:
         self.events_dropped += 1
 
     async def flush_events(self) -> None:
-        await self._writer.drain()
+        return None  # no event is written to the stream
 
     async def packets_received(self) -> int:
         return self.packets
@@ -226,7 +229,8 @@ async def serve_twilio_stream(request: web.Request, registry: SessionRegistry, c
     (``capacity``, ``draining``): signaling answers JSON, and Twilio logs the refused handshake."""
     registry.check_admission()
     telephony = config.telephony
-    ws = web.WebSocketResponse(max_msg_size=telephony.max_message_bytes, autoping=True)
+    # timeout: the wait for Twilio's answer to our close frame (aiohttp's default 10 s if Twilio never answers)
+    ws = web.WebSocketResponse(max_msg_size=telephony.max_message_bytes, autoping=True, timeout=CLOSE_TIMEOUT_SECONDS)
     await ws.prepare(request)
     made: list[TwilioTransport] = []
     try:

@@ -122,6 +122,11 @@ class TwilioAudio:
         self.marks_echoed = 0
         self.clears_sent = 0
 
+    @property
+    def frames_sent(self) -> int:
+        """Media frames handed to the writer so far (each followed by its mark)."""
+        return self._seq
+
     # ------------------------------------------------------------ AudioOutput
 
     @property

@@ -14,6 +14,8 @@ window, so that it starts the moment the turn is confirmed.
 * A pause is not a turn: speech that resumes before the reply is committed
   cancels the pending reply and the same utterance goes on.
 
+The tool loop (function calls and their results) is gateway/voice/tools.py's.
+
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
 :meth:`Conversation.close`.
@@ -30,10 +32,12 @@ import numpy as np
 
 from engines import EngineError, Transcript
 from engines.base import SAMPLE_RATE, FloatArray
-from gateway.agents import Agent, ConversationItem, TextAgent
+from gateway.agents import Agent, AgentRequest, ConversationItem, HistoryItem, TextAgent
 from gateway.aio import TaskSet
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol import server_events as events
+from gateway.protocol.client_events import ClientItem
+from gateway.protocol.responses import DEFAULT_PARAMS, ClientFunctionCall, ClientFunctionOutput, ResponseParams
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
@@ -41,8 +45,9 @@ from gateway.voice.engines import Engines
 from gateway.voice.history import History
 from gateway.voice.options import VoiceOptions
 from gateway.voice.output import AudioOutput
-from gateway.voice.playback import ResponsePlayer, TurnTiming
+from gateway.voice.playback import ResponsePlayer, ResponseSpec, TurnTiming
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
+from gateway.voice.tools import ToolError, ToolState
 from gateway.voice.transcription import PartialTranscriber
 from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
 from gateway.voice.utterance import Prepared, Utterance
@@ -83,8 +88,9 @@ class Conversation:
         self._utterance: Utterance | None = None
         self._history = History(max_items=options.max_history_items, max_chars=options.max_history_chars,
                                 call_id=call_id, on_drop=lambda count: observer.history_items_dropped(call_id, count))
+        self._tools = ToolState(self._history, send)
         self._responses = ResponsePlayer(call_id=call_id, output=track, send=send, observer=observer,
-                                         history=self._history)
+                                         history=self._history, ledger=self._tools.ledger)
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
                                            tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
@@ -209,7 +215,7 @@ class Conversation:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             if agent.speculative:
                 pending = ConversationItem(utterance.item_id, "user", text)
-                reply = self._new_reply(agent, self._history.snapshot(pending))
+                reply = self._new_reply(agent, self._request(self._history.snapshot(pending)))
                 reply.start()
         return Prepared(transcript, done_at, reply)
 
@@ -254,7 +260,7 @@ class Conversation:
             # An agent that may not run speculatively (an external service) starts now; the
             # turn is already committed, so its transcript events do not wait for its answer.
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
-            reply = self._new_reply(agent, self._history.snapshot())
+            reply = self._new_reply(agent, self._request(self._history.snapshot()))
             reply.start()
         if reply is None:
             self._responses.report_turn(timing, None, None)
@@ -281,12 +287,17 @@ class Conversation:
 
     # ---------------------------------------------------------------- replies
 
-    def _new_reply(self, agent: Agent, history: list[ConversationItem], item_id: str | None = None) -> Reply:
+    def _request(self, history: list[HistoryItem], params: ResponseParams = DEFAULT_PARAMS) -> AgentRequest:
+        return self._tools.request(self.settings, params, history)
+
+    def _new_reply(self, agent: Agent, request: AgentRequest, item_id: str | None = None,
+                   modalities: tuple[str, ...] | None = None) -> Reply:
         options = ReplyOptions(voice=self.settings.voice, ahead_seconds=self._options.tts_ahead_seconds,
-                               incremental=self._options.incremental_tts)
+                               incremental=self._options.incremental_tts,
+                               audio="audio" in (modalities or self.settings.output_modalities),
+                               may_call_tools=agent.can_call_tools and request.offers_tools)
         return Reply(response_id=events.new_id("resp"), item_id=item_id or events.new_id("item"),
-                     pieces=agent.reply(history, self.settings.instructions), options=options,
-                     context=self._reply_context)
+                     pieces=agent.respond(request), options=options, context=self._reply_context)
 
     # ---------------------------------------------------------- client events
 
@@ -314,16 +325,18 @@ class Conversation:
     def cancel_response(self, reason: str) -> bool:
         return self._responses.interrupt(reason)
 
-    def truncate_item(self, item_id: str, audio_end_ms: int) -> bool:
-        """The client played ``item_id``'s audio only to ``audio_end_ms`` (False: no such playing/last reply)."""
-        return self._responses.truncate(item_id, audio_end_ms)
-
     @property
     def active_response_id(self) -> str | None:
         """The response being spoken (or prepared to be), if any."""
         return self._responses.active_response_id
 
-    def add_item(self, item: ConversationItem) -> None:
+    def add_item(self, client_item: ClientItem | ConversationItem | ClientFunctionCall | ClientFunctionOutput) -> None:
+        """``conversation.item.create``; a function result for an unknown or cancelled call raises ToolError."""
+        if isinstance(client_item, ClientFunctionOutput):
+            return self._tools.add_output(client_item)
+        if isinstance(client_item, ClientFunctionCall):
+            return self._tools.add_call(client_item)
+        item = ConversationItem(client_item.id, client_item.role, client_item.text)
         previous = self._history.last_id
         self._history.append(item)
         if item.role == "assistant":
@@ -332,21 +345,42 @@ class Conversation:
         self._send(events.item_added(payload, previous))
         self._send(events.item_done(payload, previous))
 
-    def create_response(self, instructions: str | None = None, agent: Agent | None = None) -> bool:
-        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active."""
+    def delete_item(self, item_id: str) -> None:
+        """``conversation.item.delete``: raises ToolError for an unknown item or the reply being spoken."""
+        if self._responses.active_item_id == item_id:
+            raise ToolError("invalid_value", "the item is being spoken; cancel the response first", "item_id")
+        if not self._history.delete(item_id):
+            raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id")
+        if self._pending_client_text is not None and self._pending_client_text.id == item_id:
+            self._pending_client_text = None
+        self._responses.forget(item_id)
+        self._send(events.item_deleted(item_id))
+
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> str | None:
+        """``conversation.item.truncate``: the client played the item's audio only to ``audio_end_ms``.
+
+        The reply being spoken is stopped there (None); a finished spoken reply's text becomes what was
+        heard (returned). Raises ToolError for an unknown item or one past its end."""
+        return self._responses.truncate(item_id, audio_end_ms)
+
+    def create_response(self, agent: Agent | None = None, params: ResponseParams = DEFAULT_PARAMS) -> bool:
+        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active.
+
+        Raises ToolError for ``input`` that names an unknown item."""
         if self._responses.active_response_id is not None:
             return False
+        request = self._request(self._history.snapshot(), params)
+        item_id = None
         if agent is not None:
             agent.call_id = self.call_id
-            reply = self._new_reply(agent, self._history.snapshot())
-        elif self._pending_client_text is not None:
+        elif self._pending_client_text is not None and params.input is None:
             pending, self._pending_client_text = self._pending_client_text, None
-            reply = self._new_reply(TextAgent(pending.text), self._history.snapshot(), item_id=pending.id)
+            agent, item_id = TextAgent(pending.text), pending.id
         else:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
-            reply = self._new_reply(agent, self._history.snapshot())
+        reply = self._new_reply(agent, request, item_id, params.output_modalities)
         reply.start()
-        self._responses.activate(reply, None)
+        self._responses.activate(reply, None, ResponseSpec(params.out_of_band, params.metadata))
         return True
 
     # ------------------------------------------------------------------ close

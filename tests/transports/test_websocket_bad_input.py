@@ -17,14 +17,16 @@ from aiohttp import WSMsgType
 from gateway.app.application import create_app
 from gateway.config import AuthConfig, EventsConfig, GatewayConfig, LimitsConfig
 from gateway.session.session import MAX_APPEND_BYTES
+from tests.support.calls import without_load_shedding
 from tests.support.fakes import fake_engines
 
 KEY = "sk-server-key-0123456789"
 
 
 def app_config(**auth: Any) -> GatewayConfig:
-    return GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(**auth),
-                         limits=LimitsConfig(max_audio_lead_seconds=1.0, max_dropped_audio_seconds=2.0))
+    return without_load_shedding(GatewayConfig(
+        events=EventsConfig(file=""), auth=AuthConfig(**auth),
+        limits=LimitsConfig(max_audio_lead_seconds=1.0, max_dropped_audio_seconds=2.0)))
 
 
 @pytest.fixture
@@ -221,8 +223,8 @@ async def test_a_sideband_sees_a_socket_call_and_detaching_never_ends_it(keyed: 
 
 
 async def test_a_listening_client_is_not_taken_for_gone_and_its_end_closes_the_sidebands(aiohttp_client: Any) -> None:
-    config = GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(api_keys=(KEY,)),
-                           limits=LimitsConfig(media_timeout_seconds=1.0))
+    config = without_load_shedding(GatewayConfig(events=EventsConfig(file=""), auth=AuthConfig(api_keys=(KEY,)),
+                                                 limits=LimitsConfig(media_timeout_seconds=1.0)))
     client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
     auth = {"Authorization": f"Bearer {KEY}"}
     call = await client.ws_connect("/v1/realtime", headers=auth)
@@ -256,3 +258,40 @@ async def test_a_sideband_hears_a_socket_calls_audio_events_too(keyed: Any) -> N
         assert (await next_event(ws, "response.done"))["response"]["status"] == "completed"
     await sideband.close()
     await call.close()
+
+
+async def test_socket_calls_count_against_the_per_client_limits(aiohttp_client: Any) -> None:
+    config = without_load_shedding(GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(max_calls=4)))
+    client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))  # a quarter of 4: one per client
+    first = await opened(client)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/v1/realtime")
+    assert refused.value.status == 429
+    await first.close()
+    async with asyncio.timeout(5):
+        while True:  # the call ends once its socket closed
+            try:
+                again = await opened(client)
+                break
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.05)
+    await again.close()
+
+
+async def test_appends_do_not_count_against_the_event_rate_limit(client: Any) -> None:
+    ws = await opened(client)
+    started = asyncio.get_running_loop().time()
+    for i in range(300):  # 10 ms appends, 100 a second for 3 s: twice limits.max_events_per_second (50)
+        await ws.send_str(append(bytes(480)))
+        await asyncio.sleep(max(0.0, started + (i + 1) * 0.01 - asyncio.get_running_loop().time()))
+    await ws.send_str(json.dumps({"type": "session.update", "session": {"instructions": "after the audio"}}))
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(5):
+        while not seen or seen[-1]["type"] != "session.updated":
+            seen.append(json.loads((await ws.receive()).data))
+    assert [e for e in seen if e["type"] == "error"] == []  # no rate_limited, no input_audio_too_fast
+    assert seen[-1]["session"]["instructions"] == "after the audio"
+    for _ in range(300):  # ordinary events at once: beyond the burst of 100, they are dropped and told
+        await ws.send_str(json.dumps({"type": "input_audio_buffer.clear"}))
+    assert (await next_event(ws, "error"))["error"]["code"] == "rate_limited"
+    await ws.close()

@@ -23,10 +23,11 @@ from gateway.app.keys import REGISTRY
 from gateway.app.workers import WorkerLoad, WorkerPool
 from gateway.config import AuthConfig, EventsConfig, GatewayConfig
 from signaling.internal import INTERNAL_TOKEN_ENV
+from tests.support.calls import without_load_shedding
 from tests.support.fakes import fake_engines
 
 KEY = "sk-front-test-key-0123456789"
-CONFIG = GatewayConfig(auth=AuthConfig(api_keys=(KEY,)), events=EventsConfig(file=""))
+CONFIG = without_load_shedding(GatewayConfig(auth=AuthConfig(api_keys=(KEY,)), events=EventsConfig(file="")))
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 

@@ -123,6 +123,11 @@ class TwilioCaller:
     async def closed(self, within: float = 10.0) -> int | None:
         """Wait until the gateway closes the stream; its close code."""
         assert self._ws is not None
+        if self._tasks:  # the receiving task reads the socket (aiohttp allows one reader): it sees the close
+            async with asyncio.timeout(within):
+                await asyncio.shield(self._tasks[1])
+            self.close_code = self._ws.close_code
+            return self.close_code
         async with asyncio.timeout(within):
             while not self._ws.closed:
                 message = await self._ws.receive()
@@ -188,7 +193,11 @@ class TwilioCaller:
 
     async def _receive(self) -> None:
         assert self._ws is not None
-        async for message in self._ws:
+        while True:
+            message = await self._ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                self.close_reason = self.close_reason or str(message.extra or "")
+                return
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             now = time.monotonic()

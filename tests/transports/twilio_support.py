@@ -29,6 +29,7 @@ class Recorder(CallObserver):
     ended: dict[str, str] = field(default_factory=dict)
     barge_ins: list[float] = field(default_factory=list)  # when the gateway decided to stop a reply
     played: list[tuple[float, float]] = field(default_factory=list)  # (heard seconds, underrun seconds) per reply
+    on_barge_in: Callable[[str], None] | None = None  # called as the gateway decides (the call id)
 
     def call_started(self, call_id: str) -> None:
         self.started.append(call_id)
@@ -38,6 +39,8 @@ class Recorder(CallObserver):
 
     def barge_in(self, call_id: str, stop_s: float | None) -> None:
         self.barge_ins.append(time.monotonic())
+        if self.on_barge_in is not None:
+            self.on_barge_in(call_id)
 
     def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
         self.played.append((played_s, underrun_s))
@@ -88,3 +91,15 @@ async def until(condition: Callable[[], object], within: float = 5.0, step: floa
         if time.monotonic() > deadline:
             raise TimeoutError(f"not true within {within:g} s")
         await asyncio.sleep(step)
+
+
+def frames_at_barge_in(gateway: PhoneGateway) -> list[int]:
+    """The media frames each call had sent when the gateway decided to stop its reply (filled as it does)."""
+    counts: list[int] = []
+
+    def record(call_id: str) -> None:
+        audio = gateway.call(call_id).transport.audio_out
+        counts.append(getattr(audio, "frames_sent", -1))
+
+    gateway.recorder.on_barge_in = record
+    return counts
