@@ -34,6 +34,9 @@ PINNABLE = {
 }
 
 
+EAGERNESS = ("low", "medium", "high", "auto")
+
+
 @dataclass(frozen=True)
 class TurnSettings:
     threshold: float
@@ -41,6 +44,24 @@ class TurnSettings:
     silence_duration_ms: int
     create_response: bool
     interrupt_response: bool
+    type: str = "server_vad"  # "semantic_vad": an end-of-turn model judges each pause
+    eagerness: str = "auto"  # semantic_vad only
+    false_interruption: bool = True  # gateway extension: speech over a reply pauses it, a cough resumes it
+    false_interruption_timeout_ms: int = 1500
+    echo_cancellation: bool = False  # gateway extension: remove the gateway's own voice before VAD
+
+    def wire(self) -> dict[str, Any]:
+        """``turn_detection`` as session.updated reports it: the fields of its type, and the gateway's extension."""
+        common = {"create_response": self.create_response, "interrupt_response": self.interrupt_response}
+        extension = {"gateway": {
+            "false_interruption": {"enabled": self.false_interruption,
+                                   "timeout_ms": self.false_interruption_timeout_ms},
+            "echo_cancellation": self.echo_cancellation,
+        }}
+        if self.type == "semantic_vad":
+            return {"type": "semantic_vad", "eagerness": self.eagerness, **common, **extension}
+        return {"type": "server_vad", "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
+                "silence_duration_ms": self.silence_duration_ms, **common, **extension}
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,8 @@ class SessionSettings:
             voice=config.session.voice or voices[0],
             agent=config.session.agent,
             turn=TurnSettings(td.threshold, td.prefix_padding_ms, td.silence_duration_ms, td.create_response,
-                              td.interrupt_response),
+                              td.interrupt_response, td.type, td.eagerness, td.false_interruption,
+                              td.false_interruption_timeout_ms, td.echo_cancellation),
         )
 
     def updated(self, session: Any, *, voices: tuple[str, ...], agents: tuple[str, ...]) -> SessionSettings:
@@ -98,14 +120,7 @@ class SessionSettings:
         return replace(result, pinned=self.pinned | _pins(_object(session.get("gateway"))))
 
     def to_dict(self, session_id: str, voices: tuple[str, ...]) -> dict[str, Any]:
-        turn_detection = {
-            "type": "server_vad",
-            "threshold": self.turn.threshold,
-            "prefix_padding_ms": self.turn.prefix_padding_ms,
-            "silence_duration_ms": self.turn.silence_duration_ms,
-            "create_response": self.turn.create_response,
-            "interrupt_response": self.turn.interrupt_response,
-        }
+        turn_detection = self.turn.wire()
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -141,14 +156,17 @@ def _pins(gateway: dict[str, Any]) -> frozenset[str]:
 
 def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
     if value is None:
-        raise InvalidSession(param, "turn detection cannot be disabled; this gateway always uses server_vad")
+        raise InvalidSession(param, "turn detection cannot be disabled; use server_vad or semantic_vad")
     if not isinstance(value, dict):
         raise InvalidSession(param, "must be an object")
-    kind = value.get("type", "server_vad")
-    # semantic_vad (the default of OpenAI's Agents SDK) is served by server_vad; session.updated says so.
+    kind = value.get("type", current.type)
     if kind not in ("server_vad", "semantic_vad"):
-        raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; only 'server_vad'")
-    turn = current
+        raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; use server_vad or semantic_vad")
+    turn = replace(current, type=kind)
+    if "eagerness" in value:
+        if value["eagerness"] not in EAGERNESS:
+            raise InvalidSession(f"{param}.eagerness", f"must be one of {', '.join(EAGERNESS)}")
+        turn = replace(turn, eagerness=value["eagerness"])
     checks: list[tuple[str, type, float, float]] = [
         ("threshold", float, 0.01, 0.99),
         ("prefix_padding_ms", int, 0, 2000),
@@ -156,15 +174,42 @@ def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
     ]
     for key, kind_, low, high in checks:
         if key in value:
-            raw = value[key]
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
-                raise InvalidSession(f"{param}.{key}", f"must be a number between {low} and {high}")
-            if kind_ is int and raw != int(raw):
-                raise InvalidSession(f"{param}.{key}", "must be a whole number")
-            turn = replace(turn, **{key: kind_(raw)})
+            turn = replace(turn, **{key: _number(value[key], f"{param}.{key}", kind_, low, high)})
     for key in ("create_response", "interrupt_response"):
         if key in value:
-            if not isinstance(value[key], bool):
-                raise InvalidSession(f"{param}.{key}", "must be true or false")
-            turn = replace(turn, **{key: value[key]})
+            turn = replace(turn, **{key: _flag(value[key], f"{param}.{key}")})
+    if "gateway" in value:
+        turn = _turn_extension(turn, value["gateway"], f"{param}.gateway")
     return turn
+
+
+def _turn_extension(turn: TurnSettings, value: Any, param: str) -> TurnSettings:
+    """``turn_detection.gateway``: ``false_interruption: {enabled, timeout_ms}`` and ``echo_cancellation``."""
+    if not isinstance(value, dict):
+        raise InvalidSession(param, "must be an object")
+    if "false_interruption" in value:
+        false = value["false_interruption"]
+        if not isinstance(false, dict):
+            raise InvalidSession(f"{param}.false_interruption", "must be an object {enabled, timeout_ms}")
+        if "enabled" in false:
+            turn = replace(turn, false_interruption=_flag(false["enabled"], f"{param}.false_interruption.enabled"))
+        if "timeout_ms" in false:
+            timeout = _number(false["timeout_ms"], f"{param}.false_interruption.timeout_ms", int, 200, 5000)
+            turn = replace(turn, false_interruption_timeout_ms=int(timeout))
+    if "echo_cancellation" in value:
+        turn = replace(turn, echo_cancellation=_flag(value["echo_cancellation"], f"{param}.echo_cancellation"))
+    return turn
+
+
+def _number(raw: Any, param: str, kind: type, low: float, high: float) -> float | int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
+        raise InvalidSession(param, f"must be a number between {low} and {high}")
+    if kind is int and raw != int(raw):
+        raise InvalidSession(param, "must be a whole number")
+    return int(raw) if kind is int else float(raw)
+
+
+def _flag(raw: Any, param: str) -> bool:
+    if not isinstance(raw, bool):
+        raise InvalidSession(param, "must be true or false")
+    return raw

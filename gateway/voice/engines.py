@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engines import SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector
+from engines.base import EndOfTurnModel
 from gateway.agents.registry import AgentRegistry
 
 
@@ -14,9 +15,10 @@ class Engines:
     asr: SpeechRecognizer
     tts: SpeechSynthesizer
     agents: AgentRegistry
+    end_of_turn: EndOfTurnModel | None = None  # semantic_vad's model (Smart Turn); None: semantic_vad ends at the cap
 
     def close(self) -> None:
-        for engine in (self.vad, self.asr, self.tts):
+        for engine in (self.vad, self.asr, self.tts, self.end_of_turn):
             close = getattr(engine, "close", None)
             if close is not None:
                 close()

@@ -52,6 +52,11 @@ class Utterance:
         self.drop_speculation()
         self._speculation = self._tasks.create_task(preparation, name=f"speculate-{self.item_id}")
 
+    @property
+    def speculation(self) -> asyncio.Task[Prepared] | None:
+        """The preparation under way, if any (still this utterance's: :meth:`resume` drops it)."""
+        return self._speculation
+
     def take_speculation(self) -> asyncio.Task[Prepared] | None:
         """The preparation under way, if any, now the caller's to await (it is no longer dropped here)."""
         task, self._speculation = self._speculation, None

@@ -1,0 +1,145 @@
+"""``semantic_vad``: at each pause, has the caller finished? (semantic end of turn)
+
+A fixed 500 ms of silence is both too short (it cuts callers off when they pause mid-sentence:
+"I'd like to fly to … Paris") and too long (half a second of waiting after every finished
+sentence). With ``semantic_vad`` an end-of-turn model (:class:`engines.smart_turn.SmartTurn`)
+judges each pause once, after :data:`PROBE_MS` of silence (so the short dips between words cost
+nothing), and the pause then needs:
+
+* ``complete_ms`` of silence when the model judges the turn complete — and the words agree: a turn
+  whose speculative transcript ends on a word that cannot end an English sentence ("to", "the",
+  "and" …) is unfinished whatever the prosody says (Smart Turn judges *prosody*: on read speech it
+  calls ~90 % of pauses after content words complete, measured over ../shared/speech);
+* up to the eagerness cap otherwise (OpenAI documents about 8/4/2 s for low/medium/high).
+
+The speculative pipeline stays: the transcript and the reply are prepared from the pause's first
+window, so the reply is released the moment the model and the silence agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engines.base import EndOfTurn, EndOfTurnModel, FloatArray
+from engines.errors import EngineError
+from gateway.aio import TaskSet
+from gateway.voice.utterance import Prepared
+
+logger = logging.getLogger(__name__)
+
+#: Silence before a pause is judged: dips between words shorter than this never run the model.
+PROBE_MS = 96
+
+
+@dataclass(frozen=True)
+class Eagerness:
+    """How readily a pause ends the turn."""
+
+    threshold: float  # P(complete) from which the turn is complete
+    complete_ms: int  # the silence that ends a turn judged complete
+    cap_ms: int  # the longest a pause waits when the turn sounds unfinished
+
+
+EAGERNESS = {
+    "low": Eagerness(threshold=0.7, complete_ms=400, cap_ms=8000),
+    "medium": Eagerness(threshold=0.5, complete_ms=200, cap_ms=4000),
+    "high": Eagerness(threshold=0.3, complete_ms=150, cap_ms=2000),
+}
+EAGERNESS["auto"] = EAGERNESS["medium"]
+
+#: Words after which an English sentence cannot end: articles, prepositions, conjunctions, auxiliaries.
+UNFINISHED_WORDS = frozenset("""
+a an the and or but nor so because if when while although though unless since until than that which who whom
+whose where to of in on at by for from with without into onto about over under between through during before
+after like as my your his her its our their this these those some any no every each either neither very
+is are was were am be been being do does did have has had will would shall should can could may might must
+i you we they he she it i'm you're we're they're he's she's it's let's what's um uh er erm
+""".split())
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def sounds_unfinished(transcript: str) -> bool:
+    """Whether the words so far cannot end a sentence (a trailing function word, comma, dash or ellipsis)."""
+    text = transcript.strip().lower()
+    if not text:
+        return False
+    if text.endswith((",", "-", "…", "...", ":", ";")):
+        return True
+    words = _WORD.findall(text)
+    return bool(words) and words[-1] in UNFINISHED_WORDS  # Whisper ends "I'd like to fly to" with a period too
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One pause judged: the model's output, whether the words agree, and the silence the pause now needs."""
+
+    judgement: EndOfTurn
+    unfinished_words: bool
+    complete: bool
+    silence_ms: int
+
+
+class Endpointer:
+    """Judges one call's pauses: one model run per pause, in the end-of-turn worker, never on the loop."""
+
+    def __init__(self, model: EndOfTurnModel, *, tasks: TaskSet, call_id: str,
+                 on_verdict: Callable[[Verdict], None]) -> None:
+        self._model = model
+        self._tasks = tasks
+        self._call_id = call_id
+        self._on_verdict = on_verdict
+        self._judging: asyncio.Task[None] | None = None
+        self._judged_pause: int | None = None  # the pause (its start, ms) already judged
+        self.eagerness = EAGERNESS["auto"]
+        self.judged = 0
+        self.failed = 0
+
+    def configure(self, eagerness: str) -> None:
+        self.eagerness = EAGERNESS[eagerness]
+
+    def due(self, pause_start_ms: int, now_ms: int) -> bool:
+        """Whether this pause should be judged now (once per pause, after :data:`PROBE_MS`)."""
+        return self._judged_pause != pause_start_ms and now_ms - pause_start_ms >= PROBE_MS
+
+    def judge(self, pause_start_ms: int, audio: FloatArray, transcript: asyncio.Task[Prepared] | None) -> None:
+        """Judge the pause that started at ``pause_start_ms`` from the turn's ``audio`` up to now.
+
+        ``transcript``, the speculative final transcript if one is being decoded, lets the words
+        overrule a model that calls an unfinished sentence complete."""
+        self.cancel()
+        self._judged_pause = pause_start_ms
+        self._judging = self._tasks.create_task(self._judge(audio, transcript), name=f"end-of-turn-{self._call_id}")
+
+    def cancel(self) -> None:
+        """Speech resumed (or the turn ended otherwise): a verdict still being computed is dropped."""
+        task, self._judging = self._judging, None
+        if task is not None and not task.done():
+            task.cancel()
+
+    def reset(self) -> None:
+        self.cancel()
+        self._judged_pause = None
+
+    async def _judge(self, audio: FloatArray, transcript: asyncio.Task[Prepared] | None) -> None:
+        try:
+            judgement = await self._model.predict(audio)
+        except EngineError as exc:  # the turn then ends at the cap, as an unfinished one would
+            self.failed += 1
+            logger.warning("call %s: end-of-turn model failed: %s", self._call_id, exc)
+            return
+        eagerness = self.eagerness
+        complete = judgement.probability >= eagerness.threshold
+        unfinished_words = False
+        if complete and transcript is not None:
+            await asyncio.wait({transcript})  # not shielded: cancelling it (speech resumed) is not cancelling this
+            if not transcript.cancelled() and transcript.exception() is None:
+                unfinished_words = sounds_unfinished(transcript.result().transcript.text)
+            complete = not unfinished_words
+        self.judged += 1
+        self._on_verdict(Verdict(judgement, unfinished_words, complete,
+                                 eagerness.complete_ms if complete else eagerness.cap_ms))

@@ -1,0 +1,161 @@
+"""False interruptions: a cough, a click or an "mm-hmm" over a reply pauses it, and it goes on.
+
+Any speech onset while a reply plays used to cancel it. Now, with ``false_interruption`` on (the
+default), the onset *pauses* the output at once (silence from the next 20 ms frame, so the reply
+stops as fast as a barge-in did), and what the caller said decides:
+
+* words that are not only a backchannel ("yeah", "mm-hmm", "okay", "right" …) → a real
+  interruption: the reply is cancelled and truncated to what was heard, as before;
+* no words (a cough, a click, a door) or only a backchannel, once the sound has ended → the reply
+  resumes from the exact sample it paused at, and the sound is not a turn.
+
+The words come from one final-priority decode of the onset's audio when the sound pauses, or
+after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
+noise without words is held until it ends). Decisions run on the audio clock, so they are exact
+in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engines import EngineError, SpeechRecognizer
+from engines.base import FloatArray
+from gateway.aio import TaskSet
+
+logger = logging.getLogger(__name__)
+
+#: Words that acknowledge without taking the turn (all of a backchannel's words must be here).
+BACKCHANNEL_WORDS = frozenset("""
+yeah yes yep yup ya yah mm mmm mhm mmhmm hmm hm uh huh uhhuh um umm ah aha oh ooh okay ok right sure alright
+i see got it cool nice great good wow true exactly indeed totally gotcha uh-huh mm-hmm m-hm
+""".split())
+#: What Whisper says over noise it cannot read (its well-known hallucinations): no words.
+NOISE_TRANSCRIPTS = frozenset({"you", "thank you", "thanks", "thank you for watching", "thanks for watching", "bye"})
+MAX_BACKCHANNEL_WORDS = 3
+
+_WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+
+
+def words_of(transcript: str) -> list[str]:
+    return _WORD.findall(transcript.lower())
+
+
+def interrupts(transcript: str) -> bool:
+    """Whether ``transcript`` is a real interruption: words beyond a short backchannel or Whisper's noise."""
+    words = words_of(transcript)
+    if not words or " ".join(words) in NOISE_TRANSCRIPTS:
+        return False
+    return len(words) > MAX_BACKCHANNEL_WORDS or not all(word in BACKCHANNEL_WORDS for word in words)
+
+
+@dataclass
+class _Pending:
+    response_id: str
+    onset_ms: int
+    paused_at_samples: int
+    decided: asyncio.Future[bool]
+    checked_at_timeout: bool = False
+    checking: asyncio.Task[None] | None = None
+    stale: bool = False  # the sound went on after the check began: a "no" from it does not resume
+
+
+class InterruptionJudge:
+    """One call's onsets over its replies: pause, then resume or cancel (see the module docstring)."""
+
+    def __init__(self, *, asr: SpeechRecognizer, tasks: TaskSet, call_id: str,
+                 on_real: Callable[[], None], on_false: Callable[[str], None]) -> None:
+        self._asr = asr
+        self._tasks = tasks
+        self._call_id = call_id
+        self._on_real = on_real
+        self._on_false = on_false
+        self._pending: _Pending | None = None
+        self.timeout_ms = 1500
+        self.paused = 0
+        self.resumed = 0
+        self.cancelled = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def onset(self, response_id: str, onset_ms: int, played_samples: int) -> None:
+        """Speech started over ``response_id`` (whose output the caller has just paused)."""
+        self.discard()
+        self.paused += 1
+        decided = asyncio.get_running_loop().create_future()
+        self._pending = _Pending(response_id, onset_ms, played_samples, decided)
+
+    async def decision(self) -> bool:
+        """True once the onset pending (if any) proved a real interruption; False when it was not one."""
+        pending = self._pending
+        if pending is None:
+            return True
+        return await asyncio.shield(pending.decided)
+
+    def tick(self, now_ms: int, audio: Callable[[], FloatArray]) -> None:
+        """The audio clock: after ``timeout_ms`` of sound, its words so far are checked (once)."""
+        pending = self._pending
+        if pending is None or pending.checked_at_timeout or now_ms - pending.onset_ms < self.timeout_ms:
+            return
+        pending.checked_at_timeout = True
+        self._check(pending, audio(), sound_ended=False)
+
+    def sound_paused(self, audio: FloatArray) -> None:
+        """The onset's sound paused: decide from its words."""
+        if self._pending is not None:
+            self._check(self._pending, audio, sound_ended=True)
+
+    def sound_resumed(self) -> None:
+        if self._pending is not None and self._pending.checking is not None:
+            self._pending.stale = True
+
+    def discard(self) -> None:
+        """Forget the pending onset (hang-up, the reply ended, input cleared): nobody waits on it any more."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if pending.checking is not None:
+            pending.checking.cancel()
+        if not pending.decided.done():
+            pending.decided.set_result(True)
+
+    def _check(self, pending: _Pending, audio: FloatArray, *, sound_ended: bool) -> None:
+        if pending.checking is not None and not pending.checking.done():
+            if sound_ended:
+                pending.stale = False  # the check under way now covers the end of the sound
+            return
+        pending.stale = False
+        pending.checking = self._tasks.create_task(self._decode(pending, audio, sound_ended),
+                                                   name=f"interruption-{self._call_id}")
+
+    async def _decode(self, pending: _Pending, audio: FloatArray, sound_ended: bool) -> None:
+        try:
+            text = (await self._asr.transcribe(audio)).text.strip()
+        except EngineError as exc:  # unsure: stop talking, as a barge-in always did
+            logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
+            text, real = "", True
+        else:
+            real = interrupts(text)
+        if self._pending is not pending:
+            return
+        if real:
+            self._decide(pending, True)
+            self.cancelled += 1
+            logger.info("call %s: interruption %r stops reply %s", self._call_id, text, pending.response_id)
+            self._on_real()
+        elif sound_ended and not pending.stale:
+            self._decide(pending, False)
+            self.resumed += 1
+            logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, text, pending.response_id)
+            self._on_false(text)
+
+    def _decide(self, pending: _Pending, real: bool) -> None:
+        self._pending = None
+        if not pending.decided.done():
+            pending.decided.set_result(real)
