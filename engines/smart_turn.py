@@ -89,7 +89,8 @@ def log_mel_features(audio: FloatArray) -> FloatArray:
     power = np.abs(np.fft.rfft(frames * _HANN, axis=-1)) ** 2
     log_spec = np.log10(np.maximum(1e-10, _FILTERS @ power.T))[:, :FRAMES]
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+    features: FloatArray = ((log_spec + 4.0) / 4.0).astype(np.float32)
+    return features
 
 
 class SmartTurn(EndOfTurnModel):

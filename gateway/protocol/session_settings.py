@@ -174,10 +174,12 @@ def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
     ]
     for key, kind_, low, high in checks:
         if key in value:
-            turn = replace(turn, **{key: _number(value[key], f"{param}.{key}", kind_, low, high)})
+            number: dict[str, Any] = {key: _number(value[key], f"{param}.{key}", kind_, low, high)}
+            turn = replace(turn, **number)
     for key in ("create_response", "interrupt_response"):
         if key in value:
-            turn = replace(turn, **{key: _flag(value[key], f"{param}.{key}")})
+            flag: dict[str, Any] = {key: _flag(value[key], f"{param}.{key}")}
+            turn = replace(turn, **flag)
     if "gateway" in value:
         turn = _turn_extension(turn, value["gateway"], f"{param}.gateway")
     return turn

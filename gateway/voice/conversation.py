@@ -13,6 +13,9 @@ window, so that it starts the moment the turn is confirmed.
   output reports was actually played.
 * A pause is not a turn: speech that resumes before the reply is committed
   cancels the pending reply and the same utterance goes on.
+* ``semantic_vad``: each pause is judged by the end-of-turn model (:mod:`.endpointing`), which sets
+  the silence that ends it. False interruptions (:mod:`.interruptions`): speech over a reply pauses
+  it, and only words that are more than a backchannel cancel it.
 
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
@@ -37,10 +40,12 @@ from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
+from gateway.voice.endpointing import Endpointer, Verdict
 from gateway.voice.engines import Engines
 from gateway.voice.history import History
+from gateway.voice.interruptions import InterruptionJudge
 from gateway.voice.options import VoiceOptions
-from gateway.voice.output import AudioOutput
+from gateway.voice.output import OUTPUT_RATE, AudioOutput
 from gateway.voice.playback import ResponsePlayer, TurnTiming
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
 from gateway.voice.transcription import PartialTranscriber
@@ -72,9 +77,12 @@ class Conversation:
         self._observer = observer
         self.settings = settings
         self._vad = engines.vad.stream()
-        self._detector = TurnDetector(
-            threshold=settings.turn.threshold, silence_duration_ms=settings.turn.silence_duration_ms
-        )
+        self._track = track
+        self._detector = TurnDetector()
+        self._endpointer = None if engines.end_of_turn is None else Endpointer(
+            engines.end_of_turn, tasks=self._tasks, call_id=call_id, on_verdict=self._verdict)
+        self._judge = InterruptionJudge(asr=engines.asr, tasks=self._tasks, call_id=call_id,
+                                        on_real=self._interruption_confirmed, on_false=self._false_interruption)
         self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
         self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
         self._window = np.zeros(0, np.float32)
@@ -93,6 +101,8 @@ class Conversation:
         self.turns = 0
         self.barge_ins = 0
         self.speech_at = time.monotonic()  # when the caller last started speaking (idle limit)
+        self._onset_at = 0.0
+        self.update_settings(settings)
 
     # ------------------------------------------------------------------ input
 
@@ -116,6 +126,7 @@ class Conversation:
                                                     (start + size) * 1000 // SAMPLE_RATE)
                 for event in turn_events:
                     self._on_turn_event(event)
+                self._after_window((start + size) * 1000 // SAMPLE_RATE)
         utterance = self._utterance
         if utterance is not None and self._detector.speaking and not utterance.finishing:
             if self._audio.end - utterance.start_sample >= self._max_utterance:
@@ -131,11 +142,42 @@ class Conversation:
             self._speech_started(event.audio_start_ms)
         elif isinstance(event, SpeechPaused):
             self._start_speculation(event.audio_end_ms)
+            if self._judge.pending:
+                self._judge.sound_paused(self._utterance_audio())
         elif isinstance(event, SpeechResumed):
+            if self._endpointer is not None:
+                self._endpointer.cancel()
+            self._judge.sound_resumed()
             if self._utterance is not None:
                 self._utterance.drop_speculation()
         elif isinstance(event, TurnEnded):
             self._end_turn(event.audio_end_ms)
+
+    def _utterance_audio(self) -> FloatArray:
+        start = self._utterance.start_sample if self._utterance is not None else self._audio.end
+        return self._audio.slice(start, self._audio.end)
+
+    def _after_window(self, now_ms: int) -> None:
+        """Per VAD window, on the audio clock: judge a pause (semantic_vad), check an onset over a reply."""
+        if self._judge.pending:
+            self._judge.tick(now_ms, self._utterance_audio)
+        utterance = self._utterance
+        endpointer = self._endpointer
+        if (endpointer is None or utterance is None or utterance.finishing or self.settings.turn.type != "semantic_vad"
+                or not self._detector.paused):
+            return
+        pause_ms = self._detector.last_speech_end_ms
+        if endpointer.due(pause_ms, now_ms):
+            endpointer.judge(pause_ms, self._utterance_audio(), utterance.speculation)
+
+    def _verdict(self, verdict: Verdict) -> None:
+        utterance = self._utterance
+        if utterance is None:
+            return
+        self._send(events.turn_judged(utterance.item_id, verdict.judgement.probability, verdict.complete,
+                                      verdict.judgement.compute_seconds * 1000, verdict.silence_ms))
+        for event in self._detector.end_after(verdict.silence_ms, self._audio.end * 1000 // SAMPLE_RATE):
+            self._on_turn_event(event)
 
     def _speech_started(self, audio_start_ms: int) -> None:
         self.speech_at = time.monotonic()
@@ -145,12 +187,42 @@ class Conversation:
         else:
             utterance = self._utterance = self._new_utterance(audio_start_ms)
         self._send(events.speech_started(utterance.item_id, audio_start_ms))
-        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response:
-            self.barge_ins += 1
-            self._responses.interrupt("turn_detected")
-            now_ms = self._audio.end * 1000 // SAMPLE_RATE
-            onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
-            self._observer.barge_in(self.call_id, time.monotonic() - onset_at)
+        response_id = self._responses.active_response_id
+        if response_id is None or not self.settings.turn.interrupt_response:
+            return
+        now_ms = self._audio.end * 1000 // SAMPLE_RATE
+        self._onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
+        if self._judge.pending:
+            self._judge.sound_resumed()  # the same sound goes on: it is still being judged
+        elif self.settings.turn.false_interruption:
+            self._track.pause()  # silent from the next frame; the words decide whether it resumes
+            played = self._track.played_samples(response_id)
+            self._judge.onset(response_id, audio_start_ms, played)
+            self._send(events.response_paused(response_id, played * 1000 // OUTPUT_RATE))
+        else:
+            self._interruption_confirmed()
+
+    def _interruption_confirmed(self) -> None:
+        """Barge-in: the reply is cancelled and truncated to what was heard."""
+        self.barge_ins += 1
+        self._responses.interrupt("turn_detected")
+        self._observer.barge_in(self.call_id, time.monotonic() - self._onset_at)
+
+    def _false_interruption(self, transcript: str) -> None:
+        """A cough or a backchannel: it is not a turn, and the reply goes on from the sample it paused at."""
+        utterance, self._utterance = self._utterance, None
+        if utterance is not None:
+            utterance.discard()
+            self._send(events.speech_stopped(utterance.item_id, self._audio.end * 1000 // SAMPLE_RATE))
+        self._detector.reset()
+        if self._endpointer is not None:
+            self._endpointer.reset()
+        self._track.resume()
+        response_id = self._responses.active_response_id
+        if response_id is not None:
+            paused_ms = round((time.monotonic() - self._onset_at) * 1000)
+            played_ms = self._track.played_samples(response_id) * 1000 // OUTPUT_RATE
+            self._send(events.response_resumed(response_id, played_ms, paused_ms, transcript))
 
     def _new_utterance(self, audio_start_ms: int) -> Utterance:
         padding = self.settings.turn.prefix_padding_ms
@@ -219,6 +291,8 @@ class Conversation:
             except asyncio.CancelledError:
                 await reply.aclose()
                 raise
+        if not await self._judge.decision():
+            return  # a false interruption: the reply it paused has resumed, and this was no turn
         # Commit point: from here on the turn is final and nothing awaits.
         self._utterance = None
         text = prepared.transcript.text.strip()
@@ -272,14 +346,23 @@ class Conversation:
 
     def update_settings(self, settings: SessionSettings) -> None:
         self.settings = settings
-        self._detector.configure(threshold=settings.turn.threshold,
-                                 silence_duration_ms=settings.turn.silence_duration_ms)
+        turn = settings.turn
+        silence_ms = turn.silence_duration_ms
+        if turn.type == "semantic_vad" and self._endpointer is not None:
+            self._endpointer.configure(turn.eagerness)
+            silence_ms = self._endpointer.eagerness.cap_ms  # until the model has judged the pause
+        self._detector.configure(threshold=turn.threshold, silence_duration_ms=silence_ms)
+        self._judge.timeout_ms = turn.false_interruption_timeout_ms
 
     def clear_input(self) -> None:
         utterance, self._utterance = self._utterance, None
         if utterance is not None:
             utterance.discard()
         self._detector.reset()
+        if self._endpointer is not None:
+            self._endpointer.reset()
+        self._judge.discard()
+        self._track.resume()
 
     def commit_input(self) -> bool:
         """Force the end of the current utterance; False when there is none."""
@@ -290,6 +373,7 @@ class Conversation:
         return True
 
     def cancel_response(self, reason: str) -> bool:
+        self._judge.discard()
         return self._responses.interrupt(reason)
 
     @property

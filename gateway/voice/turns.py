@@ -65,6 +65,11 @@ class TurnDetector:
         self._pause_silence_ms = silence_duration_ms
 
     @property
+    def last_speech_end_ms(self) -> int:
+        """Where the current pause began (the end of the last speech window)."""
+        return self._last_speech_end_ms
+
+    @property
     def paused(self) -> bool:
         """Inside a turn, in a pause that has not ended it yet."""
         return self._speaking and self._paused
