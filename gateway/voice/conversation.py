@@ -7,15 +7,12 @@ decoded speculatively as soon as the caller falls silent, and with a
 speculative agent the reply is synthesised (held back) inside the silence
 window, so that it starts the moment the turn is confirmed.
 
-* Barge-in: speech while a reply is active interrupts it (:meth:`Reply.interrupt`):
-  the audio output is cleared (audio stops within one frame), the agent and
-  synthesis are cancelled, and the assistant item is truncated to what the
-  output reports was actually played.
-* A pause is not a turn: speech that resumes before the reply is committed
-  cancels the pending reply and the same utterance goes on.
-* ``semantic_vad``: each pause is judged by the end-of-turn model (:mod:`.endpointing`), which sets
-  the silence that ends it. False interruptions (:mod:`.interruptions`): speech over a reply pauses
-  it, and only words that are more than a backchannel cancel it.
+* Barge-in: speech over a reply pauses it within a frame (:mod:`.interruptions`); words beyond a
+  backchannel interrupt it (:meth:`Reply.interrupt`: agent and synthesis cancelled, the item
+  truncated to what the output reports was played), a cough or an "mm-hmm" resumes it.
+* A pause is not a turn: speech that resumes before the reply is committed cancels the pending
+  reply and the same utterance goes on. ``semantic_vad``: the end-of-turn model judges each
+  pause and sets the silence that ends it (:mod:`.endpointing`).
 
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
@@ -40,17 +37,18 @@ from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
+from gateway.voice.echo import EchoSuppression
 from gateway.voice.endpointing import Endpointer, Verdict
 from gateway.voice.engines import Engines
 from gateway.voice.history import History
 from gateway.voice.interruptions import InterruptionJudge
 from gateway.voice.options import VoiceOptions
-from gateway.voice.output import OUTPUT_RATE, AudioOutput
+from gateway.voice.output import AudioOutput
 from gateway.voice.playback import ResponsePlayer, TurnTiming
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
 from gateway.voice.transcription import PartialTranscriber
 from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
-from gateway.voice.utterance import Prepared, Utterance
+from gateway.voice.utterance import Prepared, Utterance, committed_events
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ class Conversation:
         self._detector = TurnDetector()
         self._endpointer = None if engines.end_of_turn is None else Endpointer(
             engines.end_of_turn, tasks=self._tasks, call_id=call_id, on_verdict=self._verdict)
-        self._judge = InterruptionJudge(asr=engines.asr, tasks=self._tasks, call_id=call_id,
+        self._judge = InterruptionJudge(asr=engines.asr, output=track, send=send, tasks=self._tasks, call_id=call_id,
                                         on_real=self._interruption_confirmed, on_false=self._false_interruption)
         self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
         self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
@@ -96,12 +94,12 @@ class Conversation:
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
                                            tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
-        self._feed_at = 0.0
+        self._feed_at = self._onset_at = 0.0
         self._closed = False
         self.turns = 0
         self.barge_ins = 0
         self.speech_at = time.monotonic()  # when the caller last started speaking (idle limit)
-        self._onset_at = 0.0
+        self._echo: EchoSuppression | None = None  # made when a session first asks for echo cancellation
         self.update_settings(settings)
 
     # ------------------------------------------------------------------ input
@@ -111,6 +109,10 @@ class Conversation:
         if self._closed:
             return
         self._feed_at = time.monotonic()
+        if self._echo is not None and self.settings.turn.echo_cancellation:
+            pcm = await self._echo.clean(pcm)
+            if self._closed:
+                return
         self._audio.append(pcm)
         self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
         size = self._vad.window_samples
@@ -154,21 +156,15 @@ class Conversation:
             self._end_turn(event.audio_end_ms)
 
     def _utterance_audio(self) -> FloatArray:
-        start = self._utterance.start_sample if self._utterance is not None else self._audio.end
-        return self._audio.slice(start, self._audio.end)
+        return self._audio.slice(self._utterance.start_sample if self._utterance else self._audio.end, self._audio.end)
 
     def _after_window(self, now_ms: int) -> None:
         """Per VAD window, on the audio clock: judge a pause (semantic_vad), check an onset over a reply."""
         if self._judge.pending:
             self._judge.tick(now_ms, self._utterance_audio)
         utterance = self._utterance
-        endpointer = self._endpointer
-        if (endpointer is None or utterance is None or utterance.finishing or self.settings.turn.type != "semantic_vad"
-                or not self._detector.paused):
-            return
-        pause_ms = self._detector.last_speech_end_ms
-        if endpointer.due(pause_ms, now_ms):
-            endpointer.judge(pause_ms, self._utterance_audio(), utterance.speculation)
+        if self._endpointer is not None and self.settings.turn.type == "semantic_vad" and utterance is not None:
+            self._endpointer.after_window(self._detector, utterance, self._utterance_audio, now_ms)
 
     def _verdict(self, verdict: Verdict) -> None:
         utterance = self._utterance
@@ -195,10 +191,7 @@ class Conversation:
         if self._judge.pending:
             self._judge.sound_resumed()  # the same sound goes on: it is still being judged
         elif self.settings.turn.false_interruption:
-            self._track.pause()  # silent from the next frame; the words decide whether it resumes
-            played = self._track.played_samples(response_id)
-            self._judge.onset(response_id, audio_start_ms, played)
-            self._send(events.response_paused(response_id, played * 1000 // OUTPUT_RATE))
+            self._judge.onset(response_id, audio_start_ms)  # the reply pauses; the words decide
         else:
             self._interruption_confirmed()
 
@@ -208,8 +201,8 @@ class Conversation:
         self._responses.interrupt("turn_detected")
         self._observer.barge_in(self.call_id, time.monotonic() - self._onset_at)
 
-    def _false_interruption(self, transcript: str) -> None:
-        """A cough or a backchannel: it is not a turn, and the reply goes on from the sample it paused at."""
+    def _false_interruption(self) -> None:
+        """A cough or a backchannel is not a turn (the judge resumes the reply it paused)."""
         utterance, self._utterance = self._utterance, None
         if utterance is not None:
             utterance.discard()
@@ -217,25 +210,14 @@ class Conversation:
         self._detector.reset()
         if self._endpointer is not None:
             self._endpointer.reset()
-        self._track.resume()
-        response_id = self._responses.active_response_id
-        if response_id is not None:
-            paused_ms = round((time.monotonic() - self._onset_at) * 1000)
-            played_ms = self._track.played_samples(response_id) * 1000 // OUTPUT_RATE
-            self._send(events.response_resumed(response_id, played_ms, paused_ms, transcript))
 
     def _new_utterance(self, audio_start_ms: int) -> Utterance:
-        padding = self.settings.turn.prefix_padding_ms
         item_id = events.new_id("item")
-        partials = PartialTranscriber(
-            self._engines.asr,
-            lambda delta: self._send(events.transcription_delta(item_id, delta)),
-            interval_samples=self._partial_interval,
-            tasks=self._tasks,
-            max_utilization=self._options.partials_max_utilization,
-        )
-        return Utterance(item_id=item_id, start_sample=max(0, (audio_start_ms - padding) * SAMPLE_RATE // 1000),
-                         partials=partials, tasks=self._tasks)
+        partials = PartialTranscriber(self._engines.asr, lambda delta: self._send(events.transcription_delta(
+            item_id, delta)), interval_samples=self._partial_interval, tasks=self._tasks,
+            max_utilization=self._options.partials_max_utilization)
+        start = max(0, (audio_start_ms - self.settings.turn.prefix_padding_ms) * SAMPLE_RATE // 1000)
+        return Utterance(item_id=item_id, start_sample=start, partials=partials, tasks=self._tasks)
 
     def _start_speculation(self, audio_end_ms: int) -> None:
         utterance = self._utterance
@@ -323,12 +305,8 @@ class Conversation:
 
     def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
         self.turns += 1
-        previous = self._history.last_id
-        self._send(events.input_committed(item_id, previous))
-        item = events.message_item(item_id, "user", text, status="completed", audio=True)
-        self._send(events.item_added(item, previous))
-        self._send(events.item_done(item, previous))
-        self._send(events.transcription_completed(item_id, text))
+        for event in committed_events(item_id, text, self._history.last_id):
+            self._send(event)
         self._history.append(ConversationItem(item_id, "user", text))
         logger.info("call %s: turn %s committed (%.1f s of audio, asr %.0f ms)", self.call_id, item_id,
                     transcript.audio_seconds, transcript.compute_seconds * 1000)
@@ -353,6 +331,9 @@ class Conversation:
             silence_ms = self._endpointer.eagerness.cap_ms  # until the model has judged the pause
         self._detector.configure(threshold=turn.threshold, silence_duration_ms=silence_ms)
         self._judge.timeout_ms = turn.false_interruption_timeout_ms
+        if turn.echo_cancellation and self._echo is None:
+            self._echo = EchoSuppression(self._engines.echo.stream())
+            self._track.add_tap(self._echo.reference.heard)
 
     def clear_input(self) -> None:
         utterance, self._utterance = self._utterance, None
@@ -362,7 +343,6 @@ class Conversation:
         if self._endpointer is not None:
             self._endpointer.reset()
         self._judge.discard()
-        self._track.resume()
 
     def commit_input(self) -> bool:
         """Force the end of the current utterance; False when there is none."""
@@ -376,10 +356,7 @@ class Conversation:
         self._judge.discard()
         return self._responses.interrupt(reason)
 
-    @property
-    def active_response_id(self) -> str | None:
-        """The response being spoken (or prepared to be), if any."""
-        return self._responses.active_response_id
+    active_response_id = property(lambda self: self._responses.active_response_id)
 
     def add_item(self, item: ConversationItem) -> None:
         previous = self._history.last_id

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from engines.base import EndOfTurn, EndOfTurnModel, FloatArray
 from engines.errors import EngineError
 from gateway.aio import TaskSet
-from gateway.voice.utterance import Prepared
+from gateway.voice.turns import TurnDetector
+from gateway.voice.utterance import Prepared, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,13 @@ class Endpointer:
     def due(self, pause_start_ms: int, now_ms: int) -> bool:
         """Whether this pause should be judged now (once per pause, after :data:`PROBE_MS`)."""
         return self._judged_pause != pause_start_ms and now_ms - pause_start_ms >= PROBE_MS
+
+    def after_window(self, detector: TurnDetector, utterance: Utterance, audio: Callable[[], FloatArray],
+                     now_ms: int) -> None:
+        """Each VAD window of a turn: judge its pause once it is :data:`PROBE_MS` long."""
+        if utterance.finishing or not detector.paused or not self.due(detector.last_speech_end_ms, now_ms):
+            return
+        self.judge(detector.last_speech_end_ms, audio(), utterance.speculation)
 
     def judge(self, pause_start_ms: int, audio: FloatArray, transcript: asyncio.Task[Prepared] | None) -> None:
         """Judge the pause that started at ``pause_start_ms`` from the turn's ``audio`` up to now.

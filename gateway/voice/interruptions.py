@@ -20,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines import EngineError, SpeechRecognizer
 from engines.base import FloatArray
 from gateway.aio import TaskSet
+from gateway.protocol import server_events as events
+from gateway.protocol.server_events import Event
+from gateway.voice.output import OUTPUT_RATE, AudioOutput
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class _Pending:
     onset_ms: int
     paused_at_samples: int
     decided: asyncio.Future[bool]
+    paused_at: float
     checked_at_timeout: bool = False
     checking: asyncio.Task[None] | None = None
     stale: bool = False  # the sound went on after the check began: a "no" from it does not resume
@@ -67,9 +72,11 @@ class _Pending:
 class InterruptionJudge:
     """One call's onsets over its replies: pause, then resume or cancel (see the module docstring)."""
 
-    def __init__(self, *, asr: SpeechRecognizer, tasks: TaskSet, call_id: str,
-                 on_real: Callable[[], None], on_false: Callable[[str], None]) -> None:
+    def __init__(self, *, asr: SpeechRecognizer, output: AudioOutput, send: Callable[[Event], None], tasks: TaskSet,
+                 call_id: str, on_real: Callable[[], None], on_false: Callable[[], None]) -> None:
         self._asr = asr
+        self._output = output
+        self._send = send
         self._tasks = tasks
         self._call_id = call_id
         self._on_real = on_real
@@ -84,12 +91,15 @@ class InterruptionJudge:
     def pending(self) -> bool:
         return self._pending is not None
 
-    def onset(self, response_id: str, onset_ms: int, played_samples: int) -> None:
-        """Speech started over ``response_id`` (whose output the caller has just paused)."""
+    def onset(self, response_id: str, onset_ms: int) -> None:
+        """Speech started over ``response_id``: its output pauses now (silence from the next frame)."""
         self.discard()
+        self._output.pause()
         self.paused += 1
+        played = self._output.played_samples(response_id)
         decided = asyncio.get_running_loop().create_future()
-        self._pending = _Pending(response_id, onset_ms, played_samples, decided)
+        self._pending = _Pending(response_id, onset_ms, played, decided, time.monotonic())
+        self._send(events.response_paused(response_id, played * 1000 // OUTPUT_RATE))
 
     async def decision(self) -> bool:
         """True once the onset pending (if any) proved a real interruption; False when it was not one."""
@@ -116,10 +126,11 @@ class InterruptionJudge:
             self._pending.stale = True
 
     def discard(self) -> None:
-        """Forget the pending onset (hang-up, the reply ended, input cleared): nobody waits on it any more."""
+        """Forget the pending onset (hang-up, the reply was cancelled, input cleared); the output plays on."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
+        self._output.resume()
         if pending.checking is not None:
             pending.checking.cancel()
         if not pending.decided.done():
@@ -153,7 +164,11 @@ class InterruptionJudge:
             self._decide(pending, False)
             self.resumed += 1
             logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, text, pending.response_id)
-            self._on_false(text)
+            self._output.resume()
+            played_ms = self._output.played_samples(pending.response_id) * 1000 // OUTPUT_RATE
+            paused_ms = round((time.monotonic() - pending.paused_at) * 1000)
+            self._send(events.response_resumed(pending.response_id, played_ms, paused_ms, text))
+            self._on_false()
 
     def _decide(self, pending: _Pending, real: bool) -> None:
         self._pending = None
