@@ -1,0 +1,157 @@
+"""semantic_vad and false interruptions, on the audio clock (fake VAD, ASR and end-of-turn model)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from engines.base import EndOfTurn, EndOfTurnModel, FloatArray, Transcript
+from gateway.agents import ConversationItem
+from gateway.config import GatewayConfig
+from gateway.protocol.session_settings import SessionSettings
+from gateway.voice.conversation import Conversation
+from gateway.voice.options import VoiceOptions
+from media import OutboundAudioTrack
+from media.outbound import FRAME_SAMPLES
+from tests.support.fakes import ScriptedAsr, fake_engines, loud, quiet
+
+
+class FixedTurnModel(EndOfTurnModel):
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.calls = 0
+
+    async def predict(self, audio: FloatArray) -> EndOfTurn:
+        self.calls += 1
+        return EndOfTurn(self.probability, 0.001)
+
+
+class SaysAsr(ScriptedAsr):
+    """Says ``text`` for any audio with something loud in it (else nothing)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    async def transcribe(self, audio: FloatArray, *, partial: bool = False) -> Transcript:
+        loud_audio = bool(np.any(np.abs(audio) > 0.1))
+        return Transcript(self.text if loud_audio else "", len(audio) / 16000, 0.0)
+
+
+class Harness:
+    def __init__(self, *, probability: float = 0.9, asr: ScriptedAsr | None = None, **turn: Any) -> None:
+        engines, scripted = fake_engines()
+        self.model = FixedTurnModel(probability)
+        self.engines = replace(engines, end_of_turn=self.model, asr=asr or scripted)
+        self.track = OutboundAudioTrack()
+        self.events: list[dict[str, Any]] = []
+        settings = SessionSettings.from_config(GatewayConfig(), self.engines.tts.voices)
+        settings = replace(settings, turn=replace(settings.turn, **turn))
+        self.conversation = Conversation(
+            call_id="rtc_test", engines=self.engines, track=self.track, send=self.events.append, settings=settings,
+            options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0))
+
+    async def feed(self, audio: FloatArray) -> None:
+        for i in range(0, len(audio), 320):
+            await self.conversation.feed(audio[i : i + 320])
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type_]
+
+
+async def settle() -> None:
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+async def test_semantic_vad_ends_a_complete_turn_after_200_ms_not_500() -> None:
+    h = Harness(probability=0.9, type="semantic_vad")
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.26))
+    assert len(h.of("input_audio_buffer.speech_stopped")) == 1
+    judged = h.of("gateway.turn.judged")
+    assert judged and judged[0]["complete"] and judged[0]["silence_ms"] == 200
+    assert h.model.calls == 1  # once per pause
+    await h.conversation.close()
+
+
+async def test_semantic_vad_waits_up_to_the_eagerness_cap_when_the_turn_is_unfinished() -> None:
+    h = Harness(probability=0.1, type="semantic_vad", eagerness="high")
+    await h.feed(loud(0.5))
+    await h.feed(quiet(1.0))  # a mid-sentence pause of a second: server_vad would have ended the turn
+    assert not h.of("input_audio_buffer.speech_stopped")
+    await h.feed(loud(0.3))  # the caller goes on: one turn
+    await h.feed(quiet(2.1))  # high eagerness: 2 s at most
+    assert len(h.of("input_audio_buffer.speech_stopped")) == 1
+    assert len(h.of("input_audio_buffer.speech_started")) == 1
+    await h.conversation.close()
+
+
+async def test_words_that_cannot_end_a_sentence_overrule_a_model_that_calls_it_complete() -> None:
+    h = Harness(probability=0.95, type="semantic_vad", asr=SaysAsr("I'd like to fly to"))
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.6))
+    await settle()
+    judged = h.of("gateway.turn.judged")
+    assert judged and not judged[0]["complete"] and judged[0]["silence_ms"] == 4000
+    assert not h.of("input_audio_buffer.speech_stopped")
+    await h.conversation.close()
+
+
+async def start_reply(h: Harness) -> str:
+    assert h.conversation.create_response(instructions=None)
+    await settle()
+    response_id = h.of("response.created")[0]["response"]["id"]
+    for _ in range(10):
+        h.track.next_frame()
+    return str(response_id)
+
+
+async def test_a_cough_over_the_reply_pauses_it_and_it_resumes_from_the_exact_sample() -> None:
+    h = Harness(asr=SaysAsr(""))  # a cough: no words
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "one two three four five six seven eight"))
+    response_id = await start_reply(h)
+    await h.feed(loud(0.15))
+    assert h.track.paused and h.track.next_frame() is None  # silent from the next frame
+    assert h.of("gateway.response.paused")[0]["played_ms"] == 10 * FRAME_SAMPLES * 1000 // 48000
+    await h.feed(quiet(0.2))
+    await settle()
+    assert not h.track.paused
+    resumed = h.of("gateway.response.resumed")
+    assert resumed and resumed[0]["response_id"] == response_id and resumed[0]["played_ms"] == 200
+    assert not h.of("conversation.item.truncated")
+    while h.track.next_frame() is not None:
+        pass
+    await settle()
+    done = h.of("response.done")
+    assert done and done[0]["response"]["status"] == "completed"
+    assert not h.of("input_audio_buffer.committed")  # a cough is not a turn
+    await h.conversation.close()
+
+
+async def test_a_backchannel_resumes_and_a_sentence_cancels() -> None:
+    for said, cancelled in [("Mm-hmm.", False), ("Yeah, okay.", False), ("Wait, stop, that is wrong.", True)]:
+        h = Harness(asr=SaysAsr(said))
+        h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+        await start_reply(h)
+        await h.feed(loud(0.4))
+        await h.feed(quiet(0.6))
+        await settle()
+        assert bool(h.of("conversation.item.truncated")) is cancelled, said
+        assert bool(h.of("gateway.response.resumed")) is not cancelled, said
+        assert bool(h.of("input_audio_buffer.committed")) is cancelled, said
+        await h.conversation.close()
+
+
+async def test_with_false_interruptions_off_any_onset_cancels_at_once() -> None:
+    h = Harness(asr=SaysAsr(""), false_interruption=False)
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+    await start_reply(h)
+    await h.feed(loud(0.1))
+    assert h.of("conversation.item.truncated") and not h.track.paused
+    await h.conversation.close()
