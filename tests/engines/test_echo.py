@@ -12,7 +12,8 @@ from tests.support.speech import utterance
 RATE = 16_000
 
 
-def speakerphone(reply: npt.NDArray[np.float32], delay_ms: int, gain_db: float, seed: int = 0) -> npt.NDArray[np.float64]:
+def speakerphone(reply: npt.NDArray[np.float32], delay_ms: int, gain_db: float,
+                 seed: int = 0) -> npt.NDArray[np.float64]:
     """The reply as the microphone picks it up: delayed, band-limited, attenuated, with line noise."""
     delayed = np.concatenate([np.zeros(delay_ms * RATE // 1000), reply])[: len(reply)]
     filtered = np.convolve(delayed, [0.25, 0.5, 0.25, -0.35, -0.15])[: len(reply)]
