@@ -145,7 +145,7 @@ class Conversation:
         elif isinstance(event, SpeechPaused):
             self._start_speculation(event.audio_end_ms)
             if self._judge.pending:
-                self._judge.sound_paused(self._utterance_audio())
+                self._judge.sound_paused(self._utterance_audio(), event.audio_end_ms)
         elif isinstance(event, SpeechResumed):
             if self._endpointer is not None:
                 self._endpointer.cancel()

@@ -9,6 +9,10 @@ stops as fast as a barge-in did), and what the caller said decides:
 * no words (a cough, a click, a door) or only a backchannel, once the sound has ended → the reply
   resumes from the exact sample it paused at, and the sound is not a turn.
 
+Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." So a sound shorter than
+:data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` words is a backchannel too,
+unless one of its words asks the gateway to stop ("stop", "wait", "no" …: :data:`STOP_WORDS`).
+
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
 noise without words is held until it ends). Decisions run on the audio clock, so they are exact
@@ -41,6 +45,9 @@ i see got it cool nice great good wow true exactly indeed totally gotcha uh-huh 
 #: What Whisper says over noise it cannot read (its well-known hallucinations): no words.
 NOISE_TRANSCRIPTS = frozenset({"you", "thank you", "thanks", "thank you for watching", "thanks for watching", "bye"})
 MAX_BACKCHANNEL_WORDS = 3
+#: Words that interrupt however short the sound: the caller wants the gateway to stop or listen.
+STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but what actually listen".split())
+SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
 
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
 
@@ -49,12 +56,16 @@ def words_of(transcript: str) -> list[str]:
     return _WORD.findall(transcript.lower())
 
 
-def interrupts(transcript: str) -> bool:
-    """Whether ``transcript`` is a real interruption: words beyond a short backchannel or Whisper's noise."""
+def interrupts(transcript: str, speech_ms: int) -> bool:
+    """Whether ``transcript`` of ``speech_ms`` of sound is a real interruption, not noise or a backchannel."""
     words = words_of(transcript)
     if not words or " ".join(words) in NOISE_TRANSCRIPTS:
         return False
-    return len(words) > MAX_BACKCHANNEL_WORDS or not all(word in BACKCHANNEL_WORDS for word in words)
+    if any(word in STOP_WORDS for word in words):
+        return True
+    if len(words) > MAX_BACKCHANNEL_WORDS:
+        return True
+    return speech_ms >= SHORT_SPEECH_MS and not all(word in BACKCHANNEL_WORDS for word in words)
 
 
 @dataclass
@@ -114,12 +125,12 @@ class InterruptionJudge:
         if pending is None or pending.checked_at_timeout or now_ms - pending.onset_ms < self.timeout_ms:
             return
         pending.checked_at_timeout = True
-        self._check(pending, audio(), sound_ended=False)
+        self._check(pending, audio(), now_ms - pending.onset_ms, sound_ended=False)
 
-    def sound_paused(self, audio: FloatArray) -> None:
-        """The onset's sound paused: decide from its words."""
+    def sound_paused(self, audio: FloatArray, end_ms: int) -> None:
+        """The onset's sound paused at ``end_ms``: decide from its words."""
         if self._pending is not None:
-            self._check(self._pending, audio, sound_ended=True)
+            self._check(self._pending, audio, end_ms - self._pending.onset_ms, sound_ended=True)
 
     def sound_resumed(self) -> None:
         if self._pending is not None and self._pending.checking is not None:
@@ -136,23 +147,23 @@ class InterruptionJudge:
         if not pending.decided.done():
             pending.decided.set_result(True)
 
-    def _check(self, pending: _Pending, audio: FloatArray, *, sound_ended: bool) -> None:
+    def _check(self, pending: _Pending, audio: FloatArray, speech_ms: int, *, sound_ended: bool) -> None:
         if pending.checking is not None and not pending.checking.done():
             if sound_ended:
                 pending.stale = False  # the check under way now covers the end of the sound
             return
         pending.stale = False
-        pending.checking = self._tasks.create_task(self._decode(pending, audio, sound_ended),
+        pending.checking = self._tasks.create_task(self._decode(pending, audio, speech_ms, sound_ended),
                                                    name=f"interruption-{self._call_id}")
 
-    async def _decode(self, pending: _Pending, audio: FloatArray, sound_ended: bool) -> None:
+    async def _decode(self, pending: _Pending, audio: FloatArray, speech_ms: int, sound_ended: bool) -> None:
         try:
             text = (await self._asr.transcribe(audio)).text.strip()
         except EngineError as exc:  # unsure: stop talking, as a barge-in always did
             logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
             text, real = "", True
         else:
-            real = interrupts(text)
+            real = interrupts(text, speech_ms)
         if self._pending is not pending:
             return
         if real:

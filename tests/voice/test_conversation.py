@@ -89,7 +89,8 @@ async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
     assert h.of("output_audio_buffer.started")
     await h.feed(loud(0.1))  # the caller talks over it: the reply pauses at once...
     assert h.track.paused and h.track.next_frame() is None
-    await h.feed(quiet(0.1))  # ...and a word ("word" is no backchannel) cancels it
+    await h.feed(loud(0.6))
+    await h.feed(quiet(0.1))  # ...and seven words (no backchannel) cancel it
     await settle()
     assert h.track.buffered_seconds == 0 and not h.track.paused
     truncated = h.of("conversation.item.truncated")[0]

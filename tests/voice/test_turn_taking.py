@@ -155,3 +155,32 @@ async def test_with_false_interruptions_off_any_onset_cancels_at_once() -> None:
     await h.feed(loud(0.1))
     assert h.of("conversation.item.truncated") and not h.track.paused
     await h.conversation.close()
+
+
+def test_what_counts_as_an_interruption() -> None:
+    from gateway.voice.interruptions import interrupts
+
+    assert not interrupts("", 400) and not interrupts(" . ", 300) and not interrupts("You", 300)  # noise
+    assert not interrupts("Mm-hmm.", 500) and not interrupts("Yeah, right.", 900) and not interrupts("Uh-huh", 700)
+    assert not interrupts("in a moment.", 500)  # Whisper's "mm-hmm": short, few words
+    assert interrupts("Stop.", 300) and interrupts("No.", 250) and interrupts("Wait", 400)  # short, but stop words
+    assert interrupts("ten of clubs", 900) and interrupts("Yeah but what about Paris", 1200)
+
+
+def test_unfinished_words() -> None:
+    from gateway.voice.endpointing import sounds_unfinished
+
+    assert sounds_unfinished("I'd like to fly to.") and sounds_unfinished("Ten of") and sounds_unfinished("and so,")
+    assert not sounds_unfinished("I'd like to fly to Paris.") and not sounds_unfinished("")
+
+
+async def test_a_long_pause_judged_unfinished_is_judged_again_and_may_end() -> None:
+    h = Harness(probability=0.1, type="semantic_vad")
+    await h.feed(loud(0.5))
+    await h.feed(quiet(0.5))
+    assert h.model.calls == 1 and not h.of("input_audio_buffer.speech_stopped")
+    h.model.probability = 0.9  # more silence: the model is surer
+    await h.feed(quiet(0.6))
+    assert h.model.calls == 2
+    assert len(h.of("input_audio_buffer.speech_stopped")) == 1  # ended at 1 s, not at the 4 s cap
+    await h.conversation.close()
