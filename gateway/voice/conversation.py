@@ -77,8 +77,8 @@ class Conversation:
         self._vad = engines.vad.stream()
         self._track = track
         self._detector = TurnDetector()
-        self._endpointer = None if engines.end_of_turn is None else Endpointer(
-            engines.end_of_turn, tasks=self._tasks, call_id=call_id, on_verdict=self._verdict)
+        self._endpointer = Endpointer(engines.end_of_turn, tasks=self._tasks, call_id=call_id,
+                                      on_verdict=self._verdict)
         self._judge = InterruptionJudge(asr=engines.asr, output=track, send=send, tasks=self._tasks, call_id=call_id,
                                         on_real=self._interruption_confirmed, on_false=self._false_interruption)
         self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
@@ -147,8 +147,7 @@ class Conversation:
             if self._judge.pending:
                 self._judge.sound_paused(self._utterance_audio(), event.audio_end_ms)
         elif isinstance(event, SpeechResumed):
-            if self._endpointer is not None:
-                self._endpointer.cancel()
+            self._endpointer.cancel()
             self._judge.sound_resumed()
             if self._utterance is not None:
                 self._utterance.drop_speculation()
@@ -163,15 +162,14 @@ class Conversation:
         if self._judge.pending:
             self._judge.tick(now_ms, self._utterance_audio)
         utterance = self._utterance
-        if self._endpointer is not None and self.settings.turn.type == "semantic_vad" and utterance is not None:
+        if self.settings.turn.type == "semantic_vad" and utterance is not None:
             self._endpointer.after_window(self._detector, utterance, self._utterance_audio, now_ms)
 
     def _verdict(self, verdict: Verdict) -> None:
         utterance = self._utterance
         if utterance is None:
             return
-        self._send(events.turn_judged(utterance.item_id, verdict.judgement.probability, verdict.complete,
-                                      verdict.judgement.compute_seconds * 1000, verdict.silence_ms))
+        self._send(verdict.event(utterance.item_id))
         for event in self._detector.end_after(verdict.silence_ms, self._audio.end * 1000 // SAMPLE_RATE):
             self._on_turn_event(event)
 
@@ -208,8 +206,7 @@ class Conversation:
             utterance.discard()
             self._send(events.speech_stopped(utterance.item_id, self._audio.end * 1000 // SAMPLE_RATE))
         self._detector.reset()
-        if self._endpointer is not None:
-            self._endpointer.reset()
+        self._endpointer.reset()
 
     def _new_utterance(self, audio_start_ms: int) -> Utterance:
         item_id = events.new_id("item")
@@ -265,16 +262,21 @@ class Conversation:
             logger.warning("call %s: transcription failed: %s", self.call_id, exc)
             return
         reply = prepared.reply
-        if reply is not None:
-            # A prepared reply is committed with its first audio: until then, speech that
-            # resumes continues the same utterance (a pause is not a turn).
-            try:
+        # A prepared reply is committed with its first audio: until then, speech that resumes
+        # continues the same utterance (a pause is not a turn). Speech over a paused reply is a
+        # turn only once the interruption judge says it was a real interruption.
+        try:
+            if reply is not None:
                 await reply.first_audio.wait()
-            except asyncio.CancelledError:
+            real = await self._judge.decision()
+        except asyncio.CancelledError:
+            if reply is not None:
                 await reply.aclose()
-                raise
-        if not await self._judge.decision():
-            return  # a false interruption: the reply it paused has resumed, and this was no turn
+            raise
+        if not real:  # a cough or a backchannel: the reply it paused has resumed
+            if reply is not None:
+                await reply.aclose()
+            return
         # Commit point: from here on the turn is final and nothing awaits.
         self._utterance = None
         text = prepared.transcript.text.strip()
@@ -325,10 +327,8 @@ class Conversation:
     def update_settings(self, settings: SessionSettings) -> None:
         self.settings = settings
         turn = settings.turn
-        silence_ms = turn.silence_duration_ms
-        if turn.type == "semantic_vad" and self._endpointer is not None:
-            self._endpointer.configure(turn.eagerness)
-            silence_ms = self._endpointer.eagerness.cap_ms  # until the model has judged the pause
+        semantic = turn.type == "semantic_vad" and self._endpointer.configure(turn.eagerness)
+        silence_ms = self._endpointer.eagerness.cap_ms if semantic else turn.silence_duration_ms  # cap until judged
         self._detector.configure(threshold=turn.threshold, silence_duration_ms=silence_ms)
         self._judge.timeout_ms = turn.false_interruption_timeout_ms
         if turn.echo_cancellation and self._echo is None:
@@ -340,8 +340,7 @@ class Conversation:
         if utterance is not None:
             utterance.discard()
         self._detector.reset()
-        if self._endpointer is not None:
-            self._endpointer.reset()
+        self._endpointer.reset()
         self._judge.discard()
 
     def commit_input(self) -> bool:
@@ -356,7 +355,9 @@ class Conversation:
         self._judge.discard()
         return self._responses.interrupt(reason)
 
-    active_response_id = property(lambda self: self._responses.active_response_id)
+    @property
+    def active_response_id(self) -> str | None:
+        return self._responses.active_response_id
 
     def add_item(self, item: ConversationItem) -> None:
         previous = self._history.last_id

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from engines.base import EndOfTurn, EndOfTurnModel, FloatArray
 from engines.errors import EngineError
 from gateway.aio import TaskSet
+from gateway.protocol import server_events as events
+from gateway.protocol.server_events import Event
 from gateway.voice.turns import TurnDetector
 from gateway.voice.utterance import Prepared, Utterance
 
@@ -91,11 +93,16 @@ class Verdict:
     complete: bool
     silence_ms: int
 
+    def event(self, item_id: str) -> Event:
+        """``gateway.turn.judged``."""
+        return events.turn_judged(item_id, self.judgement.probability, self.complete,
+                                  self.judgement.compute_seconds * 1000, self.silence_ms)
+
 
 class Endpointer:
     """Judges one call's pauses: one model run per pause, in the end-of-turn worker, never on the loop."""
 
-    def __init__(self, model: EndOfTurnModel, *, tasks: TaskSet, call_id: str,
+    def __init__(self, model: EndOfTurnModel | None, *, tasks: TaskSet, call_id: str,
                  on_verdict: Callable[[Verdict], None]) -> None:
         self._model = model
         self._tasks = tasks
@@ -109,11 +116,20 @@ class Endpointer:
         self.judged = 0
         self.failed = 0
 
-    def configure(self, eagerness: str) -> None:
+    @property
+    def available(self) -> bool:
+        """Whether there is a model (without one, semantic_vad's pauses all wait for the cap)."""
+        return self._model is not None
+
+    def configure(self, eagerness: str) -> bool:
+        """Judge with ``eagerness`` from now on; False when there is no model to judge with."""
         self.eagerness = EAGERNESS[eagerness]
+        return self.available
 
     def due(self, pause_start_ms: int, now_ms: int) -> bool:
         """Whether this pause should be judged now: at each of :data:`JUDGE_AT_MS`, while not judged complete."""
+        if self._model is None:
+            return False
         if self._judged_pause != pause_start_ms:
             return now_ms - pause_start_ms >= JUDGE_AT_MS[0]
         if self._judgements >= len(JUDGE_AT_MS) or (self._judging is not None and not self._judging.done()):
@@ -149,6 +165,7 @@ class Endpointer:
         self._judged_pause = None
 
     async def _judge(self, audio: FloatArray, transcript: asyncio.Task[Prepared] | None) -> None:
+        assert self._model is not None
         try:
             judgement = await self._model.predict(audio)
         except EngineError as exc:  # the turn then ends at the cap, as an unfinished one would

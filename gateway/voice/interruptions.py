@@ -10,8 +10,10 @@ stops as fast as a barge-in did), and what the caller said decides:
   resumes from the exact sample it paused at, and the sound is not a turn.
 
 Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." So a sound shorter than
-:data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` words is a backchannel too,
-unless one of its words asks the gateway to stop ("stop", "wait", "no" …: :data:`STOP_WORDS`).
+:data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` other words is *unsure*: the
+reply resumes only if the caller stays silent :data:`UNSURE_HOLD_MS` more; if they go on ("five …
+five"), the words so far are checked again at the next pause. A word that asks the gateway to stop
+("stop", "wait", "no" …: :data:`STOP_WORDS`) interrupts however short the sound.
 
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
@@ -27,6 +29,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from engines import EngineError, SpeechRecognizer
 from engines.base import FloatArray
@@ -48,24 +51,32 @@ MAX_BACKCHANNEL_WORDS = 3
 #: Words that interrupt however short the sound: the caller wants the gateway to stop or listen.
 STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but what actually listen".split())
 SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
+UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
 
-_WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+Verdict = Literal["real", "none", "unsure"]
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def words_of(transcript: str) -> list[str]:
     return _WORD.findall(transcript.lower())
 
 
-def interrupts(transcript: str, speech_ms: int) -> bool:
-    """Whether ``transcript`` of ``speech_ms`` of sound is a real interruption, not noise or a backchannel."""
+def classify(transcript: str, speech_ms: int) -> Verdict:
+    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure."""
     words = words_of(transcript)
     if not words or " ".join(words) in NOISE_TRANSCRIPTS:
-        return False
-    if any(word in STOP_WORDS for word in words):
-        return True
-    if len(words) > MAX_BACKCHANNEL_WORDS:
-        return True
-    return speech_ms >= SHORT_SPEECH_MS and not all(word in BACKCHANNEL_WORDS for word in words)
+        return "none"
+    if any(word in STOP_WORDS for word in words) or len(words) > MAX_BACKCHANNEL_WORDS:
+        return "real"
+    if all(word in BACKCHANNEL_WORDS for word in words):
+        return "none"
+    return "unsure" if speech_ms < SHORT_SPEECH_MS else "real"
+
+
+def interrupts(transcript: str, speech_ms: int) -> bool:
+    """Whether ``transcript`` of ``speech_ms`` of sound is, by itself, a real interruption."""
+    return classify(transcript, speech_ms) == "real"
 
 
 @dataclass
@@ -78,6 +89,8 @@ class _Pending:
     checked_at_timeout: bool = False
     checking: asyncio.Task[None] | None = None
     stale: bool = False  # the sound went on after the check began: a "no" from it does not resume
+    resume_at_ms: int | None = None  # unsure: resume at this audio time unless the sound goes on
+    heard: str = ""
 
 
 class InterruptionJudge:
@@ -122,19 +135,24 @@ class InterruptionJudge:
     def tick(self, now_ms: int, audio: Callable[[], FloatArray]) -> None:
         """The audio clock: after ``timeout_ms`` of sound, its words so far are checked (once)."""
         pending = self._pending
+        if pending is not None and pending.resume_at_ms is not None and now_ms >= pending.resume_at_ms:
+            self._resume(pending)
+            return
         if pending is None or pending.checked_at_timeout or now_ms - pending.onset_ms < self.timeout_ms:
             return
         pending.checked_at_timeout = True
-        self._check(pending, audio(), now_ms - pending.onset_ms, sound_ended=False)
+        self._check(pending, audio(), now_ms, sound_ended=False)
 
     def sound_paused(self, audio: FloatArray, end_ms: int) -> None:
         """The onset's sound paused at ``end_ms``: decide from its words."""
         if self._pending is not None:
-            self._check(self._pending, audio, end_ms - self._pending.onset_ms, sound_ended=True)
+            self._check(self._pending, audio, end_ms, sound_ended=True)
 
     def sound_resumed(self) -> None:
-        if self._pending is not None and self._pending.checking is not None:
-            self._pending.stale = True
+        if self._pending is not None:
+            self._pending.resume_at_ms = None
+            if self._pending.checking is not None:
+                self._pending.stale = True
 
     def discard(self) -> None:
         """Forget the pending onset (hang-up, the reply was cancelled, input cleared); the output plays on."""
@@ -147,39 +165,48 @@ class InterruptionJudge:
         if not pending.decided.done():
             pending.decided.set_result(True)
 
-    def _check(self, pending: _Pending, audio: FloatArray, speech_ms: int, *, sound_ended: bool) -> None:
+    def _check(self, pending: _Pending, audio: FloatArray, end_ms: int, *, sound_ended: bool) -> None:
         if pending.checking is not None and not pending.checking.done():
             if sound_ended:
                 pending.stale = False  # the check under way now covers the end of the sound
             return
         pending.stale = False
-        pending.checking = self._tasks.create_task(self._decode(pending, audio, speech_ms, sound_ended),
+        pending.checking = self._tasks.create_task(self._decode(pending, audio, end_ms, sound_ended),
                                                    name=f"interruption-{self._call_id}")
 
-    async def _decode(self, pending: _Pending, audio: FloatArray, speech_ms: int, sound_ended: bool) -> None:
+    async def _decode(self, pending: _Pending, audio: FloatArray, end_ms: int, sound_ended: bool) -> None:
+        verdict: Verdict
         try:
             text = (await self._asr.transcribe(audio)).text.strip()
         except EngineError as exc:  # unsure: stop talking, as a barge-in always did
             logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
-            text, real = "", True
+            text, verdict = "", "real"
         else:
-            real = interrupts(text, speech_ms)
+            verdict = classify(text, end_ms - pending.onset_ms)
         if self._pending is not pending:
             return
-        if real:
+        if verdict == "real":
             self._decide(pending, True)
             self.cancelled += 1
             logger.info("call %s: interruption %r stops reply %s", self._call_id, text, pending.response_id)
             self._on_real()
         elif sound_ended and not pending.stale:
-            self._decide(pending, False)
-            self.resumed += 1
-            logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, text, pending.response_id)
-            self._output.resume()
-            played_ms = self._output.played_samples(pending.response_id) * 1000 // OUTPUT_RATE
-            paused_ms = round((time.monotonic() - pending.paused_at) * 1000)
-            self._send(events.response_resumed(pending.response_id, played_ms, paused_ms, text))
-            self._on_false()
+            pending.heard = text
+            if verdict == "none":
+                self._resume(pending)
+            else:
+                pending.resume_at_ms = end_ms + UNSURE_HOLD_MS
+
+    def _resume(self, pending: _Pending) -> None:
+        self._decide(pending, False)
+        self.resumed += 1
+        logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, pending.heard,
+                    pending.response_id)
+        self._output.resume()
+        played_ms = self._output.played_samples(pending.response_id) * 1000 // OUTPUT_RATE
+        paused_ms = round((time.monotonic() - pending.paused_at) * 1000)
+        self._send(events.response_resumed(pending.response_id, played_ms, paused_ms, pending.heard))
+        self._on_false()
 
     def _decide(self, pending: _Pending, real: bool) -> None:
         self._pending = None

@@ -184,3 +184,38 @@ async def test_a_long_pause_judged_unfinished_is_judged_again_and_may_end() -> N
     assert h.model.calls == 2
     assert len(h.of("input_audio_buffer.speech_stopped")) == 1  # ended at 1 s, not at the 4 s cap
     await h.conversation.close()
+
+
+async def test_a_short_unsure_word_waits_and_the_caller_going_on_makes_it_an_interruption() -> None:
+    class Digits(ScriptedAsr):
+        async def transcribe(self, audio: FloatArray, *, partial: bool = False) -> Transcript:
+            edges = np.diff(np.concatenate([[0], (np.abs(audio) > 0.1).astype(int), [0]]))
+            bursts = int(np.sum(edges == 1))
+            return Transcript(" ".join(["five"] * bursts), len(audio) / 16000, 0.0)
+
+    h = Harness(asr=Digits())
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+    await start_reply(h)
+    await h.feed(loud(0.3))  # "five": short, and no backchannel: unsure
+    await h.feed(quiet(0.25))
+    await settle()
+    assert h.track.paused and not h.of("gateway.response.resumed")  # held, not resumed yet
+    await h.feed(loud(0.3))  # "… five": the caller goes on
+    await h.feed(quiet(0.2))
+    await settle()
+    assert h.of("conversation.item.truncated") and not h.of("gateway.response.resumed")
+    await h.conversation.close()
+
+
+async def test_a_short_unsure_word_alone_resumes_after_the_hold() -> None:
+    h = Harness(asr=SaysAsr("in a moment."))  # what Whisper hears in a hummed "mm-hmm"
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+    await start_reply(h)
+    await h.feed(loud(0.4))
+    await h.feed(quiet(0.2))
+    await settle()
+    assert h.track.paused
+    await h.feed(quiet(0.3))
+    await settle()
+    assert h.of("gateway.response.resumed") and not h.track.paused and not h.of("conversation.item.truncated")
+    await h.conversation.close()
