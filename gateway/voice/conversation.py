@@ -77,10 +77,11 @@ class Conversation:
         self._vad = engines.vad.stream()
         self._track = track
         self._detector = TurnDetector()
-        self._endpointer = Endpointer(engines.end_of_turn, tasks=self._tasks, call_id=call_id,
+        self._endpointer = Endpointer(engines.end_of_turn, tasks=self._tasks, call_id=call_id, observer=observer,
                                       on_verdict=self._verdict)
         self._judge = InterruptionJudge(asr=engines.asr, output=track, send=send, tasks=self._tasks, call_id=call_id,
-                                        on_real=self._interruption_confirmed, on_false=self._false_interruption)
+                                        observer=observer, on_real=self._interruption_confirmed,
+                                        on_false=self._false_interruption)
         self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
         self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
         self._window = np.zeros(0, np.float32)
@@ -94,7 +95,7 @@ class Conversation:
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
                                            tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
-        self._feed_at = self._onset_at = 0.0
+        self._feed_at = self._stop_s = 0.0  # speech onset over a reply → its audio paused or cleared
         self._closed = False
         self.turns = 0
         self.barge_ins = 0
@@ -166,8 +167,7 @@ class Conversation:
             self._endpointer.after_window(self._detector, utterance, self._utterance_audio, now_ms)
 
     def _verdict(self, verdict: Verdict) -> None:
-        utterance = self._utterance
-        if utterance is None:
+        if (utterance := self._utterance) is None:
             return
         self._send(verdict.event(utterance.item_id))
         for event in self._detector.end_after(verdict.silence_ms, self._audio.end * 1000 // SAMPLE_RATE):
@@ -185,7 +185,7 @@ class Conversation:
         if response_id is None or not self.settings.turn.interrupt_response:
             return
         now_ms = self._audio.end * 1000 // SAMPLE_RATE
-        self._onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
+        self._stop_s = time.monotonic() - (self._feed_at - max(0, now_ms - audio_start_ms) / 1000)
         if self._judge.pending:
             self._judge.sound_resumed()  # the same sound goes on: it is still being judged
         elif self.settings.turn.false_interruption:
@@ -197,7 +197,7 @@ class Conversation:
         """Barge-in: the reply is cancelled and truncated to what was heard."""
         self.barge_ins += 1
         self._responses.interrupt("turn_detected")
-        self._observer.barge_in(self.call_id, time.monotonic() - self._onset_at)
+        self._observer.barge_in(self.call_id, self._stop_s)
 
     def _false_interruption(self) -> None:
         """A cough or a backchannel is not a turn (the judge resumes the reply it paused)."""

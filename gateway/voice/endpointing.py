@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from engines.base import EndOfTurn, EndOfTurnModel, FloatArray
 from engines.errors import EngineError
 from gateway.aio import TaskSet
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.voice.turns import TurnDetector
@@ -103,8 +104,9 @@ class Endpointer:
     """Judges one call's pauses: one model run per pause, in the end-of-turn worker, never on the loop."""
 
     def __init__(self, model: EndOfTurnModel | None, *, tasks: TaskSet, call_id: str,
-                 on_verdict: Callable[[Verdict], None]) -> None:
+                 on_verdict: Callable[[Verdict], None], observer: CallObserver = NULL_OBSERVER) -> None:
         self._model = model
+        self._observer = observer
         self._tasks = tasks
         self._call_id = call_id
         self._on_verdict = on_verdict
@@ -182,5 +184,6 @@ class Endpointer:
             complete = not unfinished_words
         self.judged += 1
         self.last_complete = complete
+        self._observer.end_of_turn_judged(judgement.compute_seconds, complete)
         self._on_verdict(Verdict(judgement, unfinished_words, complete,
                                  eagerness.complete_ms if complete else eagerness.cap_ms))

@@ -12,7 +12,8 @@ stops as fast as a barge-in did), and what the caller said decides:
 Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." So a sound shorter than
 :data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` other words is *unsure*: the
 reply resumes only if the caller stays silent :data:`UNSURE_HOLD_MS` more; if they go on ("five …
-five"), the words so far are checked again at the next pause. A word that asks the gateway to stop
+five"), the words so far are checked again at the next pause; and a second unsure sound over the
+same reply within :data:`REPEAT_MS` ("one … two … three") is an interruption. A word that asks the gateway to stop
 ("stop", "wait", "no" …: :data:`STOP_WORDS`) interrupts however short the sound.
 
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
@@ -34,6 +35,7 @@ from typing import Literal
 from engines import EngineError, SpeechRecognizer
 from engines.base import FloatArray
 from gateway.aio import TaskSet
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.voice.output import OUTPUT_RATE, AudioOutput
@@ -52,6 +54,7 @@ MAX_BACKCHANNEL_WORDS = 3
 STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but what actually listen".split())
 SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
 UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
+REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -97,8 +100,10 @@ class InterruptionJudge:
     """One call's onsets over its replies: pause, then resume or cancel (see the module docstring)."""
 
     def __init__(self, *, asr: SpeechRecognizer, output: AudioOutput, send: Callable[[Event], None], tasks: TaskSet,
-                 call_id: str, on_real: Callable[[], None], on_false: Callable[[], None]) -> None:
+                 call_id: str, on_real: Callable[[], None], on_false: Callable[[], None],
+                 observer: CallObserver = NULL_OBSERVER) -> None:
         self._asr = asr
+        self._observer = observer
         self._output = output
         self._send = send
         self._tasks = tasks
@@ -106,6 +111,7 @@ class InterruptionJudge:
         self._on_real = on_real
         self._on_false = on_false
         self._pending: _Pending | None = None
+        self._last_unsure: tuple[str, int] | None = None  # (response, audio ms) of the last unsure sound resumed
         self.timeout_ms = 1500
         self.paused = 0
         self.resumed = 0
@@ -120,6 +126,7 @@ class InterruptionJudge:
         self.discard()
         self._output.pause()
         self.paused += 1
+        self._observer.speech_over_reply(self._call_id, "paused")
         played = self._output.played_samples(response_id)
         decided = asyncio.get_running_loop().create_future()
         self._pending = _Pending(response_id, onset_ms, played, decided, time.monotonic())
@@ -183,11 +190,16 @@ class InterruptionJudge:
             text, verdict = "", "real"
         else:
             verdict = classify(text, end_ms - pending.onset_ms)
+            last = self._last_unsure
+            if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
+                    pending.onset_ms - last[1] <= REPEAT_MS:
+                verdict = "real"
         if self._pending is not pending:
             return
         if verdict == "real":
             self._decide(pending, True)
             self.cancelled += 1
+            self._observer.speech_over_reply(self._call_id, "cancelled")
             logger.info("call %s: interruption %r stops reply %s", self._call_id, text, pending.response_id)
             self._on_real()
         elif sound_ended and not pending.stale:
@@ -196,10 +208,12 @@ class InterruptionJudge:
                 self._resume(pending)
             else:
                 pending.resume_at_ms = end_ms + UNSURE_HOLD_MS
+                self._last_unsure = (pending.response_id, end_ms)
 
     def _resume(self, pending: _Pending) -> None:
         self._decide(pending, False)
         self.resumed += 1
+        self._observer.speech_over_reply(self._call_id, "resumed")
         logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, pending.heard,
                     pending.response_id)
         self._output.resume()

@@ -11,6 +11,8 @@ import numpy as np
 from engines.base import EndOfTurn, EndOfTurnModel, FloatArray, Transcript
 from gateway.agents import ConversationItem
 from gateway.config import GatewayConfig
+from gateway.ops.metrics import GatewayMetrics
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.conversation import Conversation
 from gateway.voice.options import VoiceOptions
@@ -42,7 +44,8 @@ class SaysAsr(ScriptedAsr):
 
 
 class Harness:
-    def __init__(self, *, probability: float = 0.9, asr: ScriptedAsr | None = None, **turn: Any) -> None:
+    def __init__(self, *, probability: float = 0.9, asr: ScriptedAsr | None = None,
+                 observer: CallObserver = NULL_OBSERVER, **turn: Any) -> None:
         engines, scripted = fake_engines()
         self.model = FixedTurnModel(probability)
         self.engines = replace(engines, end_of_turn=self.model, asr=asr or scripted)
@@ -52,6 +55,7 @@ class Harness:
         settings = replace(settings, turn=replace(settings.turn, **turn))
         self.conversation = Conversation(
             call_id="rtc_test", engines=self.engines, track=self.track, send=self.events.append, settings=settings,
+            observer=observer,
             options=VoiceOptions(max_utterance_seconds=30, tts_ahead_seconds=60, partial_interval_ms=0))
 
     async def feed(self, audio: FloatArray) -> None:
@@ -218,4 +222,38 @@ async def test_a_short_unsure_word_alone_resumes_after_the_hold() -> None:
     await h.feed(quiet(0.3))
     await settle()
     assert h.of("gateway.response.resumed") and not h.track.paused and not h.of("conversation.item.truncated")
+    await h.conversation.close()
+
+
+async def test_a_second_unsure_sound_soon_after_is_an_interruption() -> None:
+    h = Harness(asr=SaysAsr("one"))  # "one … two …": each word alone is short and no backchannel
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+    await start_reply(h)
+    await h.feed(loud(0.3))
+    await h.feed(quiet(0.6))
+    await settle()
+    assert len(h.of("gateway.response.resumed")) == 1
+    await h.feed(loud(0.3))
+    await h.feed(quiet(0.2))
+    await settle()
+    assert h.of("conversation.item.truncated") and len(h.of("gateway.response.resumed")) == 1
+    await h.conversation.close()
+
+
+async def test_pauses_resumes_cancels_and_verdicts_are_counted_in_the_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = GatewayMetrics()
+    h = Harness(asr=SaysAsr(""), observer=metrics, type="semantic_vad")
+    await h.feed(loud(0.5))  # a turn of no words (discarded), judged by the end-of-turn model
+    await h.feed(quiet(0.3))
+    h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
+    await start_reply(h)
+    await h.feed(loud(0.2))
+    await h.feed(quiet(0.3))
+    await settle()
+    text = generate_latest(metrics.registry).decode()
+    assert 'voice_gateway_speech_over_reply_total{outcome="paused"} 1.0' in text
+    assert 'voice_gateway_speech_over_reply_total{outcome="resumed"} 1.0' in text
+    assert "voice_gateway_end_of_turn_seconds_count" in text
     await h.conversation.close()
