@@ -11,15 +11,16 @@ itself. The gateway knows every sample it sent (the reference), so it can subtra
 2. **Echo path**: a 128-tap FIR (8 ms at 16 kHz: a loudspeaker and a room's early reflections)
    around that delay, solved by least squares from FFT auto/cross-correlations (Wiener–Hopf,
    a 128×128 solve), so it is right from its first estimate instead of converging over
-   seconds as an NLMS filter does. It is re-estimated every 250 ms while the reference plays,
-   and kept only when it explains the microphone better than the one in use (double talk
-   biases an estimate: the caller's own voice then makes the fit worse, so it is dropped).
+   seconds as an NLMS filter does. It is re-estimated after each 400 ms of reply speech, and
+   replaces the one in use only when it leaves a fifth less of the microphone (the caller
+   talking over the reply biases an estimate only slightly, and the bias never wins that).
 3. **Residual**: what remains where the estimated echo dominates (residual 13 dB or more below
    it) is attenuated 20 dB, so a residual echo cannot reach the VAD's threshold; the caller
    talking over the echo is far above that and passes.
 
-Before the first estimate of a call (the first ~400 ms of the first reply), the microphone is
-muted while the reference plays: a barge-in then is heard at most that much later. Everything
+Until the filter removes 10 dB of the microphone over its window (from the first estimate, after
+400 ms of the first reply's speech, or a later one), the microphone is muted while the reference
+plays: a barge-in in the first ~0.5 s of a call's first reply is heard that much later. Everything
 is vectorised numpy (about 1 ms per 20 ms frame, estimates 5 ms), run in the echo worker.
 """
 
@@ -37,7 +38,10 @@ MAX_DELAY = int(0.5 * SAMPLE_RATE)  # round trip + room: the lags searched
 HISTORY = SAMPLE_RATE  # the window an estimate is made over
 ESTIMATE_EVERY = SAMPLE_RATE // 4
 MIN_ACTIVE = int(0.4 * SAMPLE_RATE)  # reference audio needed before the first estimate
-ACTIVE_RMS = 1e-3  # reference louder than this is playing
+NO_ECHO_AFTER = int(0.8 * SAMPLE_RATE)  # reply speech heard without an echo: the microphone is echo-free
+ACTIVE_RMS = 0.01  # reference louder than this (-40 dBFS) is speech that excites the echo path enough to fit it
+REPLACE_RATIO = 0.8
+CONVERGED_ERLE = 10.0  # held-out echo energy / residual energy from which the filter is trusted (10 dB)
 PEAK_FOR_ECHO = 0.08  # GCC-PHAT peak (normalised) above which there is an echo path
 RESIDUAL_RATIO = 0.05  # residual energy below this share of the echo estimate's is residual echo
 RESIDUAL_GAIN = 0.1
@@ -62,6 +66,13 @@ def _lagged(ref: FloatArray, start: int, length: int) -> npt.NDArray[np.float64]
     return np.asarray(windows[:, ::-1], np.float64)
 
 
+def filtered(segment: FloatArray, h: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``segment`` (``TAPS - 1`` samples of history first) through the FIR ``h``, by FFT: one output per new sample."""
+    n = 1 << int(np.ceil(np.log2(len(segment) + TAPS)))
+    out = np.fft.irfft(np.fft.rfft(segment, n) * np.fft.rfft(h, n), n)
+    return np.asarray(out[TAPS - 1 : len(segment)], np.float64)
+
+
 def solve_echo_path(mic: FloatArray, ref: FloatArray) -> npt.NDArray[np.float64]:
     """The FIR ``h`` minimising ``|mic - ref * h|`` (``ref`` holds ``TAPS - 1`` samples before ``mic``'s first)."""
     n = 1 << int(np.ceil(np.log2(len(ref) + TAPS)))
@@ -78,11 +89,14 @@ class EchoCanceller:
 
     def __init__(self) -> None:
         self._mic = np.zeros(0, np.float32)  # the last HISTORY samples of microphone
-        self._ref = np.zeros(0, np.float32)  # the reference: MAX_DELAY + TAPS more than the microphone
+        # the reference: MAX_DELAY + TAPS more than the microphone (silence before the call: nothing was sent)
+        self._ref = np.zeros(MAX_DELAY + TAPS, np.float32)
         self._active = 0  # reference samples played (loud) since the last estimate
+        self._played = 0  # reference samples played (loud) in all
         self._since_estimate = 0
         self.delay: int | None = None  # samples; None: not estimated yet
         self.echo_present = False
+        self.converged = False  # the filter removed CONVERGED_ERLE of echo it was not fitted on
         self._h = np.zeros(TAPS, np.float64)
         self.estimates = 0
 
@@ -99,15 +113,18 @@ class EchoCanceller:
         self._mic = np.concatenate([self._mic, mic.astype(np.float32)])[-HISTORY:]
         playing = float(np.sqrt(np.mean(ref.astype(np.float64) ** 2))) > ACTIVE_RMS
         self._active += len(ref) if playing else 0
+        self._played += len(ref) if playing else 0
         self._since_estimate += len(mic)
         if self._active >= MIN_ACTIVE and (self.delay is None or self._since_estimate >= ESTIMATE_EVERY):
             self._estimate()
-        if self.delay is None:
-            recent_ref = self._ref[-(MAX_DELAY + len(mic)) :]
-            echo_possible = float(np.abs(recent_ref).max(initial=0.0)) > ACTIVE_RMS * 10
-            return np.zeros_like(mic) if echo_possible else mic.astype(np.float32)
-        if not self.echo_present:
+        if self.delay is not None and not self.echo_present:
             return mic.astype(np.float32)
+        if self.delay is None or not self.converged:
+            recent_ref = self._ref[-(MAX_DELAY + len(mic)) :]
+            echo_possible = float(np.abs(recent_ref).max(initial=0.0)) > ACTIVE_RMS
+            if echo_possible:
+                return np.zeros_like(mic)
+            return mic.astype(np.float32) if self.delay is None else self._cancel(mic)
         return self._cancel(mic)
 
     def _cancel(self, mic: FloatArray) -> FloatArray:
@@ -123,29 +140,33 @@ class EchoCanceller:
         return residual.astype(np.float32)
 
     def _estimate(self) -> None:
+        active, self._active = self._active, 0
         self._since_estimate = 0
-        self._active = 0
         length = len(self._mic)
         ref_span = self._ref[-(length + MAX_DELAY) :]
-        if len(ref_span) < length + MAX_DELAY or length < MIN_ACTIVE:
+        if length < MIN_ACTIVE or active < min(length, ESTIMATE_EVERY) // 2:
             return
         delay, peak = gcc_phat_delay(self._mic, ref_span, MAX_DELAY)
         present = peak >= PEAK_FOR_ECHO
         self.estimates += 1
         if not present:
-            if self.delay is None:
+            if self.delay is None and self._played >= NO_ECHO_AFTER:  # sure enough: the caller cancels echo itself
                 self.delay, self.echo_present = delay, False
             return
         start = len(self._ref) - length - delay + LEAD
         if start - TAPS + 1 < 0:
             return
-        h = solve_echo_path(self._mic, self._ref[start - TAPS + 1 : start + length])
-        lagged = _lagged(self._ref, start, length)
+        # 128 taps fitted on 16 000 samples do not overfit; double talk biases an estimate a little, and a
+        # filter is only replaced by one that removes a fifth more of the microphone's energy.
+        segment = self._ref[start - TAPS + 1 : start + length]
+        h = solve_echo_path(self._mic, segment)
         mic = self._mic.astype(np.float64)
-        new_error = float(np.sum((mic - lagged @ h) ** 2))
-        old_error = float(np.sum((mic - lagged @ self._h) ** 2)) if self.echo_present and self.delay == delay else None
-        if old_error is None or new_error < old_error:
+        new_error = float(np.sum((mic - filtered(segment, h)) ** 2))
+        same_path = self.echo_present and self.delay == delay
+        old_error = float(np.sum((mic - filtered(segment, self._h)) ** 2)) if same_path else float(np.sum(mic**2))
+        if new_error < REPLACE_RATIO * old_error:
             self._h, self.delay, self.echo_present = h, delay, True
+            self.converged = self.converged or float(np.sum(mic**2)) >= CONVERGED_ERLE * new_error
 
 
 class EchoCancellers:
