@@ -316,6 +316,18 @@ async def over_reply(engines: Engines, sound: Audio, echo: EchoPath | None = Non
     return line, stop, completed
 
 
+async def talk_over(engines: Engines, talk: Audio, stops: list[float], **kwargs: Any) -> bool:
+    """Real speech over a reply: whether it stopped the reply (its stop time is added to ``stops``)."""
+    line, stop, completed = await over_reply(engines, talk, **kwargs)
+    if stop is not None:
+        stops.append(stop)
+    heard = [e.get("transcript") for _, e in line.of("gateway.response.resumed")]
+    print(f"  talk-over of {len(talk) / RATE:.1f} s: {'resumed ' + repr(heard) if completed else 'stopped'}"
+          f" after {stop and round(stop)} ms", file=sys.stderr)
+    await line.close()
+    return not completed
+
+
 async def backchannel_set(engines: Engines, talk_overs: list[Audio], quick: bool,
                           sounds_too: bool = True) -> dict[str, Any]:
     sounds = {**noises(), **(await backchannels(engines))} if sounds_too else {}
@@ -329,14 +341,7 @@ async def backchannel_set(engines: Engines, talk_overs: list[Audio], quick: bool
     stops: list[float] = []
     stopped = 0
     for talk in talk_overs[: 4 if quick else None]:
-        line, stop, completed = await over_reply(engines, talk)
-        stopped += not completed
-        if stop is not None:
-            stops.append(stop)
-        heard = [e.get("transcript") for _, e in line.of("gateway.response.resumed")]
-        print(f"  talk-over of {len(talk) / RATE:.1f} s: {'resumed ' + repr(heard) if completed else 'stopped'}"
-              f" in {stop} ms", file=sys.stderr)
-        await line.close()
+        stopped += await talk_over(engines, talk, stops)
     return {"resumed_and_completed": sum(resumed.values()), "sounds": len(resumed),
             "resume_rate": round(sum(resumed.values()) / max(1, len(resumed)), 3), "per_sound": resumed,
             "talk_overs": len(talk_overs[: 4 if quick else None]), "talk_overs_stopped": stopped,
@@ -360,11 +365,7 @@ async def echo_set(engines: Engines, talk_overs: list[Audio], quick: bool) -> di
     stops: list[float] = []
     stopped = 0
     for i, talk in enumerate(talk_overs[: len(paths)]):
-        line, stop, completed = await over_reply(engines, talk, echo=paths[i % len(paths)], echo_cancellation=True)
-        stopped += not completed
-        if stop is not None:
-            stops.append(stop)
-        await line.close()
+        stopped += await talk_over(engines, talk, stops, echo=paths[i % len(paths)], echo_cancellation=True)
     out["talk_overs"] = {"n": min(len(talk_overs), len(paths)), "stopped": stopped, "stop_ms": summary(stops)}
     return out
 
