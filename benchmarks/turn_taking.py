@@ -76,7 +76,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 class Sentence:
     name: str
     audio: Audio  # trimmed to speech, 16 kHz
-    gaps: list[tuple[float, float]]  # word gaps (end of a word, start of the next), seconds
+    gaps: list[tuple[float, float]]  # word gaps inside a clause (end of a word, start of the next), seconds
 
 
 def sentences(max_seconds: float = 12.0) -> list[Sentence]:
@@ -93,21 +93,29 @@ def sentences(max_seconds: float = 12.0) -> list[Sentence]:
         words = [w for s in segments for w in s.words]
         if not words:
             continue
-        groups: list[list[Any]] = [[]]
-        for word in words:
-            groups[-1].append(word)
-            long = words[-1] is not word and groups[-1][-1].end - groups[-1][0].start > max_seconds * 0.6
-            if clip.duration > max_seconds and long and word.word.strip().endswith((".", "?", "!", ":", ";")):
-                groups.append([])
+        groups = split_sentences(words, max_seconds) if clip.duration > max_seconds else [words]
         for i, group in enumerate(g for g in groups if g):
             start = max(0, int((group[0].start - 0.05) * RATE))
             end = min(len(audio), int((group[-1].end + 0.05) * RATE))
             if (end - start) / RATE > max_seconds:
                 end = start + int(max_seconds * RATE)
+            # Only gaps inside a clause: after a word Whisper punctuated (",", ".") the sentence may end there.
             gaps = [(a.end - start / RATE, b.start - start / RATE) for a, b in itertools.pairwise(group)
-                    if b.end * RATE <= end]
+                    if b.end * RATE <= end and not a.word.strip().endswith((",", ".", ";", ":", "?", "!"))]
             out.append(Sentence(f"{clip.file}#{i}", audio[start:end].copy(), gaps))
     return out
+
+
+def split_sentences(words: list[Any], max_seconds: float) -> list[list[Any]]:
+    """Words grouped into sentences (ending ". ? ! ; :") of at most ``max_seconds``; a sentence longer than
+    that is dropped (a truncated sentence is no complete control)."""
+    groups: list[list[Any]] = [[]]
+    for word in words:
+        groups[-1].append(word)
+        if word.word.strip().endswith((".", "?", "!", ";", ":")):
+            groups.append([])
+    out = [g for g in groups if g and g[-1].end - g[0].start <= max_seconds]
+    return [g for g in out if g[-1].word.strip().endswith((".", "?", "!", ";", ":"))]
 
 
 def with_pause(sentence: Sentence, pause_s: float) -> tuple[Audio, float, float] | None:

@@ -189,10 +189,11 @@ def session_expiring(reason: str, seconds_left: float) -> Event:
                   message=_ENDED_MESSAGES.get(reason, "the session is about to end"))
 
 
-def turn_judged(item_id: str, probability: float, complete: bool, compute_ms: float, silence_ms: int) -> Event:
-    """``gateway.turn.judged`` (semantic_vad): the end-of-turn model's verdict on a pause, and the silence it set."""
-    return _event("gateway.turn.judged", item_id=item_id, probability=round(probability, 3), complete=complete,
-                  compute_ms=round(compute_ms, 1), silence_ms=silence_ms)
+def turn_judged(item_id: str, probability: float, verdict: str, compute_ms: float, silence_ms: int) -> Event:
+    """``gateway.turn.judged`` (semantic_vad): the verdict on a pause (complete | unsure | unfinished) and the
+    silence that now ends it."""
+    return _event("gateway.turn.judged", item_id=item_id, probability=round(probability, 3), verdict=verdict,
+                  complete=verdict == "complete", compute_ms=round(compute_ms, 1), silence_ms=silence_ms)
 
 
 def response_paused(response_id: str, played_ms: int) -> Event:

@@ -74,7 +74,7 @@ async def settle() -> None:
 
 
 async def test_semantic_vad_ends_a_complete_turn_after_200_ms_not_500() -> None:
-    h = Harness(probability=0.9, type="semantic_vad")
+    h = Harness(probability=0.95, type="semantic_vad", asr=SaysAsr("I'd like a ticket to Paris."))
     await h.feed(loud(0.5))
     await h.feed(quiet(0.26))
     assert len(h.of("input_audio_buffer.speech_stopped")) == 1
@@ -179,11 +179,11 @@ def test_unfinished_words() -> None:
 
 
 async def test_a_long_pause_judged_unfinished_is_judged_again_and_may_end() -> None:
-    h = Harness(probability=0.1, type="semantic_vad")
+    h = Harness(probability=0.1, type="semantic_vad", asr=SaysAsr("I'd like a ticket to Paris."))
     await h.feed(loud(0.5))
     await h.feed(quiet(0.5))
     assert h.model.calls == 1 and not h.of("input_audio_buffer.speech_stopped")
-    h.model.probability = 0.9  # more silence: the model is surer
+    h.model.probability = 0.95  # more silence: the model is surer
     await h.feed(quiet(0.6))
     assert h.model.calls == 2
     assert len(h.of("input_audio_buffer.speech_stopped")) == 1  # ended at 1 s, not at the 4 s cap
@@ -257,3 +257,17 @@ async def test_pauses_resumes_cancels_and_verdicts_are_counted_in_the_metrics() 
     assert 'voice_gateway_speech_over_reply_total{outcome="resumed"} 1.0' in text
     assert "voice_gateway_end_of_turn_seconds_count" in text
     await h.conversation.close()
+
+
+def test_how_a_pause_is_judged() -> None:
+    from gateway.voice.endpointing import EAGERNESS, decide
+
+    medium = EAGERNESS["medium"]
+    assert decide(0.95, "I'd like a ticket to Paris.", medium) == ("complete", 200)
+    assert decide(0.95, "I'd like to fly to", medium) == ("unfinished", 4000)  # the words overrule the model
+    assert decide(0.95, "Ten.", medium) == ("unsure", 1000)  # one word that may begin "ten of clubs"
+    assert decide(0.95, "Yes.", medium) == ("complete", 200)
+    assert decide(0.7, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
+    assert decide(0.2, "I'd like a ticket to Paris.", medium) == ("unfinished", 4000)
+    assert decide(0.95, None, medium) == ("complete", 200)  # no transcript (no speculation): the model alone
+    assert decide(0.75, "Ten.", EAGERNESS["high"]) == ("unsure", 500)
