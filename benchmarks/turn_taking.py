@@ -48,6 +48,7 @@ from gateway.voice.conversation import Conversation  # noqa: E402
 from gateway.voice.engines import Engines  # noqa: E402
 from gateway.voice.options import VoiceOptions  # noqa: E402
 from media import OutboundAudioTrack  # noqa: E402
+from qa.caller import speech_end_sample  # noqa: E402
 from tests.support.speech import manifest  # noqa: E402
 
 Audio = npt.NDArray[np.float32]
@@ -278,7 +279,7 @@ async def paused_set(engines: Engines, material: list[Sentence], quick: bool) ->
         for mode, turn in modes.items():
             result = results[mode]
             line = Line(engines, **turn)  # the control: voice-to-voice
-            end = len(sentence.audio)
+            end = speech_end_sample(sentence.audio, RATE)  # Whisper's word ends overshoot the speech
             marks = await line.play(sentence.audio, marks={end - 1: "end"},
                                     until=lambda line=line: bool(line.of("response.created")) and
                                     line.first_audible(0.0) is not None, max_s=len(sentence.audio) / RATE + 10)
@@ -298,6 +299,10 @@ async def paused_set(engines: Engines, material: list[Sentence], quick: bool) ->
             result["paused"] += 1
             if committed and committed[0][0] < marks.get("resumed", float("inf")):
                 result["cut_off"] += 1
+                said = line.of("conversation.item.input_audio_transcription.completed")
+                verdicts = [(e["verdict"], e["probability"]) for _, e in line.of("gateway.turn.judged")]
+                print(f"    {mode} cut {sentence.name} after {said[0][1]['transcript'] if said else ''!r}"
+                      f" {verdicts}", file=sys.stderr)
             await line.close()
         print(f"  {sentence.name}: " + ", ".join(f"{m} v2v {r['v2v_ms'][-1]:.0f} ms cut {r['cut_off']}/{r['paused']}"
                                                 for m, r in results.items() if r["v2v_ms"]), file=sys.stderr)
