@@ -74,7 +74,7 @@ async def settle() -> None:
 
 
 async def test_semantic_vad_ends_a_complete_turn_after_200_ms_not_500() -> None:
-    h = Harness(probability=0.95, type="semantic_vad", asr=SaysAsr("I'd like a ticket to Paris."))
+    h = Harness(probability=0.97, type="semantic_vad", asr=SaysAsr("I'd like a ticket to Paris."))
     await h.feed(loud(0.5))
     await h.feed(quiet(0.26))
     assert len(h.of("input_audio_buffer.speech_stopped")) == 1
@@ -183,7 +183,7 @@ async def test_a_long_pause_judged_unfinished_is_judged_again_and_may_end() -> N
     await h.feed(loud(0.5))
     await h.feed(quiet(0.5))
     assert h.model.calls == 1 and not h.of("input_audio_buffer.speech_stopped")
-    h.model.probability = 0.95  # more silence: the model is surer
+    h.model.probability = 0.97  # more silence: the model is surer
     await h.feed(quiet(0.6))
     assert h.model.calls == 2
     assert len(h.of("input_audio_buffer.speech_stopped")) == 1  # ended at 1 s, not at the 4 s cap
@@ -246,7 +246,7 @@ async def test_pauses_resumes_cancels_and_verdicts_are_counted_in_the_metrics() 
     metrics = GatewayMetrics()
     h = Harness(asr=SaysAsr(""), observer=metrics, type="semantic_vad")
     await h.feed(loud(0.5))  # a turn of no words (discarded), judged by the end-of-turn model
-    await h.feed(quiet(0.3))
+    await h.feed(quiet(1.1))
     h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
     await start_reply(h)
     await h.feed(loud(0.2))
@@ -263,11 +263,12 @@ def test_how_a_pause_is_judged() -> None:
     from gateway.voice.endpointing import EAGERNESS, decide
 
     medium = EAGERNESS["medium"]
-    assert decide(0.95, "I'd like a ticket to Paris.", medium) == ("complete", 200)
-    assert decide(0.95, "I'd like to fly to", medium) == ("unfinished", 4000)  # the words overrule the model
-    assert decide(0.95, "Ten.", medium) == ("unsure", 1000)  # one word that may begin "ten of clubs"
-    assert decide(0.95, "Yes.", medium) == ("complete", 200)
+    assert decide(0.97, "I'd like a ticket to Paris.", medium) == ("complete", 200)
+    assert decide(0.97, "I'd like to fly to", medium) == ("unfinished", 4000)  # the words overrule the model
+    assert decide(0.97, "Ten.", medium) == ("unsure", 1000)  # one word that may begin "ten of clubs"
+    assert decide(0.97, "Yes.", medium) == ("complete", 200)
     assert decide(0.7, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
     assert decide(0.2, "I'd like a ticket to Paris.", medium) == ("unfinished", 4000)
-    assert decide(0.95, None, medium) == ("complete", 200)  # no transcript (no speculation): the model alone
-    assert decide(0.75, "Ten.", EAGERNESS["high"]) == ("unsure", 500)
+    assert decide(0.97, None, medium) == ("complete", 200)  # no transcript (no speculation): the model alone
+    assert decide(0.85, "Ten.", EAGERNESS["high"]) == ("unsure", 500)
+    assert decide(0.92, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
