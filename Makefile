@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser-deps lint bench clean
+.PHONY: run test install browser-deps cluster-deps deploy-tools lint bench clean
 
 STAMP_TEST := $(VENV)/.installed-test
 
@@ -30,8 +30,25 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/voice-gateway serve $(ARGS)
 
-test: $(STAMP_TEST) browser-deps
+test: $(STAMP_TEST) browser-deps cluster-deps deploy-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Cluster tests (tests/cluster): Debian's redis-server, coturn and nats-server, installed when missing (as root);
+# without them those tests are skipped (outside CI).
+cluster-deps:
+	@{ command -v redis-server && command -v turnserver && command -v nats-server; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server coturn nats-server; \
+	  else echo "cluster tests need: sudo apt-get install redis-server coturn nats-server" >&2; fi; }
+
+# checkov (tests/deploy) in a virtualenv of its own: its pins would downgrade the gateway's networkx and packaging.
+DEPLOY_VENV ?= .venv-deploy
+$(DEPLOY_VENV)/.installed:
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet 'checkov>=3.2'
+	touch $@
+
+deploy-tools: $(DEPLOY_VENV)/.installed
 
 # Browser tests (tests/browser): Debian's Chromium, installed when missing (as root), and the OpenAI Agents
 # SDK from npm. Without them those tests are skipped (outside CI).
@@ -53,4 +70,4 @@ lint: $(STAMP_TEST)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -219,7 +219,7 @@ class Line:
             if offset < len(audio):
                 piece = audio[offset : offset + FRAME]
                 chunk[: len(piece)] = piece
-            frame = self.track.next_frame()
+            frame = self.track.next_frame()[1]
             out = np.zeros(960, np.float32) if frame is None else frame.astype(np.float32) / 32768
             self.frames.append((time.monotonic(), frame is not None and bool(np.any(frame))))
             if self.echo is not None:

@@ -91,9 +91,10 @@ class SpeechSynthesizer(abc.ABC):
 
     @abc.abstractmethod
     def synthesize(
-        self, text: str, *, voice: str | None = None, first: bool = False
+        self, text: str, *, voice: str | None = None, first: bool = False, speed: float = 1.0
     ) -> AsyncIterator[SynthesizedAudio]:
-        """Audio for ``text``; ``first`` marks the opening clause of a reply (it jumps the queue)."""
+        """Audio for ``text``; ``first`` marks the opening clause of a reply (it jumps the queue); ``speed``
+        (0.25..4) is the speaking rate, 1 the voice's own (the speech services pass it only when not 1)."""
 
     @property
     def queue_depth(self) -> int:

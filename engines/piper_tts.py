@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
-from piper import PiperVoice
+from piper import PiperVoice, SynthesisConfig
 
 from engines.base import SpeechSynthesizer, SynthesizedAudio
 from engines.errors import EngineError, EngineLoadError
@@ -66,20 +66,21 @@ class PiperSynthesizer(SpeechSynthesizer):
         self._worker.close()
 
     async def synthesize(
-        self, text: str, *, voice: str | None = None, first: bool = False
+        self, text: str, *, voice: str | None = None, first: bool = False, speed: float = 1.0
     ) -> AsyncIterator[SynthesizedAudio]:
         model = self._voices.get(voice or self.voices[0])
         if model is None:
             raise EngineError("tts", f"unknown voice {voice!r}", retryable=False)
         pieces = await self._worker.run(
-            lambda: self._synthesize_blocking(model, text), priority=PRIORITY_HIGH if first else PRIORITY_NORMAL
+            lambda: self._synthesize_blocking(model, text, speed), priority=PRIORITY_HIGH if first else PRIORITY_NORMAL
         )
         for samples in pieces:
             yield SynthesizedAudio(samples=samples, sample_rate=self.sample_rate)
 
     @staticmethod
-    def _synthesize_blocking(model: PiperVoice, text: str) -> list[np.ndarray]:
+    def _synthesize_blocking(model: PiperVoice, text: str, speed: float = 1.0) -> list[np.ndarray]:
+        config = SynthesisConfig(length_scale=1.0 / speed) if speed != 1.0 else None
         try:
-            return [chunk.audio_float_array.astype(np.float32) for chunk in model.synthesize(text)]
+            return [chunk.audio_float_array.astype(np.float32) for chunk in model.synthesize(text, syn_config=config)]
         except Exception as exc:
             raise EngineError("tts", f"synthesis failed: {exc}", retryable=True) from exc

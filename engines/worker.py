@@ -3,18 +3,29 @@
 Final transcripts must not wait behind partial ones, and the first clause of a
 reply must not wait behind later clauses, so jobs carry a priority (lower runs
 first). A job whose future was cancelled before it started is skipped.
+
+Batch work (the speech services: ``/v1/audio/*`` and the gRPC services) runs in
+a *batch lane* (:func:`batch_lane`): below every live priority, bounded apart
+(``max_batch_pending``) so that a queue of uploads never makes a live call's job
+refused, and left out of :attr:`InferenceWorker.queue_depth` and
+:attr:`InferenceWorker.recent_wait_ms` — batch jobs wait by design, and a call's
+admission and partial-transcript shedding read those figures. A running job is
+never pre-empted, so batch callers cut their work into short jobs (the speech
+services decode at most one ~20 s window a job).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import itertools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +38,24 @@ T = TypeVar("T")
 PRIORITY_HIGH = 0
 PRIORITY_NORMAL = 1
 PRIORITY_LOW = 2
+PRIORITY_BATCH = 3  # the batch lane: after every live job
+
+_BATCH = contextvars.ContextVar("engines_batch_lane", default=False)
+
+
+@contextlib.contextmanager
+def batch_lane() -> Iterator[None]:
+    """Jobs submitted in this context (and the tasks it starts) run in the batch lane, whatever priority
+    the engine asks for: the speech services wrap their engine calls in it, the calls never do."""
+    token = _BATCH.set(True)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+
+
+def in_batch_lane() -> bool:
+    return _BATCH.get()
 
 #: Seconds over which :attr:`InferenceWorker.utilization` is measured.
 UTILIZATION_WINDOW = 2.0
@@ -36,6 +65,7 @@ UTILIZATION_WINDOW = 2.0
 class _Job(Generic[T]):
     priority: int
     sequence: int
+    batch: bool = field(compare=False)
     fn: Callable[[], T] = field(compare=False)
     future: asyncio.Future[T] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
@@ -45,12 +75,14 @@ class _Job(Generic[T]):
 class InferenceWorker:
     """Runs blocking model calls off the event loop, most urgent first."""
 
-    def __init__(self, name: str, *, threads: int = 1, max_pending: int = 64) -> None:
+    def __init__(self, name: str, *, threads: int = 1, max_pending: int = 64, max_batch_pending: int = 16) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.name = name
         self._queue: queue.PriorityQueue[_Job[Any] | tuple[int, int, None]] = queue.PriorityQueue()
         self._max_pending = max_pending
+        self._max_batch_pending = max_batch_pending
+        self._batch_pending = 0
         self._counter = itertools.count()
         self._pending = 0
         self._wait_ewma = 0.0
@@ -67,8 +99,13 @@ class InferenceWorker:
 
     @property
     def queue_depth(self) -> int:
-        """Jobs submitted and not yet finished."""
+        """Live jobs submitted and not yet finished (the batch lane's are :attr:`batch_depth`)."""
         return self._pending
+
+    @property
+    def batch_depth(self) -> int:
+        """Batch-lane jobs submitted and not yet finished."""
+        return self._batch_pending
 
     @property
     def recent_wait_ms(self) -> float:
@@ -94,14 +131,20 @@ class InferenceWorker:
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
+        batch = _BATCH.get()
         with self._lock:
             if self._closed:
                 raise EngineError(self.name, "worker is closed", retryable=False)
-            if self._pending >= self._max_pending:
-                raise EngineError(self.name, "too many queued jobs", retryable=True)
-            self._pending += 1
+            if batch:
+                if self._batch_pending >= self._max_batch_pending:
+                    raise EngineError(self.name, "too many queued batch jobs", retryable=True)
+                self._batch_pending += 1
+            else:
+                if self._pending >= self._max_pending:
+                    raise EngineError(self.name, "too many queued jobs", retryable=True)
+                self._pending += 1
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(priority, next(self._counter), fn, future, loop))
+        self._queue.put(_Job(PRIORITY_BATCH if batch else priority, next(self._counter), batch, fn, future, loop))
         return future
 
     async def run(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> T:
@@ -118,7 +161,7 @@ class InferenceWorker:
                 return
             self._closed = True
         for _ in self._threads:
-            self._queue.put((1 << 30, next(self._counter), None))
+            self._queue.put((1 << 30, next(self._counter), None))  # after every job, batch ones too
         deadline = time.monotonic() + wait
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -130,12 +173,12 @@ class InferenceWorker:
             if not isinstance(job, _Job):
                 return
             if job.future.cancelled():
-                with self._lock:
-                    self._pending -= 1
+                self._done(job)
                 continue
             started = time.monotonic()
-            self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (started - job.submitted)
-            self._wait_updated = started
+            if not job.batch:
+                self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (started - job.submitted)
+                self._wait_updated = started
             with self._lock:
                 self._running[threading.get_ident()] = started
             value: Any = None
@@ -144,8 +187,8 @@ class InferenceWorker:
                 value = job.fn()
             except BaseException as exc:
                 error = exc
+            self._done(job)
             with self._lock:
-                self._pending -= 1
                 del self._running[threading.get_ident()]
                 ended = time.monotonic()
                 self._finished.append((started, ended))
@@ -157,6 +200,14 @@ class InferenceWorker:
                     job.loop.call_soon_threadsafe(_set_exception, job.future, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 logger.debug("%s: result dropped, event loop closed", self.name)
+
+
+    def _done(self, job: _Job[Any]) -> None:
+        with self._lock:
+            if job.batch:
+                self._batch_pending -= 1
+            else:
+                self._pending -= 1
 
 
 def _set_result(future: asyncio.Future[T], result: T) -> None:

@@ -5,46 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 
+from media.budget import AudioTooFast, RealTimeBudget, RealTimeGate
 from media.pcm import FloatArray, PcmConverter
 
+__all__ = ["AudioTooFast", "InboundAudioReader", "RealTimeBudget"]
+
 logger = logging.getLogger(__name__)
-
-
-class AudioTooFast(Exception):
-    """The caller kept sending audio faster than real time (see :class:`RealTimeBudget`)."""
-
-
-@dataclass(frozen=True)
-class RealTimeBudget:
-    """How far a caller's audio may run ahead of the wall clock.
-
-    A caller speaks in real time: 20 ms of audio every 20 ms, give or take network
-    jitter and its sound card's clock. aiortc decodes whatever arrives into an
-    unbounded queue, so a caller that sends faster (a flood of RTP, an unpaced track)
-    grew that queue without limit and made the gateway run VAD and resampling on its
-    backlog, on the event loop every call shares. The reader lets audio through at
-    ``1 + drift`` times real time with a burst of ``lead_seconds`` (a token bucket);
-    beyond it frames are dropped and counted, and once ``max_dropped_seconds`` of
-    audio was dropped the reader raises :class:`AudioTooFast` (0: never). Dropping
-    is cheap (no resampling, no VAD), so the reader keeps aiortc's queue empty
-    however fast the caller sends. A real caller never loses a frame to it: a network
-    stall delays audio, it does not bring it early, and sound card clocks drift by
-    well under 0.1 %. (The gateway's own stall does: of a backlog longer than
-    ``lead_seconds`` built up while the reader waited, the excess is dropped.)
-    """
-
-    lead_seconds: float = 1.0
-    max_dropped_seconds: float = 5.0
-    drift: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not self.lead_seconds > 0 or self.max_dropped_seconds < 0 or not 0 <= self.drift <= 1:
-            raise ValueError("lead_seconds must be > 0, max_dropped_seconds >= 0 and drift 0..1")
 
 
 class InboundAudioReader:
@@ -62,14 +32,9 @@ class InboundAudioReader:
             raise ValueError("InboundAudioReader needs an audio track")
         self._track = track
         self._converter = PcmConverter(rate)
-        self._budget = budget or RealTimeBudget()
+        self._gate = RealTimeGate(budget, clock=clock)
         self._label = label
-        self._clock = clock
-        self._tokens = self._budget.lead_seconds
-        self._refilled_at: float | None = None
         self.frames_received = 0
-        self.frames_dropped = 0
-        self.seconds_dropped = 0.0
 
     async def __aiter__(self) -> AsyncIterator[FloatArray]:
         while True:
@@ -86,21 +51,18 @@ class InboundAudioReader:
             if len(pcm):
                 yield pcm  # type: ignore[misc]
 
+    @property
+    def frames_dropped(self) -> int:
+        return self._gate.chunks_dropped
+
+    @property
+    def seconds_dropped(self) -> float:
+        return self._gate.seconds_dropped
+
     def _admit(self, seconds: float) -> bool:
-        """Whether a frame of ``seconds`` is within the budget; counts it (and may raise) when it is not."""
-        budget, now = self._budget, self._clock()
-        if self._refilled_at is not None:
-            elapsed = now - self._refilled_at
-            self._tokens = min(budget.lead_seconds, self._tokens + elapsed * (1 + budget.drift))
-        self._refilled_at = now
-        if seconds <= self._tokens:
-            self._tokens -= seconds
-            return True
-        if self.frames_dropped == 0:
+        """Whether a frame of ``seconds`` is within the budget (may raise :class:`AudioTooFast`)."""
+        admitted = self._gate.admit(seconds)
+        if not admitted and self._gate.chunks_dropped == 1:
             logger.warning("%s: audio arrives faster than real time (more than %.1f s ahead); dropping the excess",
-                           self._label or "inbound audio", budget.lead_seconds)
-        self.frames_dropped += 1
-        self.seconds_dropped += seconds
-        if budget.max_dropped_seconds and self.seconds_dropped > budget.max_dropped_seconds:
-            raise AudioTooFast(f"{self.seconds_dropped:.1f} s of audio beyond real time")
-        return False
+                           self._label or "inbound audio", self._gate.budget.lead_seconds)
+        return admitted

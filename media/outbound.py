@@ -192,13 +192,21 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()
-        frame_pcm = self.next_frame()
+        frame_pcm = self._next_pcm()
         if self._opus is not None:
             return self._opus.encode(frame_pcm, pts)
         return int16_frame(np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm, RATE, pts)
 
-    def next_frame(self) -> Int16Array | None:
-        """The next 20 ms frame to send (None for silence), as ``recv()`` sends it; taps hear it."""
+    def next_frame(self) -> tuple[str | None, Int16Array | None]:
+        """The next 20 ms frame, now and unpaced: (the tag its first sample belongs to, the samples), or
+        (None, None) when nothing is queued (or the track is paused). For transports that pace the output
+        themselves (a socket runs a little ahead of the wall clock: :mod:`gateway.transports.socket_audio`);
+        the listener is told of starts and ends, and the taps hear the frame, exactly as with :meth:`recv`."""
+        tag = self._segments[0].tag if self._segments and not self._paused else None
+        return tag, self._next_pcm()
+
+    def _next_pcm(self) -> Int16Array | None:
+        """The next 20 ms frame to send (None for silence, and while paused); taps hear it."""
         frame_pcm = None if self._paused else self._take(FRAME_SAMPLES)
         if self._taps:
             heard = np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm

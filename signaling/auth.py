@@ -18,21 +18,25 @@ A token is *claimed* while its call is being set up and *used* once the call
 exists; if setting the call up fails (a bad offer, no capacity), the claim is
 released and the token may be tried again until it expires. Minting, and
 what the store holds, are in :mod:`signaling.client_secrets`; a token's bound
-session and its pinned fields in :mod:`signaling.bound_session`.
+session and its pinned fields in :mod:`signaling.bound_session`. The store is this
+process's, or one a cluster shares (``cluster.redis_url``: a token minted on one
+instance places one call on any); a shared store that cannot be reached answers 503.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import AuthConfig, GatewayConfig
+from gateway.errors import GatewayError
 from signaling.bound_session import expand, without_pinned
-from signaling.client_secrets import TOKEN_PREFIX, ClientSecret, ClientSecretStore, Minter
+from signaling.client_secrets import TOKEN_PREFIX, ClientSecret, ClientSecretStore, LocalSecrets, Minter, SecretStore
 from signaling.errors import ApiError, Handler, error_response
 from signaling.internal import is_internal
 from signaling.paths import CALL_PATH, CALLS_PATH, CLIENT_SECRETS_PATH, call_id_from_location
@@ -47,10 +51,10 @@ def _unauthorized(code: str, message: str) -> ApiError:
 class Authenticator:
     """Checks the ``Authorization`` header of signaling requests (see the module doc)."""
 
-    def __init__(self, config: AuthConfig, *, store: ClientSecretStore | None = None) -> None:
+    def __init__(self, config: AuthConfig, *, store: SecretStore | None = None) -> None:
         self.config = config
         self._keys = [key.encode() for key in config.api_keys]
-        self.store = store if store is not None else ClientSecretStore()
+        self.store: SecretStore = store if store is not None else LocalSecrets(ClientSecretStore())
 
     @property
     def keys_required(self) -> bool:
@@ -112,7 +116,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
     """Checks credentials on the signaling routes (see the module doc), and the mint rate of client secrets."""
-    authenticator = Authenticator(config.auth, store=minter.store)
+    authenticator = Authenticator(config.auth, store=minter.secrets)
     if not authenticator.keys_required and config.server.host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("no API keys are configured (auth.api_keys): anyone who reaches %s can place calls",
                        config.server.host)
@@ -128,11 +132,11 @@ def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
                 return await _place_call(authenticator, request, handler)
             if request.method == hdrs.METH_DELETE and path == CALL_PATH:
                 credential = bearer(request)
-                if authenticator.keys_required and not (
-                        credential is not None and authenticator.store.owns(credential, request.match_info["call_id"])):
+                if authenticator.keys_required and not await _placed_by(authenticator, credential,
+                                                                         request.match_info["call_id"]):
                     authenticator.require_server_key(credential)
             elif request.method == hdrs.METH_POST and path == CLIENT_SECRETS_PATH:
-                minter.rate.take(minter.client(request))  # before the key: wrong keys are throttled too
+                await minter.rate.take(minter.client(request))  # before the key: wrong keys are throttled too
                 authenticator.require_server_key(bearer(request))
         except ApiError as exc:
             if exc.status != 401:
@@ -147,23 +151,36 @@ def auth_middleware(config: GatewayConfig, minter: Minter) -> Middleware:
     return authenticate
 
 
+async def _placed_by(authenticator: Authenticator, credential: str | None, call_id: str) -> bool:
+    """Whether ``credential`` is the client secret that placed ``call_id`` (it may hang the call up)."""
+    return credential is not None and credential.startswith(TOKEN_PREFIX) and await authenticator.store.owns(
+        credential, call_id)
+
+
 async def _place_call(authenticator: Authenticator, request: web.Request, handler: Handler) -> web.StreamResponse:
     credential = bearer(request)
-    anonymous = not authenticator.keys_required and credential is not None and not authenticator.store.knows(credential)
-    if credential is None or not credential.startswith(TOKEN_PREFIX) or anonymous:
+    if credential is None or not credential.startswith(TOKEN_PREFIX) or (
+            not authenticator.keys_required and not await authenticator.store.knows(credential)):
         # Without API keys the gateway is open: a token it never minted (an SDK's placeholder) is ignored.
         authenticator.require_server_key(credential)
         return await handler(request)
-    secret = authenticator.store.claim(credential)
+    store = authenticator.store
+    secret = await store.claim(credential)
     request[CLIENT_SECRET_KEY] = secret
     try:
         response = await handler(request)
     except BaseException:
-        authenticator.store.release(secret)
+        await settle_secret(store.release(secret))
         raise
     call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, "")) if response.status == 201 else None
-    if call_id is not None:
-        authenticator.store.consume(secret, call_id)
-    else:
-        authenticator.store.release(secret)
+    await settle_secret(store.consume(secret, call_id) if call_id is not None else store.release(secret))
     return response
+
+
+async def settle_secret(step: Awaitable[None]) -> None:
+    """Record a claimed secret's outcome. A shared store that fails here is logged, not raised: the call was
+    already placed (or refused) and the caller gets that answer; the claim then stays, so the token is spent."""
+    try:
+        await step
+    except GatewayError as exc:
+        logger.warning("client secret: its outcome was not recorded (%s): the token stays spent", exc.code)

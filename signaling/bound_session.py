@@ -3,7 +3,7 @@
 A server that mints a token decides what the call does; the browser that
 places the call must not undo it. Of the request's ``session`` the store keeps
 only the fields a session has (:data:`FIELDS`: ``instructions``, ``agent``,
-``voice``, ``turn_detection``), as validated by the call service, as one
+``voice``, ``turn_detection``, ``tools``, ``tool_choice``), as validated by the call service, as one
 compact JSON ``bytes`` of at most :data:`MAX_BOUND_BYTES` — not the parsed
 request, whose 64 KiB of JSON made some 1.6 MB of Python objects per token.
 
@@ -28,6 +28,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "agent": (("agent",),),
     "voice": (("audio", "output", "voice"), ("voice",)),
     "turn_detection": (("audio", "input", "turn_detection"), ("turn_detection",)),
+    "tools": (("tools",),),  # the app's server may bind the call's tools (and pin them)
+    "tool_choice": (("tool_choice",),),
 }
 DEFAULT_PINNED = ("instructions", "agent")
 #: The most a token's bound session may take: 16,000 characters of instructions (the session limit) in

@@ -36,7 +36,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -193,6 +193,51 @@ class ClientSecretStore:
                     self.session_bytes -= len(secret.session)
 
 
+class SecretStore(Protocol):
+    """Where client secrets live: this process (:class:`LocalSecrets`), or a store a cluster of gateways shares
+    (``cluster.redis_url``: :class:`gateway.cluster.secrets.RedisSecrets`), so that a token minted on one instance
+    places exactly one call on any. A store that cannot be reached raises a 503 ``GatewayError`` at once."""
+
+    async def mint(self, ttl_seconds: float, session: bytes | None, *, client: str,
+                   call_alive: CallAlive) -> tuple[str, ClientSecret]: ...
+
+    async def knows(self, value: str) -> bool: ...
+
+    async def claim(self, value: str) -> ClientSecret: ...
+
+    async def release(self, secret: ClientSecret) -> None: ...
+
+    async def consume(self, secret: ClientSecret, call_id: str) -> None: ...
+
+    async def owns(self, value: str, call_id: str) -> bool: ...
+
+
+class LocalSecrets:
+    """:class:`SecretStore` of one process: a :class:`ClientSecretStore` (its calls never wait)."""
+
+    def __init__(self, store: ClientSecretStore) -> None:
+        self.store = store
+
+    async def mint(self, ttl_seconds: float, session: bytes | None, *, client: str,
+                   call_alive: CallAlive) -> tuple[str, ClientSecret]:
+        return self.store.mint(ttl_seconds, session, client=client, call_alive=call_alive)
+
+    async def knows(self, value: str) -> bool:
+        return self.store.knows(value)
+
+    async def claim(self, value: str) -> ClientSecret:
+        return self.store.claim(value)
+
+    async def release(self, secret: ClientSecret) -> None:
+        self.store.release(secret)
+
+    async def consume(self, secret: ClientSecret, call_id: str) -> None:
+        self.store.consume(secret, call_id)
+
+    async def owns(self, value: str, call_id: str) -> bool:
+        return self.store.owns(value, call_id)
+
+
 class MintRate:
     """Mint requests per client: a token bucket each (``limits.client_secrets_per_client_per_minute``)."""
 
@@ -225,15 +270,38 @@ class MintRate:
             del self._buckets[next(iter(self._buckets))]
 
 
-class Minter:
-    """What minting needs: the store, the per-client rate, who the client is, the lifetimes."""
+class MintRateStore(Protocol):
+    """Where the mint rate is counted: this process (:class:`LocalMintRate`) or a cluster's Redis
+    (:class:`gateway.cluster.limits.RedisMintRate`). ``take`` raises ``429 rate_limited`` (503 without Redis)."""
 
-    def __init__(self, auth: AuthConfig, limits: LimitsConfig, store: ClientSecretStore | None = None) -> None:
+    async def take(self, client: str) -> None: ...
+
+
+class LocalMintRate:
+    """:class:`MintRateStore` of one process: a :class:`MintRate`."""
+
+    def __init__(self, rate: MintRate) -> None:
+        self.rate = rate
+
+    async def take(self, client: str) -> None:
+        self.rate.take(client)
+
+
+class Minter:
+    """What minting needs: the store, the per-client rate, who the client is, the lifetimes.
+
+    ``secrets`` is where tokens live and ``rate`` where the mint rate is counted (default: in this
+    process, :attr:`store` and a :class:`MintRate`; a cluster shares both in Redis).
+    """
+
+    def __init__(self, auth: AuthConfig, limits: LimitsConfig, store: ClientSecretStore | None = None, *,
+                 secrets: SecretStore | None = None, rate: MintRateStore | None = None) -> None:
         self.auth = auth
         if store is None:
             store = ClientSecretStore(per_client=limits.max_client_secrets_per_client)
         self.store = store
-        self.rate = MintRate(limits)
+        self.secrets: SecretStore = secrets if secrets is not None else LocalSecrets(store)
+        self.rate: MintRateStore = rate if rate is not None else LocalMintRate(MintRate(limits))
         self._addresses = ClientAddress(limits.trusted_proxies)
 
     def client(self, request: web.Request) -> str:
@@ -257,8 +325,8 @@ async def create_client_secret(request: web.Request) -> web.Response:
     effective = request.app[REGISTRY].validate_session(session)  # None: not known here (a front, models loading)
     stored = compact(session, effective) if session is not None else None
     registry = request.app[REGISTRY]
-    value, secret = minter.store.mint(ttl, stored, client=minter.client(request), call_alive=registry.has_call)
-    logger.info("client secret minted (expires in %.0f s, %d held)", ttl, len(minter.store))
+    value, secret = await minter.secrets.mint(ttl, stored, client=minter.client(request), call_alive=registry.has_call)
+    logger.info("client secret minted (expires in %.0f s)", ttl)
     if effective is None:
         effective = {"type": "realtime", "object": "realtime.session", **(session or {})}
     return web.json_response({"value": value, "expires_at": int(secret.expires_at), "session": effective})

@@ -21,18 +21,24 @@ in ``limits.trusted_proxies``: then the client is the last address of
   token bucket; every ``POST /v1/realtime/calls`` takes a token, whatever its
   outcome (so bad offers and bad keys are limited too) → ``429 rate_limited``.
 
+A new call on the Realtime WebSocket (``GET /v1/realtime`` without ``call_id``) is limited the
+same way; its request lasts as long as the call, so the call's id is settled when it is admitted
+(the handler calls :data:`ADMITTED_KEY`'s function), not when the request ends.
+
 0 turns a limit off. The state per client is small and bounded
 (:data:`MAX_CLIENTS`; idle entries are forgotten first).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -40,8 +46,8 @@ from aiohttp.typedefs import Middleware
 from gateway.config import LimitsConfig
 from signaling.errors import ApiError, Handler
 from signaling.internal import is_internal
-from signaling.paths import CALLS_PATH, call_id_from_location
-from signaling.service import REGISTRY
+from signaling.paths import CALLS_PATH, REALTIME_PATH, call_id_from_location
+from signaling.service import REGISTRY, CallService
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ CONCURRENCY_RETRY_AFTER = 5
 PENDING_RETRY_AFTER = 2  # a real caller's pending calls connect within a second
 
 CallCheck = Callable[[str], bool]
+
+#: On a WebSocket call's request: tell the limits the call's id once it is admitted.
+ADMITTED_KEY: web.RequestKey[Callable[[str], None]] = web.RequestKey("call_admitted")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -181,26 +190,65 @@ class ClientLimiter:
             del self._clients[next(iter(self._clients))]
 
 
-def limits_middleware(config: LimitsConfig) -> Middleware:
-    """Applies the per-client limits to ``POST /v1/realtime/calls``."""
-    limiter = ClientLimiter(config)
+class LimitStore(Protocol):
+    """Where the per-client limits are counted: this process (:class:`LocalLimits`), or a store a cluster of
+    gateways shares (``cluster.redis_url``: :class:`gateway.cluster.limits.RedisLimits`), so that an address
+    holds ``max_calls_per_client`` calls in the whole cluster, not on each instance. ``admit`` raises a 429
+    ``ApiError`` (or a 503 ``GatewayError`` when a shared store cannot be reached); its ticket goes to ``settle``."""
+
+    @property
+    def off(self) -> bool: ...
+
+    async def admit(self, client: str, calls: CallService) -> object: ...
+
+    async def settle(self, ticket: object, call_id: str | None) -> None: ...
+
+
+class LocalLimits:
+    """:class:`LimitStore` of one process: a :class:`ClientLimiter` asking this process's calls."""
+
+    def __init__(self, config: LimitsConfig) -> None:
+        self.limiter = ClientLimiter(config)
+
+    @property
+    def off(self) -> bool:
+        return self.limiter.off
+
+    async def admit(self, client: str, calls: CallService) -> object:
+        return self.limiter.admit(client, call_alive=calls.has_call, call_connected=calls.is_connected)
+
+    async def settle(self, ticket: object, call_id: str | None) -> None:
+        assert isinstance(ticket, _Client)
+        self.limiter.settle(ticket, call_id)
+
+
+def limits_middleware(config: LimitsConfig, store: LimitStore | None = None) -> Middleware:
+    """Applies the per-client limits to ``POST /v1/realtime/calls`` (counted in ``store``; default: here)."""
+    limiter: LimitStore = store if store is not None else LocalLimits(config)
     addresses = ClientAddress(config.trusted_proxies)
     off = limiter.off
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        if (off or request.method != hdrs.METH_POST or resource is None or resource.canonical != CALLS_PATH
-                or is_internal(request)):
+        path = resource.canonical if resource is not None else None
+        offer = request.method == hdrs.METH_POST and path == CALLS_PATH
+        socket = request.method == hdrs.METH_GET and path == REALTIME_PATH and "call_id" not in request.query
+        if off or not (offer or socket) or is_internal(request):
             return await handler(request)
         address = addresses.of(request)
         try:
-            service = request.app[REGISTRY]
-            state = limiter.admit(client_key(address), call_alive=service.has_call,
-                                  call_connected=service.is_connected)
+            ticket = await limiter.admit(client_key(address), request.app[REGISTRY])
         except ApiError as exc:
             logger.info("refused a call from %s: %s", address, exc.code)
             raise
+        settling: list[asyncio.Task[None]] = []  # the one settle, awaited before the request ends
+
+        def admitted(call_id: str | None) -> None:
+            if not settling:
+                settling.append(asyncio.ensure_future(limiter.settle(ticket, call_id)))
+
+        request[ADMITTED_KEY] = admitted
         call_id = None
         try:
             response = await handler(request)
@@ -208,6 +256,7 @@ def limits_middleware(config: LimitsConfig) -> Middleware:
                 call_id = call_id_from_location(response.headers.get(hdrs.LOCATION, ""))
             return response
         finally:
-            limiter.settle(state, call_id)
+            admitted(call_id)
+            await settling[0]
 
     return limit

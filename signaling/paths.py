@@ -11,6 +11,7 @@ from __future__ import annotations
 CALLS_PATH = "/v1/realtime/calls"
 CALL_PATH = CALLS_PATH + "/{call_id}"  # the route of one call (hang-up)
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
+REALTIME_PATH = "/v1/realtime"  # the Realtime WebSocket (and sideband control with ?call_id=)
 
 
 def call_location(call_id: str) -> str:

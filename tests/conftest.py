@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app.application import create_app
 from gateway.app.engines import load_engines, warm_up
-from gateway.config import EventsConfig, GatewayConfig
+from gateway.config import EventsConfig, GatewayConfig, ServerConfig
 from gateway.voice.engines import Engines
 from qa.caller import Caller
 from tests.support.calls import without_load_shedding
@@ -30,7 +30,8 @@ def engines() -> Iterator[Engines]:
 
 @pytest.fixture
 def gateway_config() -> GatewayConfig:
-    return GatewayConfig(events=EventsConfig(file=""))  # no lifecycle events on the test's stdout
+    # no lifecycle events on the test's stdout; no gRPC port (tests/speech binds free ones)
+    return GatewayConfig(events=EventsConfig(file=""), server=ServerConfig(grpc_port=0))
 
 
 @pytest.fixture

@@ -6,6 +6,11 @@ The session's instructions are the system prompt; the most recent conversation
 items follow (``limits.max_agent_history_*``), assistant items holding only
 what the caller heard. Tokens are yielded
 as they arrive, so speech starts on the first clause.
+
+The session's tools and tool choice are forwarded as Chat Completions ``tools`` /
+``tool_choice``, and streamed ``tool_calls`` come back as function calls
+(gateway/agents/chat_tools.py). An endpoint made with ``tools=False`` (the
+local SmolLM2, which cannot call functions) sends neither.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.agents.base import Agent, AgentError, ConversationItem
+from gateway.agents.base import Agent, AgentError, AgentPiece, AgentRequest, ConversationItem
+from gateway.agents.chat_tools import (
+    ToolCallAssembler,
+    chat_messages,
+    chat_tool_choice,
+    chat_tools,
+    message_pieces,
+)
 from gateway.agents.upstream import UpstreamPolicy, failures, post_stream, sse_data
+
+__all__ = ["ChatCompletionsAgent", "ChatEndpoint", "chat_messages", "chunk_pieces", "chunk_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +44,7 @@ class ChatEndpoint:
     api_key: str = ""
     max_tokens: int = 0  # 0: not sent
     max_history_items: int = 0  # only the latest items (small context windows); 0: all
+    tools: bool = True  # the model can call functions: forward the session's tools
 
     @property
     def url(self) -> str:
@@ -39,17 +54,13 @@ class ChatEndpoint:
         return f"ChatEndpoint(base_url={self.base_url!r}, model={self.model!r})"
 
 
-def chat_messages(history: Sequence[ConversationItem], instructions: str, max_items: int = 0) -> list[dict[str, str]]:
-    """The Chat Completions ``messages``: instructions as the system prompt, then the non-empty items."""
-    messages = [{"role": "system", "content": instructions}] if instructions.strip() else []
-    for item in history[-max_items:] if max_items else history:
-        if item.text.strip():
-            messages.append({"role": item.role, "content": item.text})
-    return messages
-
-
 def chunk_text(data: str) -> str:
     """The text of one streamed ``chat.completion.chunk`` (``data`` of one event)."""
+    return "".join(piece for piece in chunk_pieces(data, ToolCallAssembler()) if isinstance(piece, str))
+
+
+def chunk_pieces(data: str, calls: ToolCallAssembler) -> list[AgentPiece]:
+    """The text and tool-call pieces of one streamed ``chat.completion.chunk``."""
     try:
         chunk: Any = json.loads(data)
     except ValueError as exc:
@@ -64,7 +75,7 @@ def chunk_text(data: str) -> str:
     if not isinstance(choices, list):
         raise AgentError("agent_bad_response", f"a stream event has no choices: {data[:120]!r}")
     if not choices:
-        return ""  # e.g. a final usage chunk
+        return []  # e.g. a final usage chunk
     choice = choices[0]
     delta = choice.get("delta") if isinstance(choice, dict) else None
     if not isinstance(delta, dict):
@@ -72,18 +83,18 @@ def chunk_text(data: str) -> str:
     content = delta.get("content")
     if content is not None and not isinstance(content, str):
         raise AgentError("agent_bad_response", "a delta's content is not a string")
-    return content or ""
+    pieces: list[AgentPiece] = [content] if content else []
+    if delta.get("tool_calls"):
+        pieces.extend(calls.pieces(delta["tool_calls"]))
+    return pieces
 
 
-def message_text(body: Any) -> str:
-    """The text of a whole (non-streamed) ``chat.completion``."""
+def _message(body: Any) -> Any:
+    """``choices[0].message`` of a whole (non-streamed) ``chat.completion``."""
     try:
-        content = body["choices"][0]["message"]["content"]
+        return body["choices"][0]["message"]
     except (KeyError, IndexError, TypeError) as exc:
-        raise AgentError("agent_bad_response", "the answer has no choices[0].message.content") from exc
-    if not isinstance(content, str):
-        raise AgentError("agent_bad_response", "the answer's content is not a string")
-    return content
+        raise AgentError("agent_bad_response", "the answer has no choices[0].message") from exc
 
 
 class ChatCompletionsAgent(Agent):
@@ -94,12 +105,26 @@ class ChatCompletionsAgent(Agent):
         self.endpoint = endpoint
         self.policy = policy
         self.name = name
+        self.can_call_tools = endpoint.tools
 
     async def reply(self, history: Sequence[ConversationItem], instructions: str) -> AsyncIterator[str]:
-        messages = chat_messages(self.policy.window.recent(history), instructions, self.endpoint.max_history_items)
+        async for piece in self.respond(AgentRequest(history, instructions)):
+            if isinstance(piece, str):
+                yield piece
+
+    def _body(self, request: AgentRequest) -> dict[str, Any]:
+        history = self.policy.window.recent(request.history if self.can_call_tools else request.messages)
+        messages = chat_messages(history, request.instructions, self.endpoint.max_history_items)
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "stream": True}
         if self.endpoint.max_tokens:
             body["max_tokens"] = self.endpoint.max_tokens
+        if self.can_call_tools and request.tools:
+            body["tools"] = chat_tools(request.tools)
+            body["tool_choice"] = chat_tool_choice(request.tool_choice)
+        return body
+
+    async def respond(self, request: AgentRequest) -> AsyncIterator[AgentPiece]:
+        body = self._body(request)
         headers = {"Accept": "text/event-stream"}
         if self.endpoint.api_key:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
@@ -111,17 +136,18 @@ class ChatCompletionsAgent(Agent):
         async with failed, post_stream(self.endpoint.url, body, headers=headers, policy=self.policy,
                                        what=what) as stream:
             if stream.content_type == "application/json":  # a server that ignores "stream"
-                yield message_text(await stream.json())
+                for piece in message_pieces(_message(await stream.json())):
+                    yield piece
                 return
+            calls = ToolCallAssembler()
             async for data in sse_data(stream.lines()):
                 if data.strip() == "[DONE]":
                     break
-                text = chunk_text(data)
-                if text:
+                for piece in chunk_pieces(data, calls):
                     if first:
                         first = False
                         logger.info("call %s: %s first token after %.0f ms", self.call_id, self.name,
                                     (time.monotonic() - started) * 1000)
-                    yield text
+                    yield piece
         logger.debug("call %s: %s reply streamed in %.0f ms", self.call_id, self.name,
                      (time.monotonic() - started) * 1000)

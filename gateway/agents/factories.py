@@ -22,6 +22,8 @@ from gateway.config import GatewayConfig
 logger = logging.getLogger(__name__)
 
 LOCAL_LLM_HISTORY_ITEMS = 12  # SmolLM2 is served with a 2048-token context
+# SmolLM2-135M cannot call functions (llama.cpp's server has no tool-call template for it): the local-llm
+# agent is sent no tools, and session.updated says so (session.gateway.agent_can_call_tools: false).
 
 
 def agent_factories(config: GatewayConfig) -> tuple[dict[str, AgentFactory], Callable[[], None]]:
@@ -48,7 +50,7 @@ def agent_factories(config: GatewayConfig) -> tuple[dict[str, AgentFactory], Cal
             server.start()
             servers.append(server)
             endpoint = ChatEndpoint(server.base_url, "local-llm", max_tokens=cfg.local_llm_max_tokens,
-                                    max_history_items=LOCAL_LLM_HISTORY_ITEMS)
+                                    max_history_items=LOCAL_LLM_HISTORY_ITEMS, tools=False)
             factories[name] = functools.partial(ChatCompletionsAgent, endpoint, policy, name="local-llm")
     logger.info("agents: %s (default %s)", ", ".join(factories), config.session.agent)
 

@@ -8,7 +8,13 @@ aiohttp closes them in the reverse order, which is the order shutdown needs:
 2. the engines: loaded in the background (``/readyz`` says when), closed once no call uses them;
 3. the watch on the front process (a worker exits when its front is gone);
 4. the load monitor: admission asks it while calls are placed;
-5. the calls: no new ones, the live ones closed (each awaits its own tasks) — first on shutdown.
+5. the cluster's heartbeat and Redis connection (``cluster.redis_url``): withdrawn once the calls are closed;
+6. the speech services' gRPC server (``server.grpc_port``; gateway/speech/grpc_server.py): stopped before the
+   engines it uses;
+7. the calls: no new ones, the live ones closed (each awaits its own tasks) — first on shutdown.
+
+The OpenAI-compatible speech endpoints (``/v1/audio/*``, ``/v1/models``) share the registry's engines and
+admission (:class:`gateway.speech.service.SpeechServices`).
 """
 
 from __future__ import annotations
@@ -22,20 +28,32 @@ from aiohttp import web
 
 from gateway.app.engines import load_engines, warm_up
 from gateway.app.health import add_page_and_health_routes, add_readiness_routes
-from gateway.app.keys import CONFIG, ENGINE_LOADING, REGISTRY, EngineLoading
-from gateway.app.operations import setup_operations
+from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, GRPC_SERVER, LOCAL_CALLS, REGISTRY, EngineLoading
+from gateway.app.operations import METRICS, setup_operations
+from gateway.app.realtime import add_realtime_sockets
+from gateway.app.sockets import LocalCalls
 from gateway.app.workers import watch_parent
+from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.ops.heap import HeapTrimmer, freeze_long_lived
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
+from gateway.speech.grpc_server import SpeechGrpcServer
+from gateway.speech.service import SpeechServices
+from gateway.transports.twilio import serve_twilio_stream
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
+from signaling.internal import INTERNAL_TOKEN
 from signaling.middlewares import signaling_app
+from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
+from signaling.service import CallService
+from signaling.speech_routes import setup_speech_routes
+from signaling.twilio import setup_twilio_routes
 
-__all__ = ["CONFIG", "ENGINE_LOADING", "REGISTRY", "EngineLoader", "EngineLoading", "create_app"]
+__all__ = ["CONFIG", "ENGINE_LOADING", "GRPC_SERVER", "LOCAL_CALLS", "REGISTRY", "EngineLoader", "EngineLoading",
+           "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +70,60 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
-    app = signaling_app(config)
-    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines,
-                                observers=[*observers, HeapTrimmer()])  # HeapTrimmer: see gateway/ops/heap.py
+    cluster = Cluster(config) if config.cluster.redis_url else None
+    app = signaling_app(config, secrets=cluster.secrets if cluster else None,
+                        limits=cluster.limits if cluster else None, mint_rate=cluster.mint_rate if cluster else None)
+    observers = [*observers, HeapTrimmer(), *([cluster.observer] if cluster else [])]  # HeapTrimmer: ops/heap.py
+    observer = setup_operations(app, config, engines=lambda: app[REGISTRY].engines, observers=observers)
     registry = SessionRegistry(config, transports=webrtc_transports(config), observer=observer)
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
-    setup_routes(app, registry, max_sdp_bytes=config.limits.max_sdp_bytes)
+    calls = LocalCalls(registry)
+    app[LOCAL_CALLS] = calls
+    service: CallService = calls
+    contexts = [_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx]
+    if cluster is not None:
+        app[CLUSTER] = cluster
+        app[INTERNAL_TOKEN] = config.cluster.internal_token
+        service = cluster.serve(calls, registry.load_report)
+        cluster.count_in(app[METRICS])
+        contexts.append(cluster.context)
+    setup_routes(app, service, max_sdp_bytes=config.limits.max_sdp_bytes)
+    add_realtime_sockets(calls, registry, config)
+    setup_realtime_socket(app, config)
+    calls.add_socket_handler("twilio", lambda request, socket: serve_twilio_stream(request, registry, config,
+                                                                                   admitted=socket.admitted))
+    setup_twilio_routes(app, config.telephony)
+    speech = SpeechServices(config, registry)
+    setup_speech_routes(app, speech, config)
     add_page_and_health_routes(app)
     add_readiness_routes(app)
-    app.cleanup_ctx.extend([_engines_ctx(engine_loader, engines), _parent_watch_ctx, _load_monitor_ctx, _calls_ctx])
+    app.cleanup_ctx.extend([*contexts, _grpc_ctx(speech), _calls_ctx])
     return app
+
+
+def _grpc_ctx(speech: SpeechServices) -> ResourceContext:
+    """The Riva-compatible gRPC server on ``server.grpc_port`` (0: none), in this process and loop."""
+
+    async def grpc_ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        if not config.server.grpc_port:
+            yield
+            return
+        server = SpeechGrpcServer(config, speech, app[REGISTRY])
+        try:
+            await server.start()
+        except RuntimeError as exc:  # the port is taken (a Riva server's default is 50051 too): calls go on
+            logger.error("speech gRPC services are OFF: %s (set server.grpc_port to a free port, or 0)", exc)
+            await server.stop(0)
+            yield
+            return
+        app[GRPC_SERVER] = server
+        yield
+        await server.stop()
+
+    return grpc_ctx
 
 
 def _engines_ctx(loader: EngineLoader, given: Engines | None) -> ResourceContext:

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from engines import SpeechRecognizer, SpeechSynthesizer
 from gateway.agents.factories import agent_factories
 from gateway.agents.registry import AgentRegistry
 from gateway.config import GatewayConfig
@@ -24,6 +25,7 @@ def default_agents(config: GatewayConfig) -> AgentRegistry:
 def load_engines(config: GatewayConfig) -> Engines:
     """Load every model (blocking: call it in an executor)."""
     from engines.piper_tts import PiperSynthesizer
+    from engines.remote import RemoteRecognizer, RemoteSynthesizer
     from engines.silero import SileroVad
     from engines.smart_turn import SmartTurn
     from engines.threads import limit_blas_threads
@@ -34,16 +36,25 @@ def load_engines(config: GatewayConfig) -> Engines:
     if cfg.blas_threads:
         limit_blas_threads(cfg.blas_threads)
     vad = SileroVad()
-    asr = WhisperRecognizer(
-        cfg.asr_model or None,
-        device=cfg.asr_device,
-        compute_type=cfg.asr_compute_type,
-        cpu_threads=cfg.asr_threads,
-        language=cfg.asr_language or None,
-        fitted_window=cfg.asr_fitted_window,
-    )
-    voices = {name: Path(path) for name, path in cfg.tts_voices} or None
-    tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
+    asr: SpeechRecognizer
+    tts: SpeechSynthesizer
+    key, ca, timeout = cfg.remote_api_key, cfg.remote_ca_file, cfg.remote_timeout_seconds
+    if cfg.remote_asr:  # another instance's gRPC services (engines/remote.py), no local Whisper
+        asr = RemoteRecognizer(cfg.remote_asr, api_key=key, ca_file=ca, timeout=timeout, language=cfg.asr_language)
+    else:
+        asr = WhisperRecognizer(
+            cfg.asr_model or None,
+            device=cfg.asr_device,
+            compute_type=cfg.asr_compute_type,
+            cpu_threads=cfg.asr_threads,
+            language=cfg.asr_language or None,
+            fitted_window=cfg.asr_fitted_window,
+        )
+    if cfg.remote_tts:
+        tts = RemoteSynthesizer(cfg.remote_tts, api_key=key, ca_file=ca, timeout=timeout)
+    else:
+        voices = {name: Path(path) for name, path in cfg.tts_voices} or None
+        tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
     end_of_turn = SmartTurn()  # semantic_vad; the ONNX file comes with the pipecat-ai wheel (installed --no-deps)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
     return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config), end_of_turn=end_of_turn)

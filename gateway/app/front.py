@@ -22,7 +22,9 @@ from gateway.app.health import add_page_and_health_routes
 from gateway.app.workers import WorkerPool
 from gateway.config import GatewayConfig
 from signaling.middlewares import signaling_app
+from signaling.realtime_socket import setup_realtime_socket
 from signaling.routes import setup_routes
+from signaling.twilio import setup_twilio_routes
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def create_front_app(config: GatewayConfig, pool: WorkerPool) -> web.Application
     app = signaling_app(config)
     app[POOL] = pool
     setup_routes(app, pool, max_sdp_bytes=config.limits.max_sdp_bytes)
+    setup_realtime_socket(app, config)  # sockets are proxied to a worker (WorkerPool.serve_socket)
+    setup_twilio_routes(app, config.telephony)  # media streams are proxied to a worker (WorkerPool.serve_socket)
     add_page_and_health_routes(app)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

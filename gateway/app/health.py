@@ -5,6 +5,10 @@
   ``draining``, ``at_capacity``) when not. A front process answers it for its workers
   (:mod:`gateway.app.front`).
 * ``GET /internal/load``: this process's load, for a front process; 404 without the internal token.
+* ``GET /internal/cluster``: the live instances of a cluster and their published loads (``cluster.redis_url``;
+  404 without the internal token or outside a cluster). A cluster instance's ``/readyz`` is 503
+  ``cluster_unavailable`` while its heartbeat does not reach Redis (new calls would get that 503 too), and
+  ``at_capacity`` also while its measured load refuses calls (event-loop lag, ASR queue wait, CPU).
 * ``/`` and ``/static/``: the demo page (``web_demo/``), the same in single-process and front apps.
 """
 
@@ -14,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app.keys import CONFIG, REGISTRY
+from gateway.app.keys import CLUSTER, CONFIG, REGISTRY
 from signaling.internal import is_internal
 
 WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
@@ -32,6 +36,7 @@ def add_readiness_routes(app: web.Application) -> None:
     """``/readyz`` and ``/internal/load`` of a single-process app (it holds ``CONFIG`` and ``REGISTRY``)."""
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/internal/load", _internal_load)
+    app.router.add_get("/internal/cluster", _internal_cluster)
 
 
 async def _index(request: web.Request) -> web.FileResponse:
@@ -52,6 +57,10 @@ async def _readyz(request: web.Request) -> web.Response:
         reason = "draining"
     elif len(registry) >= config.limits.max_calls:
         reason = "at_capacity"
+    elif CLUSTER in request.app and not request.app[CLUSTER].reachable:
+        reason = "cluster_unavailable"
+    elif CLUSTER in request.app and registry.load.overload_reason(registry.engines) is not None:
+        reason = "at_capacity"  # measured: the load balancer sends new calls to the other instances
     if reason:
         return web.json_response({"status": "unavailable", "reason": reason}, status=503)
     return web.json_response({"status": "ready", "active_calls": len(registry)})
@@ -62,3 +71,11 @@ async def _internal_load(request: web.Request) -> web.Response:
     if not is_internal(request):
         raise web.HTTPNotFound()
     return web.json_response(request.app[REGISTRY].load_report())
+
+
+async def _internal_cluster(request: web.Request) -> web.Response:
+    """The cluster's live instances and their loads (only with the internal token, only in a cluster)."""
+    if not is_internal(request) or CLUSTER not in request.app:
+        raise web.HTTPNotFound()
+    cluster = request.app[CLUSTER]
+    return web.json_response({"instance": cluster.instance_id, "instances": await cluster.directory.instances()})

@@ -6,8 +6,11 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.app.sockets import LocalCalls
+from gateway.cluster.cluster import Cluster
 from gateway.config import GatewayConfig
 from gateway.session.registry import SessionRegistry
+from gateway.speech.grpc_server import SpeechGrpcServer
 
 
 class EngineLoading:
@@ -21,3 +24,7 @@ class EngineLoading:
 CONFIG = web.AppKey("config", GatewayConfig)
 REGISTRY = web.AppKey("gateway_registry", SessionRegistry)
 ENGINE_LOADING = web.AppKey("engine_loading", EngineLoading)
+GRPC_SERVER = web.AppKey("grpc_server", SpeechGrpcServer)  # set while the gRPC speech services run
+#: Signaling's call service in this process: where socket handlers are added (``add_socket_handler``).
+LOCAL_CALLS = web.AppKey("local_calls", LocalCalls)
+CLUSTER = web.AppKey("cluster", Cluster)  # only with cluster.redis_url

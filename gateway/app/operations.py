@@ -41,7 +41,8 @@ def setup_operations(app: web.Application, config: GatewayConfig, *, engines: Ca
     """
     metrics = GatewayMetrics(queue_depths=lambda: engine_queue_depths(engines()))
     sinks = build_sinks(config.events, on_drop=lambda sink: metrics.events_dropped.labels(sink).inc(),
-                        on_retry=lambda sink: metrics.event_retries.labels(sink).inc())
+                        on_retry=lambda sink: metrics.event_retries.labels(sink).inc(),
+                        redis_url=config.cluster.redis_url, redis_timeout=config.cluster.redis_timeout_seconds)
     lifecycle = LifecycleEvents(sinks)
     app[METRICS] = metrics
     app[LIFECYCLE] = lifecycle

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -40,10 +41,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from gateway.app.socket_proxy import CALL_HEADER, connect_worker, first_call_id, proxy_socket
 from gateway.errors import CallNotFound, GatewayError, InvalidOffer, Unavailable
 from signaling.internal import INTERNAL_TOKEN_ENV, internal_headers
 from signaling.paths import CALLS_PATH, call_id_from_location, call_location
+from signaling.realtime_socket import FORWARDED_SESSION_HEADER, encode_session
+from signaling.service import SocketRequest
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +108,8 @@ class WorkerProcess:
         self.port = int(self._listener.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         fd = self._listener.fileno()
-        argv = [*self._argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1"]
+        argv = [*self._argv, "--host", "127.0.0.1", "--port", str(self.port), "--set", "server.workers=1",
+                "--set", "server.grpc_port=0"]  # gRPC speech services: single-process gateways only
         env = {**os.environ, INTERNAL_TOKEN_ENV: self._token, PARENT_PID_ENV: str(os.getpid()),
                LISTEN_FD_ENV: str(fd)}
         # Own session: a Ctrl-C in the terminal reaches the front only, which then drains the workers.
@@ -195,7 +201,8 @@ class WorkerPool:
     def headers(self) -> dict[str, str]:
         return internal_headers(self.token)
 
-    async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+    def _candidates(self) -> list[WorkerProcess]:
+        """The workers a new call may go to, the least loaded first; raises Unavailable when there is none."""
         if self.draining:
             raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
         candidates = sorted(
@@ -207,21 +214,64 @@ class WorkerPool:
             if loading:
                 raise Unavailable("engine_unavailable", "the speech engines are not loaded yet", retry_after=5)
             raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+        return candidates
+
+    def _placed(self, worker: WorkerProcess, call_id: str) -> None:
+        worker.calls.add(call_id)
+        worker.load.active_calls += 1
+        self._owner[call_id] = worker
+        logger.info("call %s: placed on worker %d", call_id, worker.index)
+
+    async def create_call(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
         last: GatewayError | None = None
-        for worker in candidates:
+        for worker in self._candidates():
             try:
                 call_id, answer = await self._forward(worker, offer_sdp, session)
             except Unavailable as exc:
                 worker.load.accepting = False
                 last = exc
                 continue
-            worker.calls.add(call_id)
-            worker.load.active_calls += 1
-            self._owner[call_id] = worker
-            logger.info("call %s: placed on worker %d", call_id, worker.index)
+            self._placed(worker, call_id)
             return call_id, answer
         assert last is not None
         raise last
+
+    async def serve_socket(self, request: web.Request, socket: SocketRequest) -> web.StreamResponse:
+        """Proxy the socket to a worker (:mod:`gateway.app.socket_proxy`): a sideband to its call's owner, a new
+        call to the least loaded worker that accepts it."""
+        assert self._http is not None
+        headers = self.headers()
+        protocols = (socket.protocol,) if socket.protocol else ()
+        if socket.call_id is not None:
+            owner = self._owner.get(socket.call_id)
+            if owner is None:
+                raise CallNotFound(socket.call_id)
+            headers[CALL_HEADER] = socket.call_id
+            upstream = await connect_worker(self._http, owner.url + request.path_qs, headers, protocols)
+            return await proxy_socket(request, upstream, socket.protocol)
+        session = encode_session(socket.session)
+        if session is not None:
+            headers[FORWARDED_SESSION_HEADER] = session
+        last: GatewayError | None = None
+        for worker in self._candidates():
+            try:
+                upstream = await connect_worker(self._http, worker.url + request.path_qs, headers, protocols)
+            except Unavailable as exc:
+                worker.load.accepting = False
+                last = exc
+                continue
+            placed = functools.partial(self._socket_placed, worker, socket)
+            return await proxy_socket(request, upstream, socket.protocol,
+                                      on_first=placed if socket.kind == "realtime" else None)
+        assert last is not None
+        raise last
+
+    def _socket_placed(self, worker: WorkerProcess, socket: SocketRequest, first_message: str) -> None:
+        call_id = first_call_id(first_message)  # the worker's session.created names the call
+        if call_id is not None:
+            self._placed(worker, call_id)
+            if socket.admitted is not None:
+                socket.admitted(call_id)
 
     async def hangup(self, call_id: str) -> None:
         worker = self._owner.get(call_id)

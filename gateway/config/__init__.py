@@ -1,13 +1,14 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
+from gateway.config.cluster import ClusterConfig
+from gateway.config.errors import ConfigError
+from gateway.config.events import EventsConfig
 from gateway.config.schema import (
     AGENT_NAMES,
     LOCAL_ORIGINS,
     AgentsConfig,
     AuthConfig,
-    ConfigError,
     EngineConfig,
-    EventsConfig,
     GatewayConfig,
     LimitsConfig,
     LoggingConfig,
@@ -17,12 +18,15 @@ from gateway.config.schema import (
     SessionDefaults,
     TurnDetectionConfig,
 )
+from gateway.config.speech import SpeechConfig
+from gateway.config.telephony import TelephonyConfig
 
 __all__ = [
     "AGENT_NAMES",
     "LOCAL_ORIGINS",
     "AgentsConfig",
     "AuthConfig",
+    "ClusterConfig",
     "ConfigError",
     "EngineConfig",
     "EventsConfig",
@@ -33,5 +37,7 @@ __all__ = [
     "PipelineConfig",
     "ServerConfig",
     "SessionDefaults",
+    "SpeechConfig",
+    "TelephonyConfig",
     "TurnDetectionConfig",
 ]

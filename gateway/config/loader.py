@@ -124,7 +124,8 @@ def build_config(values: Mapping[str, Mapping[str, Any]]) -> GatewayConfig:
     return GatewayConfig(**sections)
 
 
-def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "api_keys", "secret", "token", "password")
+def to_dict(config: GatewayConfig, *, mask: tuple[str, ...] = ("api_key", "api_keys", "secret", "token", "password",
+                                                       "redis_url", "nats_url")
             ) -> dict[str, Any]:
     """The effective configuration, secrets masked (for ``config show``).
 

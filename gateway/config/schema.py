@@ -11,18 +11,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """An invalid configuration value; ``key`` names it (dotted)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(key, message)
+from gateway.config.cluster import ClusterConfig
+from gateway.config.errors import ConfigError
+from gateway.config.errors import require as _require
+from gateway.config.events import EventsConfig
+from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
+from gateway.config.telephony import TelephonyConfig
 
 
 @dataclass(frozen=True)
@@ -68,8 +62,16 @@ class EngineConfig:
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
     blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
+    # Another gateway's (or any Riva server's) gRPC speech services instead of local models: "grpc://host:port"
+    # (plaintext) or "grpcs://host:port" (TLS); empty: the local model (docs/deployment.md).
+    remote_asr: str = ""
+    remote_tts: str = ""
+    remote_api_key: str = field(default="", repr=False)  # sent as "authorization: Bearer ..." (a secret)
+    remote_ca_file: str = ""  # PEM roots for grpcs:// (empty: the system's)
+    remote_timeout_seconds: float = 10.0  # one remote decode or clause, at most
 
     def __post_init__(self) -> None:
+        check_remote_engines(self.remote_asr, self.remote_tts, self.remote_ca_file, self.remote_timeout_seconds)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
@@ -223,9 +225,14 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     drain_timeout_seconds: float = 30.0  # after SIGTERM, how long live calls may go on before they are closed
     workers: int = 1  # >1: a front process hands each call to the least-loaded of N worker processes
+    # The Riva-compatible gRPC speech services (gateway/speech/grpc_server.py), single-process gateways only; 0: off.
+    grpc_port: int = 50051
+    grpc_tls_cert_file: str = ""  # PEM certificate chain and key: TLS on the gRPC port (both or neither)
+    grpc_tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
+        check_grpc(self.grpc_port, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         _require(1 <= self.workers <= 64, "server.workers", "must be 1..64")
         _require(0 <= self.drain_timeout_seconds <= 3600, "server.drain_timeout_seconds", "must be 0..3600")
         for url in self.ice_servers:
@@ -325,31 +332,6 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class EventsConfig:
-    """Call lifecycle events (``call.started``, ``turn.completed``, ``call.ended``) for other systems."""
-
-    file: str = "-"  # JSON lines: "-" for stdout, a path to append to, "" for none
-    webhook_url: str = ""  # POST each event as JSON to this http(s) URL; "" for none
-    webhook_token: str = ""  # sent as "Authorization: Bearer ..." (a secret: masked by config show)
-    webhook_timeout_seconds: float = 5.0  # one attempt
-    webhook_retries: int = 3  # with backoff 0.5 s, 1 s, 2 s ... (at most 5 s)
-    webhook_event_timeout_seconds: float = 15.0  # every attempt at one event, backoff included
-    queue_size: int = 1000  # events waiting for a sink; beyond it new events are dropped (and counted)
-    # At shutdown the sinks deliver what they can this long; what is left is counted and logged, one line an event.
-    shutdown_flush_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        _require(self.webhook_url == "" or self.webhook_url.startswith(("http://", "https://")),
-                 "events.webhook_url", "must be an http:// or https:// URL")
-        _require(0.1 <= self.webhook_timeout_seconds <= 60, "events.webhook_timeout_seconds", "must be 0.1..60")
-        _require(0 <= self.webhook_retries <= 10, "events.webhook_retries", "must be 0..10")
-        _require(0.1 <= self.webhook_event_timeout_seconds <= 600, "events.webhook_event_timeout_seconds",
-                 "must be 0.1..600")
-        _require(0 <= self.shutdown_flush_seconds <= 600, "events.shutdown_flush_seconds", "must be 0..600")
-        _require(1 <= self.queue_size <= 100_000, "events.queue_size", "must be 1..100000")
-
-
-@dataclass(frozen=True)
 class AuthConfig:
     """Who may place calls (see signaling/auth.py and docs/security.md)."""
 
@@ -384,9 +366,20 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
+        if self.cluster.redis_url:
+            _require(self.server.workers == 1, "cluster.redis_url",
+                     "a cluster runs one process per instance (server.workers = 1): scale instances, not workers")
+            _require(bool(self.cluster.instance_url) or self.server.host not in ("0.0.0.0", "::", ""),
+                     "cluster.instance_url", "must be set when server.host is a wildcard address")
+        _require(not self.events.redis_stream or bool(self.events.redis_url or self.cluster.redis_url),
+                 "events.redis_stream", "needs events.redis_url or cluster.redis_url")
         agent = self.session.agent
         _require(agent in AGENT_NAMES, "session.agent", f"unknown agent {agent!r}; known: {', '.join(AGENT_NAMES)}")
         _require(self.agents.configured(agent), "session.agent",
                  f"agent {agent!r} is not configured: {self.agents.needs(agent)}")
+        self.telephony.check_agents(set(self.agents.enabled(agent)))

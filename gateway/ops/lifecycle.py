@@ -4,7 +4,9 @@
 publishes each one to every sink. A sink never slows a call: ``publish`` only
 puts the event on a bounded queue (a full queue drops the event and counts it)
 and a background task delivers it — as JSON lines to stdout or a file
-(:class:`JsonLinesSink`) or as an HTTP POST with retries (:class:`WebhookSink`).
+(:class:`JsonLinesSink`), as an HTTP POST with retries (:class:`WebhookSink`) or
+appended to a Redis stream (:class:`gateway.ops.redis_stream.RedisStreamSink`) or NATS JetStream
+(:class:`gateway.ops.nats_stream.NatsStreamSink`).
 
 Nothing is lost silently. An event a sink cannot deliver (a webhook that kept
 failing, or the shutdown deadline) is counted (``dropped``, the
@@ -49,8 +51,8 @@ Undelivered = list[tuple[Event, str]]  # events a delivery could not deliver, ea
 MAX_BACKOFF_SECONDS = 5.0
 
 
-def _ignore(_sink: str) -> None:
-    pass
+def ignore(_sink: str) -> None:
+    """The default :data:`Counted`: counts nothing."""
 
 
 class QueuedSink:
@@ -59,7 +61,7 @@ class QueuedSink:
     name = "sink"
     batch_size = 1
 
-    def __init__(self, *, queue_size: int = 1000, on_drop: Counted = _ignore) -> None:
+    def __init__(self, *, queue_size: int = 1000, on_drop: Counted = ignore) -> None:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
         self._on_drop = on_drop
         self._task: asyncio.Task[None] | None = None
@@ -185,7 +187,7 @@ class WebhookSink(QueuedSink):
     name = "webhook"
 
     def __init__(self, url: str, *, token: str = "", timeout: float = 5.0, retries: int = 3,
-                 retry_delay: float = 0.5, event_timeout: float = 15.0, on_retry: Counted = _ignore,
+                 retry_delay: float = 0.5, event_timeout: float = 15.0, on_retry: Counted = ignore,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._url = url
@@ -244,10 +246,26 @@ class WebhookSink(QueuedSink):
             await session.close()
 
 
-def build_sinks(config: EventsConfig, *, on_drop: Counted = _ignore, on_retry: Counted = _ignore,
-                retry_delay: float = 0.5) -> list[QueuedSink]:
-    """The sinks ``config`` asks for; ``retry_delay`` is the webhook's first backoff (it doubles)."""
+def build_sinks(config: EventsConfig, *, on_drop: Counted = ignore, on_retry: Counted = ignore,
+                retry_delay: float = 0.5, redis_url: str = "", redis_timeout: float = 0.5) -> list[QueuedSink]:
+    """The sinks ``config`` asks for; ``retry_delay`` is the webhook's and the stream's first backoff (it doubles).
+
+    ``redis_url`` is the stream's Redis when ``events.redis_url`` is empty (``cluster.redis_url``).
+    """
     sinks: list[QueuedSink] = []
+    if config.redis_stream:
+        from gateway.ops.redis_stream import RedisStreamSink, redis_client  # it builds on QueuedSink, defined here
+
+        client = redis_client(config.redis_url or redis_url, redis_timeout)
+        sinks.append(RedisStreamSink(client, config.redis_stream, maxlen=config.redis_stream_maxlen,
+                                     retry_delay=retry_delay, queue_size=config.queue_size, on_drop=on_drop,
+                                     on_retry=on_retry))
+    if config.nats_url:
+        from gateway.ops.nats_stream import NatsStreamSink  # as above
+
+        sinks.append(NatsStreamSink(config.nats_url, config.nats_subject,
+                                    retry_delay=retry_delay, queue_size=config.queue_size, on_drop=on_drop,
+                                    on_retry=on_retry))
     if config.file:
         sinks.append(JsonLinesSink(config.file, queue_size=config.queue_size, on_drop=on_drop))
     if config.webhook_url:

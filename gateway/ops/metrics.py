@@ -91,6 +91,13 @@ class GatewayMetrics(CallObserver):
                                       "Lifecycle events lost: queue full or delivery failed", ["sink"], registry=r)
         self.event_retries = Counter(f"{PREFIX}_lifecycle_event_retries", "Lifecycle event deliveries retried",
                                      ["sink"], registry=r)
+        # A cluster (cluster.redis_url; gateway/cluster): Redis failures, forwarded hang-ups, whether Redis answers.
+        self.cluster_redis_failures = Counter(f"{PREFIX}_cluster_redis_failures", "Cluster Redis commands that "
+                                              "failed (unreachable, or past cluster.redis_timeout_seconds)", registry=r)
+        self.cluster_hangups_forwarded = Counter(f"{PREFIX}_cluster_hangups_forwarded",
+                                                 "Hang-ups forwarded to the instance holding the call", registry=r)
+        self.cluster_reachable = Gauge(f"{PREFIX}_cluster_reachable", "1 while this instance's heartbeat reaches "
+                                       "the cluster's Redis (absent outside a cluster)", registry=None)
         if queue_depths is not None:
             r.register(_QueueDepthCollector(queue_depths))
 

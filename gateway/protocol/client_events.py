@@ -9,12 +9,22 @@ does the item exist? is the voice installed?) is the session's business.
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.protocol.responses import (
+    DEFAULT_PARAMS,
+    ClientFunctionCall,
+    ClientFunctionOutput,
+    ResponseParams,
+    parse_item_payload,
+    parse_response_params,
+)
 from gateway.protocol.server_events import new_id
+from gateway.protocol.tools import InvalidTool
 
 Role = Literal["user", "assistant", "system"]
 ROLES: tuple[Role, ...] = ("user", "assistant", "system")
@@ -62,6 +72,14 @@ class InputAudioBufferClear:
 
 
 @dataclass(frozen=True)
+class InputAudioBufferAppend:
+    """``input_audio_buffer.append``: ``audio`` is the base64-decoded bytes, in the session's input format."""
+
+    audio: bytes
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
 class InputAudioBufferCommit:
     event_id: str | None = None
 
@@ -78,7 +96,13 @@ class OutputAudioBufferClear:
 
 @dataclass(frozen=True)
 class ConversationItemCreate:
-    item: ClientItem
+    item: ClientItem | ClientFunctionCall | ClientFunctionOutput
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationItemDelete:
+    item_id: str
     event_id: str | None = None
 
 
@@ -89,11 +113,21 @@ class ConversationItemRetrieve:
 
 
 @dataclass(frozen=True)
+class ConversationItemTruncate:
+    """``conversation.item.truncate``: the client played the item's audio only up to ``audio_end_ms``."""
+
+    item_id: str
+    audio_end_ms: int
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ResponseCreate:
     """``response.create``; ``text_stream`` (extension): the client streams the response's text itself."""
 
     text_stream: bool = False
     event_id: str | None = None
+    params: ResponseParams = DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -118,19 +152,25 @@ class GatewayResponseTextDone:
 
 
 ClientEvent = (
-    SessionUpdate | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel | OutputAudioBufferClear
-    | ConversationItemCreate | ConversationItemRetrieve | ResponseCreate | GatewayResponseTextDelta
-    | GatewayResponseTextDone
+    SessionUpdate | InputAudioBufferAppend | InputAudioBufferClear | InputAudioBufferCommit | ResponseCancel
+    | OutputAudioBufferClear | ConversationItemCreate | ConversationItemRetrieve | ConversationItemTruncate
+    | ConversationItemDelete | ResponseCreate
+    | GatewayResponseTextDelta | GatewayResponseTextDone
 )
 
 
-def parse_client_event(message: object, *, max_bytes: int) -> ClientEvent:
-    """One data-channel message as a typed event; raises :class:`BadClientEvent`."""
-    raw = _decode(message, max_bytes)
+def parse_client_event(message: object, *, max_bytes: int, max_audio_bytes: int = 0) -> ClientEvent:
+    """One client message as a typed event; raises :class:`BadClientEvent`.
+
+    Events are limited to ``max_bytes``; an ``input_audio_buffer.append`` may be as large as
+    ``max_audio_bytes`` when that is larger (a socket carrying audio in events)."""
+    raw = _decode(message, max(max_bytes, max_audio_bytes))
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise BadClientEvent("missing_type", "an event must have a string 'type'", event_id)
+    if kind != "input_audio_buffer.append" and max_audio_bytes > max_bytes and _size(message) > max_bytes:
+        raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes", event_id)
     parser = _PARSERS.get(kind)
     if parser is None:
         raise BadClientEvent("unknown_event", f"unknown event type {kind!r}", event_id)
@@ -143,7 +183,7 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
         raise BadClientEvent("invalid_event", "binary messages are not supported; send JSON text")
     if not isinstance(message, str):
         raise BadClientEvent("invalid_event", "unsupported message")
-    if len(message.encode("utf-8", "surrogatepass")) > max_bytes:
+    if _size(message) > max_bytes:
         raise BadClientEvent("event_too_large", f"events are limited to {max_bytes} bytes")
     try:
         event = json.loads(message)
@@ -154,6 +194,21 @@ def _decode(message: object, max_bytes: int) -> dict[str, Any]:
     return event
 
 
+def _size(message: object) -> int:
+    return len(message.encode("utf-8", "surrogatepass")) if isinstance(message, str) else 0
+
+
+def _append(raw: dict[str, Any], event_id: str | None) -> InputAudioBufferAppend:
+    audio = raw.get("audio")
+    if not isinstance(audio, str):
+        raise BadClientEvent("invalid_value", "audio: must be a base64 string", event_id, param="audio")
+    try:
+        data = binascii.a2b_base64(audio, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadClientEvent("invalid_audio", f"audio is not valid base64: {exc}", event_id, param="audio") from exc
+    return InputAudioBufferAppend(data, event_id)
+
+
 def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
     session = raw.get("session")
     if not isinstance(session, dict):
@@ -162,7 +217,20 @@ def _session_update(raw: dict[str, Any], event_id: str | None) -> SessionUpdate:
 
 
 def _item_create(raw: dict[str, Any], event_id: str | None) -> ConversationItemCreate:
-    return ConversationItemCreate(parse_item(raw.get("item"), event_id), event_id)
+    item = raw.get("item")
+    if isinstance(item, dict) and item.get("type") in ("function_call", "function_call_output"):
+        try:
+            return ConversationItemCreate(parse_item_payload(item, "item", None), event_id)
+        except InvalidTool as exc:
+            raise BadClientEvent("invalid_item", str(exc), event_id, param=exc.param) from exc
+    return ConversationItemCreate(parse_item(item, event_id), event_id)
+
+
+def _item_delete(raw: dict[str, Any], event_id: str | None) -> ConversationItemDelete:
+    item_id = raw.get("item_id")
+    if not isinstance(item_id, str):
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id)
+    return ConversationItemDelete(item_id, event_id)
 
 
 def parse_item(item: Any, event_id: str | None) -> ClientItem:
@@ -194,13 +262,30 @@ def _item_retrieve(raw: dict[str, Any], event_id: str | None) -> ConversationIte
     return ConversationItemRetrieve(item_id, event_id)
 
 
+def _item_truncate(raw: dict[str, Any], event_id: str | None) -> ConversationItemTruncate:
+    item_id, end = raw.get("item_id"), raw.get("audio_end_ms")
+    if not isinstance(item_id, str):
+        raise BadClientEvent("item_not_found", f"no item with id {item_id!r}", event_id, param="item_id")
+    if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        raise BadClientEvent("invalid_value", "audio_end_ms must be a whole number of milliseconds >= 0", event_id,
+                             param="audio_end_ms")
+    if raw.get("content_index", 0) != 0:
+        raise BadClientEvent("invalid_value", "content_index must be 0 (an item has one content part)", event_id,
+                             param="content_index")
+    return ConversationItemTruncate(item_id, end, event_id)
+
+
 def _response_create(raw: dict[str, Any], event_id: str | None) -> ResponseCreate:
     response = raw.get("response", {})
     flag = response.get("text_stream", False) if isinstance(response, dict) else None
     if not isinstance(flag, bool):
         raise BadClientEvent("invalid_value", "response must be an object and response.text_stream a boolean",
                              event_id)
-    return ResponseCreate(flag, event_id)
+    try:
+        params = parse_response_params(response, lambda item: parse_item(item, event_id))
+    except InvalidTool as exc:
+        raise BadClientEvent("invalid_value", str(exc), event_id, param=exc.param) from exc
+    return ResponseCreate(flag, event_id, params)
 
 
 def _stream_target(raw: dict[str, Any], event_id: str | None) -> str | None:
@@ -225,12 +310,15 @@ def _text_done(raw: dict[str, Any], event_id: str | None) -> GatewayResponseText
 
 _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientEvent]] = {
     "session.update": _session_update,
+    "input_audio_buffer.append": _append,
     "input_audio_buffer.clear": lambda _raw, event_id: InputAudioBufferClear(event_id),
     "input_audio_buffer.commit": lambda _raw, event_id: InputAudioBufferCommit(event_id),
     "response.cancel": lambda _raw, event_id: ResponseCancel(event_id),
     "output_audio_buffer.clear": lambda _raw, event_id: OutputAudioBufferClear(event_id),
     "conversation.item.create": _item_create,
     "conversation.item.retrieve": _item_retrieve,
+    "conversation.item.delete": _item_delete,
+    "conversation.item.truncate": _item_truncate,
     "response.create": _response_create,
     "gateway.response.text.delta": _text_delta,
     "gateway.response.text.done": _text_done,

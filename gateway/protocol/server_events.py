@@ -61,6 +61,11 @@ def input_cleared() -> Event:
     return _event("input_audio_buffer.cleared")
 
 
+def dtmf_event_received(digit: str, received_at: int) -> Event:
+    """A keypad press on a phone call (GA: ``event`` is the key, ``received_at`` Unix seconds)."""
+    return _event("input_audio_buffer.dtmf_event_received", event=digit, received_at=received_at)
+
+
 def message_item(item_id: str, role: str, text: str | None, *, status: str, audio: bool) -> dict[str, Any]:
     if role == "user":
         content = [{"type": "input_audio", "transcript": text}] if audio else [{"type": "input_text", "text": text}]
@@ -100,47 +105,95 @@ def transcription_failed(item_id: str, message: str) -> Event:
                   error={"type": "server_error", "code": "asr_failed", "message": message})
 
 
+def conversation_id(call_id: str) -> str:
+    """The id of a call's one conversation (``conv_`` and the call id's hex digits)."""
+    return "conv_" + call_id.rpartition("_")[2]
+
+
 def response_object(response_id: str, status: str, output: list[dict[str, Any]],
-                    status_details: dict[str, Any] | None = None) -> dict[str, Any]:
+                    status_details: dict[str, Any] | None = None, *, conversation: str | None = None,
+                    modalities: tuple[str, ...] = ("audio",), metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """``conversation``: the conversation's id, None for an out-of-band response (``conversation: "none"``)."""
     return {"id": response_id, "object": "realtime.response", "status": status, "status_details": status_details,
-            "output": output, "output_modalities": ["audio"]}
+            "output": output, "output_modalities": list(modalities), "conversation_id": conversation,
+            "metadata": metadata}
 
 
-def response_created(response_id: str) -> Event:
-    return _event("response.created", response=response_object(response_id, "in_progress", []))
+def response_created(response_id: str, **response: Any) -> Event:
+    return _event("response.created", response=response_object(response_id, "in_progress", [], **response))
 
 
-def response_done(response_id: str, status: str, output: list[dict[str, Any]], reason: str | None = None) -> Event:
+def response_done(response_id: str, status: str, output: list[dict[str, Any]], reason: str | None = None,
+                  **response: Any) -> Event:
     details = {"type": status, "reason": reason} if reason else None
-    return _event("response.done", response=response_object(response_id, status, output, details))
+    return _event("response.done", response=response_object(response_id, status, output, details, **response))
 
 
-def output_item_added(response_id: str, item: dict[str, Any]) -> Event:
-    return _event("response.output_item.added", response_id=response_id, output_index=0, item=item)
+def output_item_added(response_id: str, item: dict[str, Any], output_index: int = 0) -> Event:
+    return _event("response.output_item.added", response_id=response_id, output_index=output_index, item=item)
 
 
-def output_item_done(response_id: str, item: dict[str, Any]) -> Event:
-    return _event("response.output_item.done", response_id=response_id, output_index=0, item=item)
+def output_item_done(response_id: str, item: dict[str, Any], output_index: int = 0) -> Event:
+    return _event("response.output_item.done", response_id=response_id, output_index=output_index, item=item)
 
 
-def content_part_added(response_id: str, item_id: str) -> Event:
-    return _event("response.content_part.added", response_id=response_id, item_id=item_id, output_index=0,
-                  content_index=0, part={"type": "audio", "transcript": ""})
+def content_part_added(response_id: str, item_id: str, output_index: int = 0, *, audio: bool = True) -> Event:
+    part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+    return _event("response.content_part.added", response_id=response_id, item_id=item_id, output_index=output_index,
+                  content_index=0, part=part)
 
 
-def content_part_done(response_id: str, item_id: str, transcript: str) -> Event:
-    return _event("response.content_part.done", response_id=response_id, item_id=item_id, output_index=0,
-                  content_index=0, part={"type": "audio", "transcript": transcript})
+def content_part_done(response_id: str, item_id: str, transcript: str, output_index: int = 0, *,
+                      audio: bool = True) -> Event:
+    part = {"type": "audio", "transcript": transcript} if audio else {"type": "text", "text": transcript}
+    return _event("response.content_part.done", response_id=response_id, item_id=item_id, output_index=output_index,
+                  content_index=0, part=part)
 
 
-def audio_transcript_delta(response_id: str, item_id: str, delta: str) -> Event:
+def text_delta(response_id: str, item_id: str, delta: str, output_index: int = 0) -> Event:
+    """``response.output_text.delta``: text of a reply whose output modality is text."""
+    return _event("response.output_text.delta", response_id=response_id, item_id=item_id, output_index=output_index,
+                  content_index=0, delta=delta)
+
+
+def text_done(response_id: str, item_id: str, text: str, output_index: int = 0) -> Event:
+    return _event("response.output_text.done", response_id=response_id, item_id=item_id, output_index=output_index,
+                  content_index=0, text=text)
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, *, status: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "function_call", "object": "realtime.item", "status": status, "call_id": call_id,
+            "name": name, "arguments": arguments}
+
+
+def function_output_item(item_id: str, call_id: str, output: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "function_call_output", "object": "realtime.item", "status": "completed",
+            "call_id": call_id, "output": output}
+
+
+def arguments_delta(response_id: str, item_id: str, output_index: int, call_id: str, delta: str) -> Event:
+    return _event("response.function_call_arguments.delta", response_id=response_id, item_id=item_id,
+                  output_index=output_index, call_id=call_id, delta=delta)
+
+
+def arguments_done(response_id: str, item_id: str, output_index: int, call_id: str, name: str,
+                   arguments: str) -> Event:
+    return _event("response.function_call_arguments.done", response_id=response_id, item_id=item_id,
+                  output_index=output_index, call_id=call_id, name=name, arguments=arguments)
+
+
+def item_deleted(item_id: str) -> Event:
+    return _event("conversation.item.deleted", item_id=item_id)
+
+
+def audio_transcript_delta(response_id: str, item_id: str, delta: str, output_index: int = 0) -> Event:
     return _event("response.output_audio_transcript.delta", response_id=response_id, item_id=item_id,
-                  output_index=0, content_index=0, delta=delta)
+                  output_index=output_index, content_index=0, delta=delta)
 
 
-def audio_transcript_done(response_id: str, item_id: str, transcript: str) -> Event:
+def audio_transcript_done(response_id: str, item_id: str, transcript: str, output_index: int = 0) -> Event:
     return _event("response.output_audio_transcript.done", response_id=response_id, item_id=item_id,
-                  output_index=0, content_index=0, transcript=transcript)
+                  output_index=output_index, content_index=0, transcript=transcript)
 
 
 def output_audio_started(response_id: str) -> Event:

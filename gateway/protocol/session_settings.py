@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.protocol.tools import AUTO, FunctionTool, InvalidTool, ToolChoice, parse_tool_choice, parse_tools
+
+MODALITIES = (("audio",), ("text",), ("audio", "text"), ("text", "audio"))
 
 
 class InvalidSession(ValueError):
@@ -31,10 +34,42 @@ PINNABLE = {
     "agent": ("agent", "session.agent"),
     "voice": ("voice", "session.audio.output.voice"),
     "turn_detection": ("turn", "session.audio.input.turn_detection"),
+    "tools": ("tools", "session.tools"),
+    "tool_choice": ("tool_choice", "session.tool_choice"),
 }
 
 
 EAGERNESS = ("low", "medium", "high", "auto")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """An audio format of the GA ``audio.input.format`` / ``audio.output.format`` shape.
+
+    ``audio/pcm`` is 16-bit little-endian mono PCM at ``rate`` (24 kHz on the Realtime
+    WebSocket, as OpenAI's); ``audio/pcmu`` / ``audio/pcma`` are G.711 μ-law / A-law at
+    8 kHz. Only transports that carry audio in events use it (a WebSocket); WebRTC
+    negotiates its codec in the SDP.
+    """
+
+    type: str
+    rate: int
+
+    def __post_init__(self) -> None:
+        if (self.type, self.rate) not in AUDIO_FORMATS:
+            raise ValueError(f"unsupported audio format {self.type!r} at {self.rate} Hz")
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes per sample on the wire."""
+        return 2 if self.type == "audio/pcm" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "rate": self.rate}
+
+
+AUDIO_FORMATS = frozenset({("audio/pcm", 24_000), ("audio/pcmu", 8_000), ("audio/pcma", 8_000)})
+PCM_24K = AudioFormat("audio/pcm", 24_000)
 
 
 @dataclass(frozen=True)
@@ -49,6 +84,7 @@ class TurnSettings:
     false_interruption: bool = True  # gateway extension: speech over a reply pauses it, a cough resumes it
     false_interruption_timeout_ms: int = 1500
     echo_cancellation: bool = False  # gateway extension: remove the gateway's own voice before VAD
+    enabled: bool = True  # False: turn_detection null, the client commits the input buffer itself
 
     def wire(self) -> dict[str, Any]:
         """``turn_detection`` as session.updated reports it: the fields of its type, and the gateway's extension."""
@@ -71,6 +107,17 @@ class SessionSettings:
     agent: str
     turn: TurnSettings
     pinned: frozenset[str] = frozenset()  # fields no session.update may change (a client secret pinned them)
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = AUTO
+    output_modalities: tuple[str, ...] = ("audio",)  # ("text",): replies are text events, not speech
+    input_format: AudioFormat = PCM_24K  # audio in events (a WebSocket); WebRTC's is the SDP's
+    output_format: AudioFormat = PCM_24K
+    type: str = "realtime"  # "transcription": transcripts only, never a response
+
+    @property
+    def responds(self) -> bool:
+        """Whether the session may respond at all (a transcription session never does)."""
+        return self.type == "realtime"
 
     @classmethod
     def from_config(cls, config: GatewayConfig, voices: tuple[str, ...]) -> SessionSettings:
@@ -107,38 +154,82 @@ class SessionSettings:
                 raise InvalidSession("session.agent",
                                      f"agent {session['agent']!r} is not allowed; allowed: {', '.join(agents)}")
             result = replace(result, agent=session["agent"])
-        input_ = _object(audio.get("input"))
-        if "turn_detection" in input_:
-            turn = _turn(self.turn, input_["turn_detection"], "session.audio.input.turn_detection")
-            result = replace(result, turn=turn)
-        elif "turn_detection" in session:
-            result = replace(result, turn=_turn(self.turn, session["turn_detection"], "session.turn_detection"))
+        result = _apply_input(result, session, _object(audio.get("input")))
+        if "format" in output:
+            result = replace(result, output_format=_format(output["format"], "session.audio.output.format"))
+        if "type" in session:
+            if session["type"] not in ("realtime", "transcription"):
+                raise InvalidSession("session.type", "must be 'realtime' or 'transcription'")
+            result = replace(result, type=session["type"])
+        result = _tools_applied(result, session)
         for name in self.pinned:
             attribute, param = PINNABLE[name]
             if getattr(result, attribute) != getattr(self, attribute):
                 raise PinnedField(param, f"{name} was pinned by the client secret this call was placed with")
         return replace(result, pinned=self.pinned | _pins(_object(session.get("gateway"))))
 
-    def to_dict(self, session_id: str, voices: tuple[str, ...]) -> dict[str, Any]:
-        turn_detection = self.turn.wire()
+    def to_dict(self, session_id: str, voices: tuple[str, ...], *, event_audio: bool = False) -> dict[str, Any]:
+        """The GA session object. ``event_audio``: the call's audio travels in events (a WebSocket), in the
+        session's formats; else WebRTC's (16 kHz in, 48 kHz out: what the gateway decodes and encodes)."""
+        input_format = self.input_format.to_dict() if event_audio else {"type": "audio/pcm", "rate": 16000}
+        output_format = self.output_format.to_dict() if event_audio else {"type": "audio/pcm", "rate": 48000}
+        if self.type == "transcription":
+            return self._transcription_dict(session_id, input_format)
         return {
             "type": "realtime",
             "object": "realtime.session",
             "id": session_id,
             "model": "voice-gateway",
-            "output_modalities": ["audio"],
+            "output_modalities": list(self.output_modalities),
             "instructions": self.instructions,
+            "tools": [tool.to_dict() for tool in self.tools],
+            "tool_choice": self.tool_choice.to_wire(),
             "agent": self.agent,
             **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
             "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": 16000},
-                    "transcription": {"model": "whisper"},
-                    "turn_detection": turn_detection,
-                },
-                "output": {"format": {"type": "audio/pcm", "rate": 48000}, "voice": self.voice, "voices": list(voices)},
+                "input": {"format": input_format, "transcription": {"model": "whisper"},
+                          "turn_detection": self._turn_dict()},
+                "output": {"format": output_format, "voice": self.voice, "voices": list(voices)},
             },
         }
+
+    def _transcription_dict(self, session_id: str, input_format: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": session_id,
+            **({"gateway": {"pinned": sorted(self.pinned)}} if self.pinned else {}),
+            "audio": {"input": {"format": input_format, "transcription": {"model": "whisper"},
+                                "turn_detection": self._turn_dict()}},
+        }
+
+    def _turn_dict(self) -> dict[str, Any] | None:
+        return self.turn.wire() if self.turn.enabled else None
+
+
+def _tools_applied(settings: SessionSettings, session: dict[str, Any]) -> SessionSettings:
+    """``tools``, ``tool_choice`` and ``output_modalities`` of a ``session.update`` applied to ``settings``."""
+    try:
+        tools = parse_tools(session["tools"], "session.tools") if "tools" in session else settings.tools
+        if "tool_choice" in session:
+            choice = parse_tool_choice(session["tool_choice"], "session.tool_choice", tools)
+        elif settings.tool_choice.function and settings.tool_choice.function not in {t.name for t in tools}:
+            choice = AUTO  # the forced function was removed with the tools
+        else:
+            choice = settings.tool_choice
+    except InvalidTool as exc:
+        raise InvalidSession(exc.param, str(exc).partition(": ")[2]) from exc
+    modalities = settings.output_modalities
+    if "output_modalities" in session:
+        modalities = parse_modalities(session["output_modalities"], "session.output_modalities")
+    return replace(settings, tools=tools, tool_choice=choice, output_modalities=modalities)
+
+
+def parse_modalities(value: Any, param: str) -> tuple[str, ...]:
+    """``output_modalities``: ``["audio"]`` or ``["text"]`` (audio always carries its transcript, as GA says)."""
+    if not isinstance(value, list) or tuple(value) not in MODALITIES:
+        raise InvalidSession(param, "must be [\"audio\"] or [\"text\"]")
+    return ("text",) if tuple(value) == ("text",) else ("audio",)
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -154,15 +245,37 @@ def _pins(gateway: dict[str, Any]) -> frozenset[str]:
     return frozenset(pinned)
 
 
+def _apply_input(result: SessionSettings, session: dict[str, Any], input_: dict[str, Any]) -> SessionSettings:
+    """``audio.input``'s format and turn detection (or the beta shape's session-level ``turn_detection``)."""
+    if "format" in input_:
+        result = replace(result, input_format=_format(input_["format"], "session.audio.input.format"))
+    if "turn_detection" in input_:
+        return replace(result, turn=_turn(result.turn, input_["turn_detection"], "session.audio.input.turn_detection"))
+    if "turn_detection" in session:
+        return replace(result, turn=_turn(result.turn, session["turn_detection"], "session.turn_detection"))
+    return result
+
+
+def _format(value: Any, param: str) -> AudioFormat:
+    """A GA audio format object: ``{"type": "audio/pcm", "rate": 24000}``, ``{"type": "audio/pcmu"}`` …"""
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise InvalidSession(param, "must be an object with a 'type'")
+    kind = value["type"]
+    rate = value.get("rate", 24_000 if kind == "audio/pcm" else 8_000)
+    if isinstance(rate, bool) or not isinstance(rate, int) or (kind, rate) not in AUDIO_FORMATS:
+        raise InvalidSession(param, "supported: audio/pcm at 24000 Hz, audio/pcmu, audio/pcma")
+    return AudioFormat(kind, rate)
+
+
 def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
-    if value is None:
-        raise InvalidSession(param, "turn detection cannot be disabled; use server_vad or semantic_vad")
+    if value is None:  # GA: no turn detection; the client commits (input_audio_buffer.commit)
+        return replace(current, enabled=False)
     if not isinstance(value, dict):
         raise InvalidSession(param, "must be an object")
     kind = value.get("type", current.type)
     if kind not in ("server_vad", "semantic_vad"):
         raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; use server_vad or semantic_vad")
-    turn = replace(current, type=kind)
+    turn = replace(current, type=kind, enabled=True)
     if "eagerness" in value:
         if value["eagerness"] not in EAGERNESS:
             raise InvalidSession(f"{param}.eagerness", f"must be one of {', '.join(EAGERNESS)}")

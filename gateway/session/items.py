@@ -12,8 +12,10 @@ ITEM_OVERHEAD_CHARS = 256  # what an item's ids, type, role and status cost, cou
 
 
 def item_chars(item: dict[str, Any]) -> int:
-    """The size of ``item`` as the store counts it: its content's text plus a fixed overhead."""
-    size = ITEM_OVERHEAD_CHARS
+    """The size of ``item`` as the store counts it: its content's text (a function call's ``arguments``, a
+    result's ``output``) plus a fixed overhead."""
+    size = ITEM_OVERHEAD_CHARS + sum(len(item[key]) for key in ("arguments", "output", "name")
+                                     if isinstance(item.get(key), str))
     content = item.get("content")
     for part in content if isinstance(content, list) else ():
         if isinstance(part, dict):
@@ -53,6 +55,18 @@ class ItemStore:
         while len(self._items) > 1 and (len(self._items) > self._limit or self._chars > self._max_chars):
             self._drop(next(iter(self._items)))
             self.evicted += 1
+
+    def retext(self, item_id: str, text: str) -> None:
+        """A truncated audio item (``conversation.item.truncate``): its transcript becomes ``text``."""
+        item = self.get(item_id)
+        if item is not None and isinstance(item.get("content"), list):
+            content = [{**part, "transcript": text} if isinstance(part, dict) and "transcript" in part else part
+                       for part in item["content"]]
+            self.remember({**item, "content": content})
+
+    def forget(self, item_id: str) -> None:
+        """A deleted item (``conversation.item.deleted``) cannot be retrieved any more."""
+        self._drop(item_id)
 
     def get(self, item_id: str) -> dict[str, Any] | None:
         entry = self._items.get(item_id)

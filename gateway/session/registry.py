@@ -1,8 +1,11 @@
 """The live calls of this process: admission, lookup, hang-up, shutdown.
 
-Each call is a :class:`~gateway.session.session.RealtimeSession` on a transport made by
-the factory the app passes in (WebRTC: :func:`gateway.transports.webrtc.webrtc_transports`);
-the registry knows no transport beyond "it answers an SDP offer".
+Each call is a :class:`~gateway.session.session.RealtimeSession` on a transport. A call placed
+with an SDP offer gets one from the factory the app passes in (WebRTC:
+:func:`gateway.transports.webrtc.webrtc_transports`); a call that arrives another way (a
+WebSocket accepted by :mod:`gateway.app.sockets`) is admitted with :meth:`SessionRegistry.open_call`
+and the factory of its own transport. Both go the same way: admission, settings, session,
+the transport's set-up, start, observer — so every transport gets the same limits.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from gateway.config import GatewayConfig
 from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
@@ -19,10 +23,12 @@ from gateway.protocol import server_events as events
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
 from gateway.session.load import LoadMonitor
 from gateway.session.session import RealtimeSession
-from gateway.session.transport import OfferTransportFactory
+from gateway.session.transport import OfferTransport, OfferTransportFactory, Transport, TransportFactory
 from gateway.voice.engines import Engines
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=Transport)
 
 
 class SessionRegistry:
@@ -120,11 +126,35 @@ class SessionRegistry:
                 raise InvalidSessionConfig("invalid_session", str(exc)) from exc
         return settings
 
+    async def open_call(self, make_transport: TransportFactory[T], session: dict[str, Any] | None, *,
+                        setup: Callable[[T], Awaitable[None]] | None = None) -> RealtimeSession:
+        """Admit a call on the transport ``make_transport(call_id)`` makes, with the session ``session`` asks for.
+
+        ``setup`` (awaited before the call starts) finishes setting the transport up: an SDP answer, a
+        WebSocket's upgrade. Raises :class:`~gateway.errors.GatewayError` when the call is refused (each
+        refusal is told to the observer); a failing ``setup`` closes the call (``rejected``) and re-raises.
+        """
+        try:
+            return await self._open(make_transport, session, setup)
+        except GatewayError as exc:
+            self._observer.call_rejected(exc.code)
+            raise
+
     async def _admit(self, offer_sdp: str, session: dict[str, Any] | None) -> tuple[str, str]:
+        answers: list[str] = []
+
+        async def answer(transport: OfferTransport) -> None:
+            answers.append(await transport.answer(offer_sdp))
+
+        call = await self._open(self._transports, session, answer)
+        return call.id, answers[0]
+
+    async def _open(self, make_transport: TransportFactory[T], session: dict[str, Any] | None,
+                    setup: Callable[[T], Awaitable[None]] | None) -> RealtimeSession:
         engines = self.check_admission()
         settings = self._settings(engines, session)
         call_id = events.new_call_id()
-        transport = self._transports(call_id)
+        transport = make_transport(call_id)
         try:
             call = RealtimeSession(call_id, self._config, engines, settings, transport, on_closed=self._forget,
                                    observer=self._observer)
@@ -132,17 +162,18 @@ class SessionRegistry:
             await transport.close()
             raise
         self._calls[call_id] = call
-        try:
-            answer = await transport.answer(offer_sdp)
-        except BaseException:
-            await call.close("rejected")
-            raise
+        if setup is not None:
+            try:
+                await setup(transport)
+            except BaseException:
+                await call.close("rejected")
+                raise
         call.start()
         logger.info("call %s: started (%d active)", call_id, len(self._calls))
         if call.end_reason is None:  # not already closing: its end will be told
             self._started.add(call_id)
             self._observer.call_started(call_id)
-        return call_id, answer
+        return call
 
     async def hangup(self, call_id: str) -> None:
         await self.get(call_id).close("hangup")

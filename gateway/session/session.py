@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, assert_never
 
 from engines.base import FloatArray
-from gateway.agents import ConversationItem
 from gateway.agents.client_text import ClientTextError, ClientTextStream
 from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
@@ -33,9 +32,12 @@ from gateway.protocol.client_events import (
     BadClientEvent,
     ClientEvent,
     ConversationItemCreate,
+    ConversationItemDelete,
     ConversationItemRetrieve,
+    ConversationItemTruncate,
     GatewayResponseTextDelta,
     GatewayResponseTextDone,
+    InputAudioBufferAppend,
     InputAudioBufferClear,
     InputAudioBufferCommit,
     OutputAudioBufferClear,
@@ -46,14 +48,18 @@ from gateway.protocol.client_events import (
 )
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import InvalidSession, PinnedField, SessionSettings
+from gateway.session.audio_in import AppendedAudio
 from gateway.session.items import ItemStore
 from gateway.session.outbox import Outbox
 from gateway.session.rate_limit import EventRateLimit
+from gateway.session.sideband import Sidebands
 from gateway.session.transport import Transport
 from gateway.session.watchdog import CallWatchdog
 from gateway.voice.conversation import Conversation
 from gateway.voice.engines import Engines
 from gateway.voice.options import VoiceOptions
+from gateway.voice.tools import ToolError
+from media.budget import AudioTooFast
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,10 @@ logger = logging.getLogger(__name__)
 NOTICE_REASONS = frozenset({"shutdown", "drain_timeout", "error", "idle_timeout", "max_duration", "audio_too_fast",
                             "too_many_data_channels"})
 NOTICE_FLUSH_SECONDS = 1.0
+#: The largest ``input_audio_buffer.append`` message on a socket: 1 MiB of JSON holds about 16 s of 24 kHz
+#: PCM16 in base64, more than the longest real-time lead (``limits.max_audio_lead_seconds`` ≤ 10 s) lets
+#: through at once. (OpenAI accepts 15 MiB; audio that far ahead of real time is dropped here anyway.)
+MAX_APPEND_BYTES = 1024 * 1024
 
 
 class RealtimeSession:
@@ -110,6 +120,12 @@ class RealtimeSession:
         self._activity_at = self.created_at
         self.watchdog = CallWatchdog(config.limits, call_id=call_id, packets_received=transport.packets_received,
                                      last_activity=self._last_activity, send=self.send, close=self.close_soon)
+        self.sidebands = Sidebands(self._dispatch, max_event_bytes=config.limits.max_event_bytes,
+                                   rate=config.limits.max_events_per_second, call_id=call_id)
+        self._appended = AppendedAudio(config.limits, transport.event_audio, self.conversation.feed,
+                                       settings.input_format)
+        if transport.event_audio is not None:
+            transport.event_audio.set_formats(settings.input_format, settings.output_format)
         transport.attach(self, self._tasks)
 
     @property
@@ -127,7 +143,18 @@ class RealtimeSession:
         self._tasks.create_task(self.watchdog.run(), name=f"{self.id} watchdog")
 
     def session_dict(self) -> dict[str, Any]:
-        return self.conversation.settings.to_dict(self.id, self._engines.tts.voices)
+        """The session as ``session.created``/``.updated`` report it; ``gateway.agent_can_call_tools`` says
+        whether the session's agent can call its tools (the local LLM cannot: it is sent none)."""
+        settings = self.conversation.settings
+        session = settings.to_dict(self.id, self._engines.tts.voices,
+                                   event_audio=self.transport.event_audio is not None)
+        if settings.responds:
+            try:
+                can_call = self._engines.agents.create(settings.agent).can_call_tools
+            except KeyError:
+                can_call = False
+            session.setdefault("gateway", {})["agent_can_call_tools"] = can_call
+        return session
 
     def _last_activity(self) -> float:
         """When the caller last spoke or a reply last played (for the idle limit)."""
@@ -149,6 +176,11 @@ class RealtimeSession:
     def on_lost(self, reason: str) -> None:
         self.close_soon(reason)
 
+    def on_dtmf(self, digit: str) -> None:
+        """A keypad press: ``input_audio_buffer.dtmf_event_received`` (GA), for the client and sideband; activity."""
+        self._activity_at = time.monotonic()
+        self.send(events.dtmf_event_received(digit, int(time.time())))
+
     def on_client_event(self, message: str | bytes) -> None:
         """One client message: parsed, dispatched; anything wrong with it comes back as an ``error`` event."""
         if not self._rate.allow():
@@ -160,6 +192,31 @@ class RealtimeSession:
         except BadClientEvent as exc:
             self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
 
+    async def on_client_message(self, message: str | bytes) -> None:
+        """One socket message: appended audio is fed before this returns (see :mod:`gateway.session.audio_in`)."""
+        limits = self._config.limits
+        try:
+            event = parse_client_event(message, max_bytes=limits.max_event_bytes, max_audio_bytes=MAX_APPEND_BYTES)
+            if isinstance(event, InputAudioBufferAppend):
+                await self._appended.append(event)
+                return
+        except BadClientEvent as exc:
+            if self._rate.allow():
+                self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+            return
+        except AudioTooFast as exc:
+            logger.warning("call %s: ending the call: %s", self.id, exc)
+            self.close_soon("audio_too_fast")
+            return
+        if not self._rate.allow():
+            if self._rate.notice_due():
+                self.send(events.error("rate_limited", "too many client events; events are being dropped"))
+            return
+        try:
+            self._dispatch(event)
+        except BadClientEvent as exc:
+            self.send(events.error(exc.code, str(exc), event_id=exc.event_id, param=exc.param))
+
     # ---------------------------------------------------------- server events
 
     def send(self, event: Event) -> None:
@@ -168,15 +225,28 @@ class RealtimeSession:
             self._observer.error(self.id, event["error"]["code"])
         elif event["type"] in ("conversation.item.added", "conversation.item.done"):
             self._items.remember(event["item"])
+        elif event["type"] == "conversation.item.deleted":
+            self._items.forget(event["item_id"])
         self._outbox.send(event)
+        self.sidebands.send(event)
 
     # ---------------------------------------------------------- client events
 
     def _dispatch(self, event: ClientEvent) -> None:
+        """One client event (from the transport or a sideband); raises :class:`BadClientEvent`."""
+        try:
+            self._handle(event)
+        except ToolError as exc:  # a tool result, item or response input the conversation refused
+            raise BadClientEvent(exc.code, str(exc), event.event_id, param=exc.param) from exc
+
+    def _handle(self, event: ClientEvent) -> None:
         conversation = self.conversation
         match event:
             case SessionUpdate():
                 self._update_session(event)
+            case InputAudioBufferAppend():  # on a socket, on_client_message feeds it (awaited)
+                raise BadClientEvent("unsupported_event", "the caller's audio is the WebRTC media track, not "
+                                     "input_audio_buffer.append", event.event_id)
             case InputAudioBufferClear():
                 conversation.clear_input()
                 self.send(events.input_cleared())
@@ -191,7 +261,13 @@ class RealtimeSession:
                 if not conversation.cancel_response("client_cleared"):
                     raise BadClientEvent("no_active_output", "no audio is playing", event.event_id)
             case ConversationItemCreate(item=item):
-                conversation.add_item(ConversationItem(item.id, item.role, item.text))
+                conversation.add_item(item)
+            case ConversationItemDelete():
+                conversation.delete_item(event.item_id)
+            case ConversationItemTruncate():
+                heard = conversation.truncate_item(event.item_id, event.audio_end_ms)
+                if heard is not None:  # a finished reply (the active one's item.done carries its text)
+                    self._items.retext(event.item_id, heard)
             case ConversationItemRetrieve():
                 found = self._items.get(event.item_id)
                 if found is None:
@@ -214,14 +290,19 @@ class RealtimeSession:
         except InvalidSession as exc:
             raise BadClientEvent("invalid_value", str(exc), event.event_id, param=exc.param) from exc
         self.conversation.update_settings(settings)
+        self._appended.set_format(settings.input_format)
+        if self.transport.event_audio is not None:
+            self.transport.event_audio.set_formats(settings.input_format, settings.output_format)
         self.send(events.session_updated(self.session_dict()))
 
     def _create_response(self, event: ResponseCreate) -> None:
         """``response.create``; with ``"response": {"text_stream": true}`` the client streams the text."""
+        if not self.conversation.settings.responds:
+            raise BadClientEvent("transcription_session", "a transcription session never responds", event.event_id)
         stream = None
         if event.text_stream:
             stream = ClientTextStream(idle_timeout=self._config.agents.client_text_timeout_seconds)
-        if not self.conversation.create_response(agent=stream):
+        if not self.conversation.create_response(agent=stream, params=event.params):
             raise BadClientEvent("conversation_already_has_active_response",
                                  "a response is already in progress; cancel it first", event.event_id)
         if stream is not None:
@@ -272,6 +353,7 @@ class RealtimeSession:
                 if reason in NOTICE_REASONS:
                     await self._send_notice(reason)
             finally:
+                self.sidebands.detach_all()
                 await self.transport.close()
         finally:
             self._on_closed(self)

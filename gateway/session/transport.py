@@ -16,11 +16,12 @@ sits below the transports (``[tool.importlinter]`` in pyproject.toml);
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from engines.base import FloatArray
 from gateway.aio import TaskSet
 from gateway.protocol.server_events import Event
+from gateway.protocol.session_settings import AudioFormat
 from gateway.voice.output import AudioOutput
 
 
@@ -33,6 +34,13 @@ class TransportListener(Protocol):
     def on_client_event(self, message: str | bytes) -> None:
         """One raw message from the client, unparsed: the session parses and limits it."""
 
+    async def on_client_message(self, message: str | bytes) -> None:
+        """One raw message from a socket that carries audio in events, awaited before the next is read.
+
+        As :meth:`on_client_event`, except that ``input_audio_buffer.append`` is decoded (by
+        :attr:`Transport.event_audio`) and fed to the conversation before this returns, bounded by real
+        time rather than by the event rate limit."""
+
     async def on_audio(self, pcm: FloatArray) -> None:
         """The caller's next audio, 16 kHz mono float32, in order. Awaited: a slow session slows the reader."""
 
@@ -42,9 +50,33 @@ class TransportListener(Protocol):
     def on_lost(self, reason: str) -> None:
         """The transport failed or the caller left (``connection_closed``, ``ice_timeout``, ``error`` …)."""
 
+    def on_dtmf(self, digit: str) -> None:
+        """The caller pressed a key (``0``-``9``, ``*``, ``#``, ``A``-``D``): a phone transport's DTMF."""
+
+
+class EventAudio(Protocol):
+    """Audio the caller sends in events (``input_audio_buffer.append`` on a Realtime WebSocket).
+
+    The session tells it the formats the caller chose (``audio.input.format`` / ``audio.output.format``)
+    at the start and after each ``session.update``; the transport sends its replies' audio in the output
+    format and decodes appended audio from the input format."""
+
+    def set_formats(self, input_format: AudioFormat, output_format: AudioFormat) -> None:
+        """The caller's formats from now on."""
+
+    def decode(self, data: bytes) -> FloatArray:
+        """Appended audio (already base64-decoded) as 16 kHz mono float32, in order (resampler state is kept).
+
+        Raises ValueError when ``data`` cannot be audio of the input format (e.g. an odd byte count for PCM16)."""
+
 
 class Transport(Protocol):
     """How audio and events reach one caller."""
+
+    @property
+    def event_audio(self) -> EventAudio | None:
+        """How this transport carries audio in events; None when audio is media of its own (WebRTC's RTP,
+        Twilio's ``media`` messages): ``input_audio_buffer.append`` is then refused."""
 
     @property
     def audio_out(self) -> AudioOutput:
@@ -82,3 +114,7 @@ class OfferTransport(Transport, Protocol):
 
 #: Makes the transport of a new call (given its id); the app passes the WebRTC one to the registry.
 OfferTransportFactory = Callable[[str], OfferTransport]
+
+T = TypeVar("T", bound=Transport)
+#: Makes the transport of a new call placed some other way (a WebSocket accepted): see ``SessionRegistry.open_call``.
+TransportFactory = Callable[[str], T]

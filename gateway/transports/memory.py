@@ -45,6 +45,10 @@ class MemoryTransport:
         self._listener: TransportListener | None = None
         self._tasks: TaskSet | None = None
 
+    @property
+    def event_audio(self) -> None:
+        return None  # the caller's audio comes through say()
+
     def attach(self, listener: TransportListener, tasks: TaskSet) -> None:
         self._listener, self._tasks = listener, tasks
 

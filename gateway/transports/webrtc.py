@@ -109,6 +109,11 @@ class WebRTCTransport:
     def audio_out(self) -> OutboundAudioTrack:
         return self.track
 
+    @property
+    def event_audio(self) -> None:
+        """None: the caller's audio is the RTP track (``input_audio_buffer.append`` is refused)."""
+        return None
+
     def attach(self, listener: TransportListener, tasks: TaskSet) -> None:
         self._listener, self._tasks = listener, tasks
 

@@ -14,6 +14,8 @@ window, so that it starts the moment the turn is confirmed.
   reply and the same utterance goes on. ``semantic_vad``: the end-of-turn model judges each
   pause and sets the silence that ends it (:mod:`.endpointing`).
 
+The tool loop (function calls and their results) is gateway/voice/tools.py's.
+
 Every task the conversation starts (speculation, a turn's end, partial decodes,
 replies) belongs to one :class:`~gateway.aio.TaskSet`, cancelled and awaited by
 :meth:`Conversation.close`.
@@ -29,31 +31,34 @@ from collections.abc import Callable
 import numpy as np
 
 from engines import EngineError, Transcript
-from engines.base import SAMPLE_RATE, FloatArray
-from gateway.agents import Agent, ConversationItem, TextAgent
+from engines.base import SAMPLE_RATE
+from gateway.agents import Agent, AgentRequest, ConversationItem, HistoryItem, TextAgent
 from gateway.aio import TaskSet
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
 from gateway.protocol import server_events as events
+from gateway.protocol.client_events import ClientItem
+from gateway.protocol.responses import DEFAULT_PARAMS, ClientFunctionCall, ClientFunctionOutput, ResponseParams
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
 from gateway.voice.echo import EchoSuppression
-from gateway.voice.endpointing import Endpointer, Verdict
+from gateway.voice.endpointing import Endpointer
 from gateway.voice.engines import Engines
 from gateway.voice.history import History
 from gateway.voice.interruptions import InterruptionJudge
+from gateway.voice.listening import Listening
 from gateway.voice.options import VoiceOptions
 from gateway.voice.output import AudioOutput
-from gateway.voice.playback import ResponsePlayer, TurnTiming
+from gateway.voice.playback import ResponsePlayer, ResponseSpec, TurnTiming
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
-from gateway.voice.transcription import PartialTranscriber
-from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
+from gateway.voice.tools import ToolError, ToolState
+from gateway.voice.turns import TurnDetector
 from gateway.voice.utterance import Prepared, Utterance, committed_events
 
 logger = logging.getLogger(__name__)
 
 
-class Conversation:
+class Conversation(Listening):
     def __init__(
         self,
         *,
@@ -90,8 +95,9 @@ class Conversation:
         self._utterance: Utterance | None = None
         self._history = History(max_items=options.max_history_items, max_chars=options.max_history_chars,
                                 call_id=call_id, on_drop=lambda count: observer.history_items_dropped(call_id, count))
+        self._tools = ToolState(self._history, send)
         self._responses = ResponsePlayer(call_id=call_id, output=track, send=send, observer=observer,
-                                         history=self._history)
+                                         history=self._history, ledger=self._tools.ledger)
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
                                            tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
@@ -103,136 +109,6 @@ class Conversation:
         self._echo: EchoSuppression | None = None  # made when a session first asks for echo cancellation
         self.update_settings(settings)
 
-    # ------------------------------------------------------------------ input
-
-    async def feed(self, pcm: FloatArray) -> None:
-        """The caller's next 16 kHz samples, in order."""
-        if self._closed:
-            return
-        self._feed_at = time.monotonic()
-        if self._echo is not None and self.settings.turn.echo_cancellation:
-            pcm = await self._echo.clean(pcm)
-            if self._closed:
-                return
-        self._audio.append(pcm)
-        self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
-        size = self._vad.window_samples
-        count = len(self._window) // size
-        if count:
-            first_sample = self._audio.end - len(self._window)
-            windows = self._window[: count * size].reshape(count, size)
-            self._window = self._window[count * size :].copy()
-            probabilities = await self._vad.probabilities(windows)
-            for i, probability in enumerate(probabilities):
-                start = first_sample + i * size
-                turn_events = self._detector.update(probability, start * 1000 // SAMPLE_RATE,
-                                                    (start + size) * 1000 // SAMPLE_RATE)
-                for event in turn_events:
-                    self._on_turn_event(event)
-                self._after_window((start + size) * 1000 // SAMPLE_RATE)
-        utterance = self._utterance
-        if utterance is not None and self._detector.speaking and not utterance.finishing:
-            if self._audio.end - utterance.start_sample >= self._max_utterance:
-                self._detector.reset()
-                self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
-            else:
-                utterance.partials.maybe_decode(
-                    lambda: self._audio.slice(utterance.start_sample, self._audio.end), self._audio.end
-                )
-
-    def _on_turn_event(self, event: TurnEvent) -> None:
-        if isinstance(event, SpeechStarted):
-            self._speech_started(event.audio_start_ms)
-        elif isinstance(event, SpeechPaused):
-            self._start_speculation(event.audio_end_ms)
-            if self._judge.pending:
-                self._judge.sound_paused(self._utterance_audio(), event.audio_end_ms)
-        elif isinstance(event, SpeechResumed):
-            self._endpointer.cancel()
-            self._judge.sound_resumed()
-            if self._utterance is not None:
-                self._utterance.drop_speculation()
-        elif isinstance(event, TurnEnded):
-            self._end_turn(event.audio_end_ms)
-
-    def _utterance_audio(self) -> FloatArray:
-        return self._audio.slice(self._utterance.start_sample if self._utterance else self._audio.end, self._audio.end)
-
-    def _after_window(self, now_ms: int) -> None:
-        """Per VAD window, on the audio clock: judge a pause (semantic_vad), check an onset over a reply."""
-        if self._judge.pending:
-            self._judge.tick(now_ms, self._utterance_audio)
-        utterance = self._utterance
-        if self.settings.turn.type == "semantic_vad" and utterance is not None:
-            self._endpointer.after_window(self._detector, utterance, self._utterance_audio, now_ms)
-
-    def _verdict(self, verdict: Verdict) -> None:
-        if (utterance := self._utterance) is None:
-            return
-        self._send(verdict.event(utterance.item_id))
-        for event in self._detector.end_after(verdict.silence_ms, self._audio.end * 1000 // SAMPLE_RATE):
-            self._on_turn_event(event)
-
-    def _speech_started(self, audio_start_ms: int) -> None:
-        self.speech_at = time.monotonic()
-        utterance = self._utterance
-        if utterance is not None:
-            utterance.resume()  # a pause is not a turn: the reply was not committed yet, so drop it and go on
-        else:
-            utterance = self._utterance = self._new_utterance(audio_start_ms)
-        self._send(events.speech_started(utterance.item_id, audio_start_ms))
-        response_id = self._responses.active_response_id
-        if response_id is None or not self.settings.turn.interrupt_response:
-            return
-        now_ms = self._audio.end * 1000 // SAMPLE_RATE
-        self._stop_s = time.monotonic() - (self._feed_at - max(0, now_ms - audio_start_ms) / 1000)
-        if self._judge.pending:
-            self._judge.sound_resumed()  # the same sound goes on: it is still being judged
-        elif self.settings.turn.false_interruption:
-            self._judge.onset(response_id, audio_start_ms)  # the reply pauses; the words decide
-        else:
-            self._interruption_confirmed()
-
-    def _interruption_confirmed(self) -> None:
-        """Barge-in: the reply is cancelled and truncated to what was heard."""
-        self.barge_ins += 1
-        self._responses.interrupt("turn_detected")
-        self._observer.barge_in(self.call_id, self._stop_s)
-
-    def _false_interruption(self) -> None:
-        """A cough or a backchannel is not a turn (the judge resumes the reply it paused)."""
-        utterance, self._utterance = self._utterance, None
-        if utterance is not None:
-            utterance.discard()
-            self._send(events.speech_stopped(utterance.item_id, self._audio.end * 1000 // SAMPLE_RATE))
-        self._detector.reset()
-        self._endpointer.reset()
-
-    def _new_utterance(self, audio_start_ms: int) -> Utterance:
-        item_id = events.new_id("item")
-        partials = PartialTranscriber(self._engines.asr, lambda delta: self._send(events.transcription_delta(
-            item_id, delta)), interval_samples=self._partial_interval, tasks=self._tasks,
-            max_utilization=self._options.partials_max_utilization)
-        start = max(0, (audio_start_ms - self.settings.turn.prefix_padding_ms) * SAMPLE_RATE // 1000)
-        return Utterance(item_id=item_id, start_sample=start, partials=partials, tasks=self._tasks)
-
-    def _start_speculation(self, audio_end_ms: int) -> None:
-        utterance = self._utterance
-        if utterance is None or utterance.finishing or not self._options.speculative:
-            return
-        utterance.speculate(self._prepare(utterance, self._audio.end, speculative=True))
-
-    def _end_turn(self, audio_end_ms: int) -> None:
-        utterance = self._utterance
-        if utterance is None:
-            return
-        utterance.partials.cancel()
-        utterance.end_ms = audio_end_ms
-        now_ms = self._audio.end * 1000 // SAMPLE_RATE
-        utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
-        self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
-        utterance.finish(self._finish_turn(utterance, time.monotonic()))
-
     # ------------------------------------------------------------------ turns
 
     async def _prepare(self, utterance: Utterance, end_sample: int, *, speculative: bool) -> Prepared:
@@ -242,11 +118,11 @@ class Conversation:
         self._observer.asr_finished(transcript.audio_seconds, transcript.compute_seconds)
         reply = None
         text = transcript.text.strip()
-        if text and self.settings.turn.create_response:
+        if text and self._responds_to_turns:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
             if agent.speculative:
                 pending = ConversationItem(utterance.item_id, "user", text)
-                reply = self._new_reply(agent, self._history.snapshot(pending))
+                reply = self._new_reply(agent, self._request(self._history.snapshot(pending)))
                 reply.start()
         return Prepared(transcript, done_at, reply)
 
@@ -294,16 +170,22 @@ class Conversation:
             item_id=utterance.item_id,
             transcript=text,
         )
-        if reply is None and self.settings.turn.create_response:
+        if reply is None and self._responds_to_turns:
             # An agent that may not run speculatively (an external service) starts now; the
             # turn is already committed, so its transcript events do not wait for its answer.
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
-            reply = self._new_reply(agent, self._history.snapshot())
+            reply = self._new_reply(agent, self._request(self._history.snapshot()))
             reply.start()
         if reply is None:
             self._responses.report_turn(timing, None, None)
             return
         self._responses.activate(reply, timing)
+
+    @property
+    def _responds_to_turns(self) -> bool:
+        """Whether a committed turn starts a reply: server VAD with create_response, in a realtime session."""
+        turn = self.settings.turn
+        return self.settings.responds and turn.enabled and turn.create_response
 
     def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
         self.turns += 1
@@ -315,12 +197,17 @@ class Conversation:
 
     # ---------------------------------------------------------------- replies
 
-    def _new_reply(self, agent: Agent, history: list[ConversationItem], item_id: str | None = None) -> Reply:
+    def _request(self, history: list[HistoryItem], params: ResponseParams = DEFAULT_PARAMS) -> AgentRequest:
+        return self._tools.request(self.settings, params, history)
+
+    def _new_reply(self, agent: Agent, request: AgentRequest, item_id: str | None = None,
+                   modalities: tuple[str, ...] | None = None) -> Reply:
         options = ReplyOptions(voice=self.settings.voice, ahead_seconds=self._options.tts_ahead_seconds,
-                               incremental=self._options.incremental_tts)
+                               incremental=self._options.incremental_tts,
+                               audio="audio" in (modalities or self.settings.output_modalities),
+                               may_call_tools=agent.can_call_tools and request.offers_tools)
         return Reply(response_id=events.new_id("resp"), item_id=item_id or events.new_id("item"),
-                     pieces=agent.reply(history, self.settings.instructions), options=options,
-                     context=self._reply_context)
+                     pieces=agent.respond(request), options=options, context=self._reply_context)
 
     # ---------------------------------------------------------- client events
 
@@ -347,6 +234,8 @@ class Conversation:
         """Force the end of the current utterance; False when there is none."""
         if self._utterance is None or self._utterance.finishing:
             return False
+        if self._audio.end <= self._utterance.start_sample:
+            return False
         self._detector.reset()
         self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
         return True
@@ -359,7 +248,13 @@ class Conversation:
     def active_response_id(self) -> str | None:
         return self._responses.active_response_id
 
-    def add_item(self, item: ConversationItem) -> None:
+    def add_item(self, client_item: ClientItem | ConversationItem | ClientFunctionCall | ClientFunctionOutput) -> None:
+        """``conversation.item.create``; a function result for an unknown or cancelled call raises ToolError."""
+        if isinstance(client_item, ClientFunctionOutput):
+            return self._tools.add_output(client_item)
+        if isinstance(client_item, ClientFunctionCall):
+            return self._tools.add_call(client_item)
+        item = ConversationItem(client_item.id, client_item.role, client_item.text)
         previous = self._history.last_id
         self._history.append(item)
         if item.role == "assistant":
@@ -368,21 +263,42 @@ class Conversation:
         self._send(events.item_added(payload, previous))
         self._send(events.item_done(payload, previous))
 
-    def create_response(self, instructions: str | None = None, agent: Agent | None = None) -> bool:
-        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active."""
+    def delete_item(self, item_id: str) -> None:
+        """``conversation.item.delete``: raises ToolError for an unknown item or the reply being spoken."""
+        if self._responses.active_item_id == item_id:
+            raise ToolError("invalid_value", "the item is being spoken; cancel the response first", "item_id")
+        if not self._history.delete(item_id):
+            raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id")
+        if self._pending_client_text is not None and self._pending_client_text.id == item_id:
+            self._pending_client_text = None
+        self._responses.forget(item_id)
+        self._send(events.item_deleted(item_id))
+
+    def truncate_item(self, item_id: str, audio_end_ms: int) -> str | None:
+        """``conversation.item.truncate``: the client played the item's audio only to ``audio_end_ms``.
+
+        The reply being spoken is stopped there (None); a finished spoken reply's text becomes what was
+        heard (returned). Raises ToolError for an unknown item or one past its end."""
+        return self._responses.truncate(item_id, audio_end_ms)
+
+    def create_response(self, agent: Agent | None = None, params: ResponseParams = DEFAULT_PARAMS) -> bool:
+        """Start a reply now (from ``agent`` if given, e.g. client-streamed text); False if one is already active.
+
+        Raises ToolError for ``input`` that names an unknown item."""
         if self._responses.active_response_id is not None:
             return False
+        request = self._request(self._history.snapshot(), params)
+        item_id = None
         if agent is not None:
             agent.call_id = self.call_id
-            reply = self._new_reply(agent, self._history.snapshot())
-        elif self._pending_client_text is not None:
+        elif self._pending_client_text is not None and params.input is None:
             pending, self._pending_client_text = self._pending_client_text, None
-            reply = self._new_reply(TextAgent(pending.text), self._history.snapshot(), item_id=pending.id)
+            agent, item_id = TextAgent(pending.text), pending.id
         else:
             agent = self._engines.agents.create(self.settings.agent, call_id=self.call_id)
-            reply = self._new_reply(agent, self._history.snapshot())
+        reply = self._new_reply(agent, request, item_id, params.output_modalities)
         reply.start()
-        self._responses.activate(reply, None)
+        self._responses.activate(reply, None, ResponseSpec(params.out_of_band, params.metadata))
         return True
 
     # ------------------------------------------------------------------ close

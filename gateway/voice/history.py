@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from gateway.agents import ConversationItem
+from gateway.agents import ConversationItem, HistoryItem
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +23,15 @@ MAX_CHARS = 200_000
 
 
 class History:
-    """User items hold final transcripts; assistant items hold only what the caller heard."""
+    """User items hold final transcripts; assistant items hold only what the caller heard; function calls and
+    their results are items too (their arguments and output count toward the bounds)."""
 
     def __init__(self, *, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS, call_id: str = "",
                  on_drop: Callable[[int], None] | None = None) -> None:
         """``on_drop(count)`` is told each time items are dropped (a metric)."""
         if max_items < 1 or max_chars < 1:
             raise ValueError("a history holds at least one item and one character")
-        self.items: list[ConversationItem] = []
+        self.items: list[HistoryItem] = []
         self.chars = 0  # the characters of every item's text
         self.dropped = 0  # items dropped over the bounds, in the life of the call
         self._max_items = max_items
@@ -42,24 +43,36 @@ class History:
     def last_id(self) -> str | None:
         return self.items[-1].id if self.items else None
 
-    def append(self, item: ConversationItem) -> None:
+    def append(self, item: HistoryItem) -> None:
         self.items.append(item)
         self.chars += len(item.text)
         self._trim()
 
-    def snapshot(self, *pending: ConversationItem) -> list[ConversationItem]:
+    def snapshot(self, *pending: HistoryItem) -> list[HistoryItem]:
         """A copy for an agent, with items not yet committed appended."""
         return [*self.items, *pending]
 
     def record_assistant(self, item_id: str, text: str, truncated: bool) -> None:
         """Set an assistant item's final text (adding the item if it is new)."""
         for item in self.items:
-            if item.id == item_id:
+            if item.id == item_id and isinstance(item, ConversationItem):
                 self.chars += len(text) - len(item.text)
                 item.text, item.truncated = text, truncated
                 self._trim()
                 return
         self.append(ConversationItem(item_id, "assistant", text, truncated))
+
+    def find(self, item_id: str) -> HistoryItem | None:
+        return next((item for item in self.items if item.id == item_id), None)
+
+    def delete(self, item_id: str) -> bool:
+        """Remove an item (``conversation.item.delete``); False if there is none with that id."""
+        item = self.find(item_id)
+        if item is None:
+            return False
+        self.items.remove(item)
+        self.chars -= len(item.text)
+        return True
 
     def previous_of(self, item_id: str) -> str | None:
         ids = [item.id for item in self.items]

@@ -6,20 +6,34 @@ ended: played to its end, or cut by ``clear()``. An interruption (barge-in,
 ``response.cancel``) goes through :meth:`Reply.interrupt`, which clears the
 output first, so audio stops within one frame; the cut reply's result then
 truncates the assistant item to the samples that were actually sent.
+
+A response's output is its assistant message and its function calls, each
+with its ``output_index`` in the order they started (voice/tools.py sends the
+calls' events). A reply whose agent may call tools announces its message only
+when its first words arrive, so a response that only calls a function has no
+empty message. An out-of-band response (``conversation: "none"``) sends no
+``conversation.item.*`` events and leaves the history alone.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from gateway.agents import FunctionCallDelta
 from gateway.ops.observers import CallObserver, TurnReport
 from gateway.protocol import server_events as events
 from gateway.protocol.server_events import Event
 from gateway.voice.history import History
 from gateway.voice.output import OUTPUT_RATE, AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply
+from gateway.voice.tools import CallLedger, ResponseCalls, ToolError
+
+#: Spoken replies whose items ``conversation.item.truncate`` can still cut to what was heard.
+TRUNCATABLE_REPLIES = 16
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +52,31 @@ class TurnTiming:
     transcript: str
 
 
+@dataclass(frozen=True)
+class ResponseSpec:
+    """What ``response.create`` asked of a response beyond its words."""
+
+    out_of_band: bool = False  # conversation: "none"
+    metadata: dict[str, str] | None = None
+
+
 @dataclass
 class _Active:
     reply: Reply
     timing: TurnTiming | None
+    spec: ResponseSpec
+    calls: ResponseCalls
     started: bool = False
     reported: bool = False  # the turn was told to the observer
     spoken: bool = False  # a transcript delta was sent
     interrupt_reason: str | None = None  # why it is being interrupted, once it is
+    heard_ms: int | None = None  # what the client says it played (conversation.item.truncate)
+    message_index: int | None = None  # the message's output_index, once it is announced
+    outputs: list[int] = field(default_factory=list)  # output indices handed out
+
+    def next_index(self) -> int:
+        self.outputs.append(len(self.outputs))
+        return self.outputs[-1]
 
 
 def stages_ms(timing: TurnTiming, reply: Reply | None, first_packet_at: float | None) -> dict[str, float | None]:
@@ -68,13 +99,15 @@ class ResponsePlayer:
     """Speaks the active reply: the output's listener, and each reply's :class:`ReplyListener`."""
 
     def __init__(self, *, call_id: str, output: AudioOutput, send: Callable[[Event], None],
-                 observer: CallObserver, history: History) -> None:
+                 observer: CallObserver, history: History, ledger: CallLedger | None = None) -> None:
         self.call_id = call_id
         self._output = output
         self._send = send
         self._observer = observer
         self._history = history
+        self._ledger = ledger or CallLedger()
         self._active: _Active | None = None
+        self._spoken: OrderedDict[str, tuple[Reply, int]] = OrderedDict()  # item id → (a spoken reply, samples sent)
         output.set_listener(self)
 
     @property
@@ -82,16 +115,34 @@ class ResponsePlayer:
         """The response being spoken (or about to be), if any."""
         return self._active.reply.response_id if self._active is not None else None
 
-    def activate(self, reply: Reply, timing: TurnTiming | None) -> None:
+    @property
+    def active_item_id(self) -> str | None:
+        return self._active.reply.item_id if self._active is not None else None
+
+    def activate(self, reply: Reply, timing: TurnTiming | None, spec: ResponseSpec = ResponseSpec()) -> None:
         """Announce ``reply`` and let its audio flow to the output."""
-        self._active = _Active(reply, timing)
-        item = events.message_item(reply.item_id, "assistant", None, status="in_progress", audio=True)
-        self._send(events.response_created(reply.response_id))
-        self._send(events.output_item_added(reply.response_id, item))
-        self._send(events.item_added(item, self._history.last_id))
-        self._send(events.content_part_added(reply.response_id, reply.item_id))
+        calls = ResponseCalls(reply.response_id, send=self._send, next_index=lambda: active.next_index(),
+                              in_conversation=not spec.out_of_band, previous_id=lambda: self._history.last_id)
+        active = self._active = _Active(reply, timing, spec, calls)
+        self._send(events.response_created(reply.response_id, **self._response_fields(active)))
+        if not reply.options.may_call_tools:
+            self._announce_message(active)
         reply.release()
         reply.add_done_callback(self._reply_done)
+
+    def _response_fields(self, active: _Active) -> dict[str, Any]:
+        return {"conversation": None if active.spec.out_of_band else events.conversation_id(self.call_id),
+                "modalities": ("audio",) if active.reply.options.audio else ("text",),
+                "metadata": active.spec.metadata}
+
+    def _announce_message(self, active: _Active) -> None:
+        reply, audio = active.reply, active.reply.options.audio
+        active.message_index = index = active.next_index()
+        item = events.message_item(reply.item_id, "assistant", None, status="in_progress", audio=audio)
+        self._send(events.output_item_added(reply.response_id, item, index))
+        if not active.spec.out_of_band:
+            self._send(events.item_added(item, self._history.last_id))
+        self._send(events.content_part_added(reply.response_id, reply.item_id, index, audio=audio))
 
     def _reply_done(self, reply: Reply) -> None:
         if not reply.interrupted:  # an interrupted reply's playout was reported when the output was cleared
@@ -99,12 +150,33 @@ class ResponsePlayer:
 
     # Each reply's listener -----------------------------------------------------------------
 
-    def reply_clause(self, reply: Reply, text: str) -> None:
+    def _of(self, reply: Reply) -> _Active | None:
         active = self._active
-        if active is not None and active.reply is reply:
+        return active if active is not None and active.reply is reply else None
+
+    def reply_message_started(self, reply: Reply) -> None:
+        active = self._of(reply)
+        if active is not None and active.message_index is None:
+            self._announce_message(active)
+
+    def reply_clause(self, reply: Reply, text: str) -> None:
+        active = self._of(reply)
+        if active is not None:
             prefix = " " if active.spoken else ""
             active.spoken = True
-            self._send(events.audio_transcript_delta(reply.response_id, reply.item_id, prefix + text))
+            self._send(events.audio_transcript_delta(reply.response_id, reply.item_id, prefix + text,
+                                                     active.message_index or 0))
+
+    def reply_text(self, reply: Reply, text: str) -> None:
+        active = self._of(reply)
+        if active is not None:
+            self.reply_message_started(reply)
+            self._send(events.text_delta(reply.response_id, reply.item_id, text, active.message_index or 0))
+
+    def reply_function_call(self, reply: Reply, delta: FunctionCallDelta) -> None:
+        active = self._of(reply)
+        if active is not None:
+            active.calls.feed(delta)
 
     def reply_failed(self, reply: Reply, code: str, message: str) -> None:
         logger.warning("call %s: reply %s failed: %s", self.call_id, reply.response_id, message)
@@ -136,7 +208,7 @@ class ResponsePlayer:
             self._send(events.output_audio_stopped(result.tag))
         status = "failed" if active.reply.failed else "completed"
         self._played(result)
-        self._finish(active, active.reply.text, truncated=False, status=status)
+        self._finish(active, active.reply.text, truncated=False, status=status, played=result.played_samples)
 
     # Ending early ---------------------------------------------------------------------------
 
@@ -163,11 +235,15 @@ class ResponsePlayer:
         self._played(result)
         if active.started:
             self._send(events.output_audio_cleared(reply.response_id))
-        self._send(events.item_truncated(reply.item_id, result.played_ms))
+        played = result.played_samples
+        if active.heard_ms is not None:  # a socket client played less than was sent (conversation.item.truncate)
+            played = min(played, active.heard_ms * OUTPUT_RATE // 1000)
+        if active.message_index is not None and reply.options.audio and not active.spec.out_of_band:
+            self._send(events.item_truncated(reply.item_id, played * 1000 // OUTPUT_RATE))
         logger.info("call %s: reply %s interrupted (%s) after %d ms", self.call_id, reply.response_id, reason,
-                    result.played_ms)
-        self._finish(active, reply.heard_text(result.played_samples), truncated=True, status="cancelled",
-                     reason=reason)
+                    played * 1000 // OUTPUT_RATE)
+        self._finish(active, reply.heard_text(played), truncated=True, status="cancelled", reason=reason,
+                     played=played)
 
     async def close(self) -> None:
         """Hang-up: stop the active reply without a word on the wire, and wait until its agent is closed."""
@@ -198,17 +274,74 @@ class ResponsePlayer:
             active.reported = True
             self.report_turn(active.timing, active.reply, first_packet_at)
 
-    def _finish(self, active: _Active, text: str, *, truncated: bool, status: str, reason: str | None = None) -> None:
+    def _finish(self, active: _Active, text: str, *, truncated: bool, status: str, reason: str | None = None,
+                played: int = 0) -> None:
         reply = active.reply
         self._report(active, None)  # ended before its first packet
-        self._history.record_assistant(reply.item_id, text, truncated)
+        outputs: list[tuple[int, dict[str, Any]]] = []
+        if active.message_index is None and not active.calls:
+            self._announce_message(active)  # a reply that said nothing still has its (empty) message
+        if active.message_index is not None:
+            outputs.append((active.message_index, self._finish_message(active, text, truncated, status, played)))
+        history = None if active.spec.out_of_band else self._history
+        outputs += active.calls.finish(status == "completed", history, self._ledger)
+        self._send(events.response_done(reply.response_id, status, [item for _, item in sorted(outputs,
+                                        key=lambda pair: pair[0])], reason, **self._response_fields(active)))
+
+    def _finish_message(self, active: _Active, text: str, truncated: bool, status: str,
+                        played: int) -> dict[str, Any]:
+        reply, audio, index = active.reply, active.reply.options.audio, active.message_index or 0
+        if not active.spec.out_of_band:
+            self._history.record_assistant(reply.item_id, text, truncated)
+            if audio:
+                self._spoken[reply.item_id] = (reply, played)
+                while len(self._spoken) > TRUNCATABLE_REPLIES:
+                    self._spoken.popitem(last=False)
         item = events.message_item(reply.item_id, "assistant", text,
-                                   status="completed" if status == "completed" else "incomplete", audio=True)
-        self._send(events.audio_transcript_done(reply.response_id, reply.item_id, text))
-        self._send(events.content_part_done(reply.response_id, reply.item_id, text))
-        self._send(events.output_item_done(reply.response_id, item))
-        self._send(events.item_done(item, self._history.previous_of(reply.item_id)))
-        self._send(events.response_done(reply.response_id, status, [item], reason))
+                                   status="completed" if status == "completed" else "incomplete", audio=audio)
+        if audio:
+            self._send(events.audio_transcript_done(reply.response_id, reply.item_id, text, index))
+        else:
+            self._send(events.text_done(reply.response_id, reply.item_id, text, index))
+        self._send(events.content_part_done(reply.response_id, reply.item_id, text, index, audio=audio))
+        self._send(events.output_item_done(reply.response_id, item, index))
+        if not active.spec.out_of_band:
+            self._send(events.item_done(item, self._history.previous_of(reply.item_id)))
+        return item
+
+    # Items of finished replies -----------------------------------------------------------------
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> str | None:
+        """``conversation.item.truncate``: the client played ``item_id``'s audio only up to ``audio_end_ms``.
+
+        On a socket the gateway cannot know what the client played; the client says so. The active reply
+        is stopped and truncated there (None: its ``item.done`` carries the text); one of the last spoken
+        replies has its history text cut to what ``audio_end_ms`` carried (returned). Raises ToolError
+        when the item is neither, or past the end of what was sent."""
+        active = self._active
+        if active is not None and active.reply.item_id == item_id:
+            active.heard_ms = audio_end_ms
+            self.interrupt("client_truncated")
+            return None
+        spoken = self._spoken.get(item_id)
+        if spoken is None:
+            if self._history.find(item_id) is None:
+                raise ToolError("item_not_found", f"no item with id {item_id!r}", "item_id")
+            raise ToolError("invalid_value", "only a spoken assistant item of one of the last replies can be "
+                            "truncated", "item_id")
+        reply, played = spoken
+        length_ms = played * 1000 // OUTPUT_RATE  # what was sent: a cut reply was not heard beyond it
+        if audio_end_ms > length_ms:
+            raise ToolError("invalid_value", f"audio_end_ms {audio_end_ms} is past the end of the item's audio "
+                            f"({length_ms} ms)", "audio_end_ms")
+        text = reply.heard_text(audio_end_ms * OUTPUT_RATE // 1000)
+        self._history.record_assistant(item_id, text, True)
+        self._send(events.item_truncated(item_id, audio_end_ms))
+        return text
+
+    def forget(self, item_id: str) -> None:
+        """A deleted item cannot be truncated any more."""
+        self._spoken.pop(item_id, None)
 
     def _played(self, result: PlayoutResult) -> None:
         """How much of a reply was played, and how much silence its audio running out left in it."""

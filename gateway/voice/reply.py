@@ -8,12 +8,17 @@ the agent and synthesis and, once the reply was released, clears its audio from
 the output; it is safe to call any number of times, from barge-in, from
 ``response.cancel`` or when a speculation is dropped. The reply remembers which
 samples carry which clause, so it can say what text the caller actually heard.
+
+The agent's function-call pieces go to the listener as they arrive (held, like
+audio, until release). A reply whose output modality is text synthesises
+nothing: its text pieces go to the listener as they arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from engines import EngineError, SpeechSynthesizer, SynthesizedAudio
-from gateway.agents import AgentError
+from gateway.agents import AgentError, AgentPiece, FunctionCallDelta
 from gateway.aio import TaskSet
 from gateway.voice.clauses import ClauseSplitter
 from gateway.voice.output import OUTPUT_RATE, AudioOutput
@@ -44,6 +49,8 @@ class ReplyOptions:
     voice: str
     ahead_seconds: float  # synthesised audio queued ahead of playback, at most
     incremental: bool = True  # synthesise clause by clause as the agent's text arrives
+    audio: bool = True  # False: output modality text (no synthesis; text pieces go to the listener)
+    may_call_tools: bool = False  # the agent may answer with function calls instead of (or after) words
 
     def __post_init__(self) -> None:
         if self.ahead_seconds <= 0:
@@ -58,6 +65,15 @@ class ReplyListener(Protocol):
 
     def reply_failed(self, reply: Reply, code: str, message: str) -> None:
         """The agent or the synthesiser failed; the reply ends (perhaps after an apology)."""
+
+    def reply_message_started(self, reply: Reply) -> None:
+        """The agent's first words arrived: the reply has a message item (before its first clause or text)."""
+
+    def reply_text(self, reply: Reply, text: str) -> None:
+        """A piece of a text-modality reply."""
+
+    def reply_function_call(self, reply: Reply, delta: FunctionCallDelta) -> None:
+        """A piece of a function call the agent is making."""
 
     def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
         """A clause of ``audio_seconds`` took ``wall_seconds`` to synthesise: the TTS real-time factor."""
@@ -81,7 +97,7 @@ class _Clause:
 
 
 class Reply:
-    def __init__(self, *, response_id: str, item_id: str, pieces: AsyncIterator[str], options: ReplyOptions,
+    def __init__(self, *, response_id: str, item_id: str, pieces: AsyncIterator[AgentPiece], options: ReplyOptions,
                  context: ReplyContext) -> None:
         self.response_id = response_id
         self.item_id = item_id
@@ -90,7 +106,9 @@ class Reply:
         self._context = context
         self._converter = PcmConverter(OUTPUT_RATE, sample_format="s16")
         self._clauses: list[_Clause] = []
-        self._held: list[tuple[str, Int16Array]] = []
+        self._texts: list[str] = []  # a text-modality reply's pieces
+        self._message_started = False
+        self._held: list[Callable[[], None]] = []  # what waits for release(), in order
         self._released = False
         self._interrupted = False
         self._samples = 0
@@ -118,19 +136,32 @@ class Reply:
         return self._interrupted
 
     @property
+    def options(self) -> ReplyOptions:
+        return self._options
+
+    @property
     def text(self) -> str:
-        """All the text synthesised so far."""
+        """All the text synthesised (or, in text modality, sent) so far."""
+        if not self._options.audio:
+            return "".join(self._texts)
         return " ".join(clause.text for clause in self._clauses)
 
+    @property
+    def audio_samples(self) -> int:
+        """The reply's audio so far, in 48 kHz samples."""
+        return self._samples
+
     def release(self) -> None:
-        """Send held audio to the output; later audio goes straight there."""
+        """Send held audio (and held pieces) to the output; later ones go straight there."""
         self._released = True
         held, self._held = self._held, []
-        for text, pcm in held:
-            self._emit(text, pcm)
+        for action in held:
+            action()
 
     def heard_text(self, played_samples: int) -> str:
-        """The text the caller heard after ``played_samples`` of this reply were sent."""
+        """The text the caller heard after ``played_samples`` of this reply were sent (in text modality: all)."""
+        if not self._options.audio:
+            return self.text
         words: list[str] = []
         for clause in self._clauses:
             if played_samples >= clause.end:
@@ -169,8 +200,15 @@ class Reply:
         splitter = ClauseSplitter() if self._options.incremental else ClauseSplitter.whole_text()
         try:
             async for piece in self._pieces:
+                if isinstance(piece, FunctionCallDelta):
+                    self._later(functools.partial(self._context.listener.reply_function_call, self, piece))
+                    continue
                 if self.agent_first_text_at is None and piece.strip():
                     self.agent_first_text_at = time.monotonic()
+                    self._start_message()
+                if not self._options.audio:
+                    self._write(piece)
+                    continue
                 for clause in splitter.push(piece):
                     await self._speak(clause)
             for clause in splitter.flush():
@@ -193,9 +231,32 @@ class Reply:
             self._samples += len(tail)
             self._queue_audio("", tail)
 
+    def _later(self, action: Callable[[], None]) -> None:
+        """Do ``action`` now if released, else at release (after what is already held)."""
+        if self._released:
+            action()
+        else:
+            self._held.append(action)
+
+    def _start_message(self) -> None:
+        if not self._message_started:
+            self._message_started = True
+            self._later(lambda: self._context.listener.reply_message_started(self))
+
+    def _write(self, text: str) -> None:
+        """A piece of a text-modality reply."""
+        if text:
+            self._texts.append(text)
+            self._later(lambda: self._context.listener.reply_text(self, text))
+            self.first_audio.set()  # what a speculative turn waits for: the reply is ready
+
     async def _apologize(self, text: str) -> None:
         """After an agent failure: close the agent, then speak its apology in place of the rest."""
         await _aclose(self._pieces)
+        self._start_message()
+        if not self._options.audio:
+            self._write(text)
+            return
         try:
             await self._speak(text)
             self._flush_audio()
@@ -226,10 +287,7 @@ class Reply:
             await self._context.output.wait_for_space(self._options.ahead_seconds)
 
     def _queue_audio(self, text: str, pcm: Int16Array) -> None:
-        if self._released:
-            self._emit(text, pcm)
-        else:
-            self._held.append((text, pcm))
+        self._later(lambda: self._emit(text, pcm))
 
     def _emit(self, text: str, pcm: Int16Array) -> None:
         self._context.output.push(self.response_id, pcm)
@@ -237,7 +295,7 @@ class Reply:
             self._context.listener.reply_clause(self, text)
 
 
-async def _aclose(pieces: AsyncIterator[str]) -> None:
+async def _aclose(pieces: AsyncIterator[AgentPiece]) -> None:
     close = getattr(pieces, "aclose", None)
     if close is not None:
         with contextlib.suppress(Exception):

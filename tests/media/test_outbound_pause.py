@@ -27,12 +27,12 @@ def test_pause_sends_silence_from_the_next_frame_and_resume_continues_at_the_sam
     track.add_tap(heard.append)
     track.push("r", ramp)
     track.finish("r")
-    sent = [track.next_frame() for _ in range(3)]
+    sent = [track.next_frame()[1] for _ in range(3)]
     track.pause()
-    assert all(track.next_frame() is None for _ in range(5))  # five frames of silence, none of it counted
+    assert all(track.next_frame()[1] is None for _ in range(5))  # five frames of silence, none of it counted
     assert track.played_samples("r") == 3 * FRAME_SAMPLES and track.paused
     track.resume()
-    sent += [track.next_frame() for _ in range(7)]
+    sent += [track.next_frame()[1] for _ in range(7)]
     audio = np.concatenate([frame for frame in sent if frame is not None])
     assert np.array_equal(audio, ramp)  # not a sample lost or repeated
     assert results.finished == [PlayoutResult("r", 10 * FRAME_SAMPLES, 0, interrupted=False)]

@@ -75,6 +75,8 @@ def test_each_client_event_is_parsed_into_its_typed_event() -> None:
     ({"type": "session.update", "event_id": "evt_3", "session": "x"}, "invalid_value", "session: must be an object",
      "evt_3"),
     ({"type": "conversation.item.create", "item": {"type": "function_call"}}, "invalid_item",
+     "item.call_id: must be the call_id of a function call", None),
+    ({"type": "conversation.item.create", "item": {"type": "image"}}, "invalid_item",
      "item must be an object of type 'message'", None),
     ({"type": "conversation.item.create", "item": {"role": "tool"}}, "invalid_item",
      "item.role must be 'user', 'assistant' or 'system'", None),

@@ -211,5 +211,5 @@ EVENT_ERRORS = {
     "no_active_output", "conversation_already_has_active_response", "item_not_found", "response_not_found",
     "response_text_done", "response_text_overflow", "client_text_timeout", "asr_failed", "tts_failed",
     "agent_http_error", "agent_timeout", "agent_unreachable", "agent_connection_failed", "agent_bad_response",
-    "agent_upstream_error",
+    "agent_upstream_error", "unknown_call_id", "function_call_cancelled", "function_call_already_answered",
 }

@@ -279,8 +279,8 @@ def test_bound_sessions_are_stored_once_each_within_a_budget() -> None:
 
 def junk_session(index: int, body_bytes: int = 60 * 1024) -> dict[str, Any]:
     """A session whose request body is ``body_bytes`` of small JSON objects the gateway does not use."""
-    tools = [{"n": n} for n in range(body_bytes // 14)]  # '{"n": 1234}, ': 13 bytes each
-    return {"instructions": f"Token {index}: be brief.", "tools": tools}
+    junk = [{"n": n} for n in range(body_bytes // 14)]  # '{"n": 1234}, ': 13 bytes each
+    return {"instructions": f"Token {index}: be brief.", "unused": junk}  # ("tools" is a session key now)
 
 
 async def retained_per_token(client: Client, sessions: list[dict[str, Any]]) -> float:

@@ -88,7 +88,7 @@ async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
         await h.track.recv()
     assert h.of("output_audio_buffer.started")
     await h.feed(loud(0.1))  # the caller talks over it: the reply pauses at once...
-    assert h.track.paused and h.track.next_frame() is None
+    assert h.track.paused and h.track.next_frame()[1] is None
     await h.feed(loud(0.6))
     await h.feed(quiet(0.1))  # ...and seven words (no backchannel) cancel it
     await settle()

@@ -63,7 +63,7 @@ class EchoingCaller:
 
     async def run(self, seconds: float, talk: npt.NDArray[np.float32] | None = None, talk_at: float = 0.0) -> None:
         for _ in range(int(seconds * 50)):
-            frame = self.track.next_frame()
+            frame = self.track.next_frame()[1]
             pcm = np.zeros(960, np.float32) if frame is None else frame.astype(np.float32) / 32768
             self.sent = np.concatenate([self.sent, pcm.reshape(-1, 3).mean(axis=1)])
             start = self.fed - self.delay

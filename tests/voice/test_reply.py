@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from gateway.agents import AgentPiece, FunctionCallDelta
 from gateway.aio import TaskSet
 from gateway.voice.output import AudioOutput, PlayoutResult
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
@@ -51,6 +52,7 @@ class Listener:
         self.clauses: list[str] = []
         self.failures: list[str] = []
         self.synthesized = 0
+        self.pieces: list[str] = []  # messages started, text pieces and function calls, in order
 
     def reply_clause(self, reply: Reply, text: str) -> None:
         self.clauses.append(text)
@@ -60,6 +62,15 @@ class Listener:
 
     def clause_synthesized(self, audio_seconds: float, wall_seconds: float) -> None:
         self.synthesized += 1
+
+    def reply_message_started(self, reply: Reply) -> None:
+        self.pieces.append("<message>")
+
+    def reply_text(self, reply: Reply, text: str) -> None:
+        self.pieces.append(f"text:{text}")
+
+    def reply_function_call(self, reply: Reply, delta: FunctionCallDelta) -> None:
+        self.pieces.append(f"call:{delta.name}:{delta.arguments}")
 
 
 class Agent:
@@ -144,3 +155,40 @@ def test_reply_options_are_validated() -> None:
     with pytest.raises(ValueError):
         ReplyOptions(voice="tone", ahead_seconds=0)
 
+
+
+async def _preamble_then_call() -> AsyncIterator[AgentPiece]:
+    yield "One moment. "
+    yield FunctionCallDelta(0, "call_1", "get_weather", '{"city":')
+    yield FunctionCallDelta(0, "call_1", "get_weather", ' "Paris"}')
+
+
+async def test_a_held_reply_keeps_its_function_call_for_release_in_order() -> None:
+    """Function-call pieces wait for release() like audio does, after the words that came before them."""
+    output, tasks = CountingOutput(), TaskSet("test")
+    held, listener = reply(_preamble_then_call(), output, tasks)
+    held.start()
+    over = asyncio.Event()
+    held.add_done_callback(lambda _reply: over.set())
+    await asyncio.wait_for(over.wait(), 5)  # the agent's stream and the synthesis are over
+    assert listener.pieces == [] and listener.clauses == [] and output.pushed == 0
+    held.release()
+    assert listener.pieces == ["<message>", 'call:get_weather:{"city":', 'call:get_weather: "Paris"}']
+    assert listener.clauses == ["One moment."] and output.pushed > 0
+    await held.aclose()
+    await tasks.close()
+
+
+async def test_a_text_modality_reply_sends_its_text_and_no_audio() -> None:
+    output, tasks = CountingOutput(), TaskSet("test")
+    listener = Listener()
+    context = ReplyContext(synthesizer=ToneTts(), output=output, listener=listener, tasks=tasks)
+    texting = Reply(response_id="resp_t", item_id="item_t", pieces=_preamble_then_call(), context=context,
+                    options=ReplyOptions(voice="tone", ahead_seconds=60, audio=False))
+    texting.start()
+    texting.release()
+    await asyncio.wait_for(texting.first_audio.wait(), 5)
+    await texting.aclose()
+    assert listener.pieces[:2] == ["<message>", "text:One moment. "] and listener.clauses == []
+    assert output.pushed == 0 and texting.text == "One moment. " and texting.heard_text(0) == "One moment. "
+    await tasks.close()

@@ -108,7 +108,7 @@ async def test_words_that_cannot_end_a_sentence_overrule_a_model_that_calls_it_c
 
 
 async def start_reply(h: Harness) -> str:
-    assert h.conversation.create_response(instructions=None)
+    assert h.conversation.create_response()
     await settle()
     response_id = h.of("response.created")[0]["response"]["id"]
     for _ in range(10):
@@ -121,7 +121,7 @@ async def test_a_cough_over_the_reply_pauses_it_and_it_resumes_from_the_exact_sa
     h.conversation.add_item(ConversationItem("item_a", "assistant", "one two three four five six seven eight"))
     response_id = await start_reply(h)
     await h.feed(loud(0.15))
-    assert h.track.paused and h.track.next_frame() is None  # silent from the next frame
+    assert h.track.paused and h.track.next_frame()[1] is None  # silent from the next frame
     assert h.of("gateway.response.paused")[0]["played_ms"] == 10 * FRAME_SAMPLES * 1000 // 48000
     await h.feed(quiet(0.2))
     await settle()
@@ -129,7 +129,7 @@ async def test_a_cough_over_the_reply_pauses_it_and_it_resumes_from_the_exact_sa
     resumed = h.of("gateway.response.resumed")
     assert resumed and resumed[0]["response_id"] == response_id and resumed[0]["played_ms"] == 200
     assert not h.of("conversation.item.truncated")
-    while h.track.next_frame() is not None:
+    while h.track.next_frame()[1] is not None:
         pass
     await settle()
     done = h.of("response.done")
