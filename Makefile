@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps 'pipecat-ai==1.14.0'  # only for Smart Turn's ONNX file: engines/smart_turn.py
 	touch $(STAMP)
 
 # Tests also need the local-llm extra: llama-cpp-python compiles, about 6 minutes on 2 cores, as a portable

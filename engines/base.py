@@ -103,3 +103,22 @@ class SpeechSynthesizer(abc.ABC):
     async def warm_up(self) -> None:
         async for _ in self.synthesize("Hello."):
             pass
+
+
+@dataclass(frozen=True)
+class EndOfTurn:
+    """The model's judgement of one pause."""
+
+    probability: float  # P(the turn is complete)
+    compute_seconds: float
+
+
+class EndOfTurnModel(abc.ABC):
+    """Judges, from the audio of a turn so far, whether the caller has finished speaking."""
+
+    @abc.abstractmethod
+    async def predict(self, audio: FloatArray) -> EndOfTurn:
+        """P(complete) for 16 kHz mono ``audio`` that ends at the pause (the last 8 s are used)."""
+
+    async def warm_up(self) -> None:
+        await self.predict(np.zeros(SAMPLE_RATE, np.float32))

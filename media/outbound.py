@@ -12,6 +12,12 @@ audio has all been sent, or when ``clear()`` cuts it (``interrupted``). That
 playback position is what truncation is computed from; reporting it (rather than
 being asked for it afterwards) lets the track forget the tag at once, so its
 bookkeeping holds only the tags still playing.
+
+``pause()`` holds the queue where it is: from the next frame on the track sends silence (neither
+played nor an underrun), and ``resume()`` goes on from the exact sample it stopped at — how a
+cough over a reply is told from an interruption without losing a word of the reply
+(gateway/voice/interruptions.py). ``add_tap()`` hands every frame sent (the gateway's voice as
+the caller hears it, silence included) to an echo canceller as its reference.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,6 +107,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._space.set()
         self._pacer = FramePacer(RATE, FRAME_SAMPLES)
         self._opus: OpusFrameEncoder | None = None
+        self._paused = False
+        self._taps: list[Callable[[Int16Array], None]] = []
 
     def send_opus_packets(self) -> None:
         """Hand aiortc encoded Opus packets instead of frames (only when Opus was negotiated)."""
@@ -107,6 +116,27 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     def set_listener(self, listener: PlaybackListener) -> None:
         self._listener = listener
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Send silence from the next frame on, keeping every queued sample where it is (safe twice)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Go on from the exact sample :meth:`pause` stopped at (safe when not paused)."""
+        self._paused = False
+
+    def played_samples(self, tag: str) -> int:
+        """Samples of ``tag`` sent so far (0 when the tag is unknown or already reported)."""
+        playout = self._playouts.get(tag)
+        return playout.played if playout is not None else 0
+
+    def add_tap(self, tap: Callable[[Int16Array], None]) -> None:
+        """Call ``tap`` with every 20 ms frame sent (48 kHz int16, silence included): an echo reference."""
+        self._taps.append(tap)
 
     @property
     def buffered_seconds(self) -> float:
@@ -150,6 +180,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._segments.clear()
         self._buffered = 0
         self._open = None
+        self._paused = False
         self._space.set()
         results = [PlayoutResult(tag, p.played, p.underrun, interrupted=True) for tag, p in playouts.items()]
         if self._listener is not None:
@@ -161,18 +192,27 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next_pts()
-        frame_pcm = self._take(FRAME_SAMPLES)
+        frame_pcm = self._next_pcm()
         if self._opus is not None:
             return self._opus.encode(frame_pcm, pts)
         return int16_frame(np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm, RATE, pts)
 
     def next_frame(self) -> tuple[str | None, Int16Array | None]:
         """The next 20 ms frame, now and unpaced: (the tag its first sample belongs to, the samples), or
-        (None, None) when nothing is queued. For transports that pace the output themselves (a socket
-        runs a little ahead of the wall clock: :mod:`gateway.transports.socket_audio`); the listener is
-        told of starts and ends exactly as with :meth:`recv`."""
-        tag = self._segments[0].tag if self._segments else None
-        return tag, self._take(FRAME_SAMPLES)
+        (None, None) when nothing is queued (or the track is paused). For transports that pace the output
+        themselves (a socket runs a little ahead of the wall clock: :mod:`gateway.transports.socket_audio`);
+        the listener is told of starts and ends, and the taps hear the frame, exactly as with :meth:`recv`."""
+        tag = self._segments[0].tag if self._segments and not self._paused else None
+        return tag, self._next_pcm()
+
+    def _next_pcm(self) -> Int16Array | None:
+        """The next 20 ms frame to send (None for silence, and while paused); taps hear it."""
+        frame_pcm = None if self._paused else self._take(FRAME_SAMPLES)
+        if self._taps:
+            heard = np.zeros(FRAME_SAMPLES, np.int16) if frame_pcm is None else frame_pcm
+            for tap in self._taps:
+                tap(heard)
+        return frame_pcm
 
     def _take(self, count: int) -> Int16Array | None:
         """The next ``count`` samples (silence-padded), or None when nothing is queued."""

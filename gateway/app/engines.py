@@ -27,6 +27,7 @@ def load_engines(config: GatewayConfig) -> Engines:
     from engines.piper_tts import PiperSynthesizer
     from engines.remote import RemoteRecognizer, RemoteSynthesizer
     from engines.silero import SileroVad
+    from engines.smart_turn import SmartTurn
     from engines.threads import limit_blas_threads
     from engines.whisper import WhisperRecognizer
 
@@ -54,12 +55,16 @@ def load_engines(config: GatewayConfig) -> Engines:
     else:
         voices = {name: Path(path) for name, path in cfg.tts_voices} or None
         tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
+    end_of_turn = SmartTurn()  # semantic_vad; the ONNX file comes with the pipecat-ai wheel (installed --no-deps)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
-    return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config))
+    return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config), end_of_turn=end_of_turn)
 
 
 async def warm_up(engines: Engines) -> None:
     """Run every model once so the first call pays no start-up cost."""
     started = time.perf_counter()
-    await asyncio.gather(engines.vad.warm_up(), engines.asr.warm_up(), engines.tts.warm_up())
+    warm = [engines.vad.warm_up(), engines.asr.warm_up(), engines.tts.warm_up()]
+    if engines.end_of_turn is not None:
+        warm.append(engines.end_of_turn.warm_up())
+    await asyncio.gather(*warm)
     logger.info("engines warmed up in %.1f s", time.perf_counter() - started)

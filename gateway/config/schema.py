@@ -28,8 +28,20 @@ class TurnDetectionConfig:
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
+    type: str = "server_vad"  # or "semantic_vad": the end-of-turn model judges each pause (voice/endpointing.py)
+    eagerness: str = "auto"  # semantic_vad: low | medium | high | auto (= medium)
+    # Speech over a reply pauses it; a cough or a backchannel resumes it (gateway/voice/interruptions.py).
+    false_interruption: bool = True
+    false_interruption_timeout_ms: int = 1500
+    echo_cancellation: bool = False  # remove the gateway's own voice from the caller's audio before VAD
 
     def __post_init__(self) -> None:
+        _require(self.type in ("server_vad", "semantic_vad"), "turn_detection.type",
+                 "must be server_vad or semantic_vad")
+        _require(self.eagerness in ("low", "medium", "high", "auto"), "turn_detection.eagerness",
+                 "must be low, medium, high or auto")
+        _require(200 <= self.false_interruption_timeout_ms <= 5000, "turn_detection.false_interruption_timeout_ms",
+                 "must be 200..5000")
         _require(0.0 < self.threshold < 1.0, "turn_detection.threshold", "must be between 0 and 1")
         _require(0 <= self.prefix_padding_ms <= 2000, "turn_detection.prefix_padding_ms", "must be 0..2000")
         _require(100 <= self.silence_duration_ms <= 5000, "turn_detection.silence_duration_ms", "must be 100..5000")

@@ -73,6 +73,11 @@ class GatewayMetrics(CallObserver):
             "Turn confirmed (end of the silence window) to first reply packet sent",
             buckets=OVERHEAD_BUCKETS, registry=r,
         )
+        self.speech_over_replies = Counter(f"{PREFIX}_speech_over_reply", "Speech over a reply: paused, then "
+                                         "resumed (a false interruption) or cancelled", ["outcome"], registry=r)
+        self.end_of_turn_seconds = Histogram(f"{PREFIX}_end_of_turn_seconds", "semantic_vad: the end-of-turn model's "
+                                     "time per judged pause", ["complete"],
+                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
         self.barge_in_stop = Histogram(f"{PREFIX}_barge_in_stop_seconds",
                                        "Caller speech onset to the reply's audio being cleared",
                                        buckets=BARGE_IN_BUCKETS, registry=r)
@@ -129,6 +134,12 @@ class GatewayMetrics(CallObserver):
         self.barge_ins.inc()
         if stop_s is not None:
             self.barge_in_stop.observe(max(0.0, stop_s))
+
+    def speech_over_reply(self, call_id: str, outcome: str) -> None:
+        self.speech_over_replies.labels(bounded_label(outcome)).inc()
+
+    def end_of_turn_judged(self, compute_s: float, complete: bool) -> None:
+        self.end_of_turn_seconds.labels(str(complete).lower()).observe(max(0.0, compute_s))
 
     def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
         self.reply_audio.inc(played_s)

@@ -66,6 +66,12 @@ class CallObserver:
     def barge_in(self, call_id: str, stop_s: float | None) -> None:
         """The caller talked over a reply; ``stop_s``: speech onset → reply audio cleared."""
 
+    def speech_over_reply(self, call_id: str, outcome: str) -> None:
+        """Speech over a reply paused it (``paused``); then it ``resumed`` (a false interruption) or ``cancelled``."""
+
+    def end_of_turn_judged(self, compute_s: float, complete: bool) -> None:
+        """semantic_vad: the end-of-turn model judged a pause in ``compute_s``."""
+
     def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
         """A reply's audio is over: ``played_s`` sent, ``underrun_s`` of it silence because its audio ran out."""
 
@@ -115,6 +121,12 @@ class CompositeObserver(CallObserver):
 
     def barge_in(self, call_id: str, stop_s: float | None) -> None:
         self._each("barge_in", call_id, stop_s)
+
+    def speech_over_reply(self, call_id: str, outcome: str) -> None:
+        self._each("speech_over_reply", call_id, outcome)
+
+    def end_of_turn_judged(self, compute_s: float, complete: bool) -> None:
+        self._each("end_of_turn_judged", compute_s, complete)
 
     def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
         self._each("reply_played", call_id, played_s, underrun_s)

@@ -240,3 +240,21 @@ def session_expiring(reason: str, seconds_left: float) -> Event:
     """Extension: the gateway will end the session in ``seconds_left`` (``reason``: idle_timeout, max_duration)."""
     return _event("gateway.session.expiring", reason=reason, seconds_left=round(max(0.0, seconds_left), 1),
                   message=_ENDED_MESSAGES.get(reason, "the session is about to end"))
+
+
+def turn_judged(item_id: str, probability: float, verdict: str, compute_ms: float, silence_ms: int) -> Event:
+    """``gateway.turn.judged`` (semantic_vad): the verdict on a pause (complete | unsure | unfinished) and the
+    silence that now ends it."""
+    return _event("gateway.turn.judged", item_id=item_id, probability=round(probability, 3), verdict=verdict,
+                  complete=verdict == "complete", compute_ms=round(compute_ms, 1), silence_ms=silence_ms)
+
+
+def response_paused(response_id: str, played_ms: int) -> Event:
+    """``gateway.response.paused``: speech over the reply paused it (it may resume: a false interruption)."""
+    return _event("gateway.response.paused", response_id=response_id, played_ms=played_ms)
+
+
+def response_resumed(response_id: str, played_ms: int, paused_ms: int, transcript: str) -> Event:
+    """``gateway.response.resumed``: the speech was no interruption (a cough, a backchannel); the reply goes on."""
+    return _event("gateway.response.resumed", response_id=response_id, played_ms=played_ms, paused_ms=paused_ms,
+                  transcript=transcript)

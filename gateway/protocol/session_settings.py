@@ -39,6 +39,9 @@ PINNABLE = {
 }
 
 
+EAGERNESS = ("low", "medium", "high", "auto")
+
+
 @dataclass(frozen=True)
 class AudioFormat:
     """An audio format of the GA ``audio.input.format`` / ``audio.output.format`` shape.
@@ -76,7 +79,25 @@ class TurnSettings:
     silence_duration_ms: int
     create_response: bool
     interrupt_response: bool
+    type: str = "server_vad"  # "semantic_vad": an end-of-turn model judges each pause
+    eagerness: str = "auto"  # semantic_vad only
+    false_interruption: bool = True  # gateway extension: speech over a reply pauses it, a cough resumes it
+    false_interruption_timeout_ms: int = 1500
+    echo_cancellation: bool = False  # gateway extension: remove the gateway's own voice before VAD
     enabled: bool = True  # False: turn_detection null, the client commits the input buffer itself
+
+    def wire(self) -> dict[str, Any]:
+        """``turn_detection`` as session.updated reports it: the fields of its type, and the gateway's extension."""
+        common = {"create_response": self.create_response, "interrupt_response": self.interrupt_response}
+        extension = {"gateway": {
+            "false_interruption": {"enabled": self.false_interruption,
+                                   "timeout_ms": self.false_interruption_timeout_ms},
+            "echo_cancellation": self.echo_cancellation,
+        }}
+        if self.type == "semantic_vad":
+            return {"type": "semantic_vad", "eagerness": self.eagerness, **common, **extension}
+        return {"type": "server_vad", "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
+                "silence_duration_ms": self.silence_duration_ms, **common, **extension}
 
 
 @dataclass(frozen=True)
@@ -106,7 +127,8 @@ class SessionSettings:
             voice=config.session.voice or voices[0],
             agent=config.session.agent,
             turn=TurnSettings(td.threshold, td.prefix_padding_ms, td.silence_duration_ms, td.create_response,
-                              td.interrupt_response),
+                              td.interrupt_response, td.type, td.eagerness, td.false_interruption,
+                              td.false_interruption_timeout_ms, td.echo_cancellation),
         )
 
     def updated(self, session: Any, *, voices: tuple[str, ...], agents: tuple[str, ...]) -> SessionSettings:
@@ -182,16 +204,7 @@ class SessionSettings:
         }
 
     def _turn_dict(self) -> dict[str, Any] | None:
-        if not self.turn.enabled:
-            return None
-        return {
-            "type": "server_vad",
-            "threshold": self.turn.threshold,
-            "prefix_padding_ms": self.turn.prefix_padding_ms,
-            "silence_duration_ms": self.turn.silence_duration_ms,
-            "create_response": self.turn.create_response,
-            "interrupt_response": self.turn.interrupt_response,
-        }
+        return self.turn.wire() if self.turn.enabled else None
 
 
 def _tools_applied(settings: SessionSettings, session: dict[str, Any]) -> SessionSettings:
@@ -259,11 +272,14 @@ def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
         return replace(current, enabled=False)
     if not isinstance(value, dict):
         raise InvalidSession(param, "must be an object")
-    kind = value.get("type", "server_vad")
-    # semantic_vad (the default of OpenAI's Agents SDK) is served by server_vad; session.updated says so.
+    kind = value.get("type", current.type)
     if kind not in ("server_vad", "semantic_vad"):
-        raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; only 'server_vad'")
-    turn = replace(current, enabled=True)
+        raise InvalidSession(f"{param}.type", f"unsupported turn detection {kind!r}; use server_vad or semantic_vad")
+    turn = replace(current, type=kind, enabled=True)
+    if "eagerness" in value:
+        if value["eagerness"] not in EAGERNESS:
+            raise InvalidSession(f"{param}.eagerness", f"must be one of {', '.join(EAGERNESS)}")
+        turn = replace(turn, eagerness=value["eagerness"])
     checks: list[tuple[str, type, float, float]] = [
         ("threshold", float, 0.01, 0.99),
         ("prefix_padding_ms", int, 0, 2000),
@@ -271,15 +287,44 @@ def _turn(current: TurnSettings, value: Any, param: str) -> TurnSettings:
     ]
     for key, kind_, low, high in checks:
         if key in value:
-            raw = value[key]
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
-                raise InvalidSession(f"{param}.{key}", f"must be a number between {low} and {high}")
-            if kind_ is int and raw != int(raw):
-                raise InvalidSession(f"{param}.{key}", "must be a whole number")
-            turn = replace(turn, **{key: kind_(raw)})
+            number: dict[str, Any] = {key: _number(value[key], f"{param}.{key}", kind_, low, high)}
+            turn = replace(turn, **number)
     for key in ("create_response", "interrupt_response"):
         if key in value:
-            if not isinstance(value[key], bool):
-                raise InvalidSession(f"{param}.{key}", "must be true or false")
-            turn = replace(turn, **{key: value[key]})
+            flag: dict[str, Any] = {key: _flag(value[key], f"{param}.{key}")}
+            turn = replace(turn, **flag)
+    if "gateway" in value:
+        turn = _turn_extension(turn, value["gateway"], f"{param}.gateway")
     return turn
+
+
+def _turn_extension(turn: TurnSettings, value: Any, param: str) -> TurnSettings:
+    """``turn_detection.gateway``: ``false_interruption: {enabled, timeout_ms}`` and ``echo_cancellation``."""
+    if not isinstance(value, dict):
+        raise InvalidSession(param, "must be an object")
+    if "false_interruption" in value:
+        false = value["false_interruption"]
+        if not isinstance(false, dict):
+            raise InvalidSession(f"{param}.false_interruption", "must be an object {enabled, timeout_ms}")
+        if "enabled" in false:
+            turn = replace(turn, false_interruption=_flag(false["enabled"], f"{param}.false_interruption.enabled"))
+        if "timeout_ms" in false:
+            timeout = _number(false["timeout_ms"], f"{param}.false_interruption.timeout_ms", int, 200, 5000)
+            turn = replace(turn, false_interruption_timeout_ms=int(timeout))
+    if "echo_cancellation" in value:
+        turn = replace(turn, echo_cancellation=_flag(value["echo_cancellation"], f"{param}.echo_cancellation"))
+    return turn
+
+
+def _number(raw: Any, param: str, kind: type, low: float, high: float) -> float | int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
+        raise InvalidSession(param, f"must be a number between {low} and {high}")
+    if kind is int and raw != int(raw):
+        raise InvalidSession(param, "must be a whole number")
+    return int(raw) if kind is int else float(raw)
+
+
+def _flag(raw: Any, param: str) -> bool:
+    if not isinstance(raw, bool):
+        raise InvalidSession(param, "must be true or false")
+    return raw

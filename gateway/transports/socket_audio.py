@@ -90,6 +90,23 @@ class SocketAudio:
     def clear(self) -> list[PlayoutResult]:
         return self.track.clear()
 
+    @property
+    def paused(self) -> bool:
+        return self.track.paused
+
+    def pause(self) -> None:
+        """Stop sending from the next frame (what the far end has buffered ahead still plays)."""
+        self.track.pause()
+
+    def resume(self) -> None:
+        self.track.resume()
+
+    def played_samples(self, tag: str) -> int:
+        return self.track.played_samples(tag)
+
+    def add_tap(self, tap: Callable[[Int16Array], None]) -> None:
+        self.track.add_tap(tap)
+
     async def wait_for_space(self, ahead_seconds: float) -> None:
         await self.track.wait_for_space(ahead_seconds)
 

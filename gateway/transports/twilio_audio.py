@@ -142,6 +142,23 @@ class TwilioAudio:
     def finish(self, tag: str) -> None:
         self._socket.finish(tag)
 
+    @property
+    def paused(self) -> bool:
+        return self._socket.paused
+
+    def pause(self) -> None:
+        """Stop sending from the next frame (what the far end has buffered ahead still plays)."""
+        self._socket.pause()
+
+    def resume(self) -> None:
+        self._socket.resume()
+
+    def played_samples(self, tag: str) -> int:
+        return self._socket.played_samples(tag)
+
+    def add_tap(self, tap: Callable[[Int16Array], None]) -> None:
+        self._socket.add_tap(tap)
+
     async def wait_for_space(self, ahead_seconds: float) -> None:
         await self._socket.wait_for_space(ahead_seconds)
 

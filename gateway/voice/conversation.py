@@ -7,12 +7,12 @@ decoded speculatively as soon as the caller falls silent, and with a
 speculative agent the reply is synthesised (held back) inside the silence
 window, so that it starts the moment the turn is confirmed.
 
-* Barge-in: speech while a reply is active interrupts it (:meth:`Reply.interrupt`):
-  the audio output is cleared (audio stops within one frame), the agent and
-  synthesis are cancelled, and the assistant item is truncated to what the
-  output reports was actually played.
-* A pause is not a turn: speech that resumes before the reply is committed
-  cancels the pending reply and the same utterance goes on.
+* Barge-in: speech over a reply pauses it within a frame (:mod:`.interruptions`); words beyond a
+  backchannel interrupt it (:meth:`Reply.interrupt`: agent and synthesis cancelled, the item
+  truncated to what the output reports was played), a cough or an "mm-hmm" resumes it.
+* A pause is not a turn: speech that resumes before the reply is committed cancels the pending
+  reply and the same utterance goes on. ``semantic_vad``: the end-of-turn model judges each
+  pause and sets the silence that ends it (:mod:`.endpointing`).
 
 The tool loop (function calls and their results) is gateway/voice/tools.py's.
 
@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engines import EngineError, Transcript
-from engines.base import SAMPLE_RATE, FloatArray
+from engines.base import SAMPLE_RATE
 from gateway.agents import Agent, AgentRequest, ConversationItem, HistoryItem, TextAgent
 from gateway.aio import TaskSet
 from gateway.ops.observers import NULL_OBSERVER, CallObserver
@@ -41,21 +41,24 @@ from gateway.protocol.responses import DEFAULT_PARAMS, ClientFunctionCall, Clien
 from gateway.protocol.server_events import Event
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.audio_buffer import RollingAudio
+from gateway.voice.echo import EchoSuppression
+from gateway.voice.endpointing import Endpointer
 from gateway.voice.engines import Engines
 from gateway.voice.history import History
+from gateway.voice.interruptions import InterruptionJudge
+from gateway.voice.listening import Listening
 from gateway.voice.options import VoiceOptions
 from gateway.voice.output import AudioOutput
 from gateway.voice.playback import ResponsePlayer, ResponseSpec, TurnTiming
 from gateway.voice.reply import Reply, ReplyContext, ReplyOptions
 from gateway.voice.tools import ToolError, ToolState
-from gateway.voice.transcription import PartialTranscriber
-from gateway.voice.turns import SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector, TurnEnded, TurnEvent
-from gateway.voice.utterance import Prepared, Utterance
+from gateway.voice.turns import TurnDetector
+from gateway.voice.utterance import Prepared, Utterance, committed_events
 
 logger = logging.getLogger(__name__)
 
 
-class Conversation:
+class Conversation(Listening):
     def __init__(
         self,
         *,
@@ -77,9 +80,13 @@ class Conversation:
         self._observer = observer
         self.settings = settings
         self._vad = engines.vad.stream()
-        self._detector = TurnDetector(
-            threshold=settings.turn.threshold, silence_duration_ms=settings.turn.silence_duration_ms
-        )
+        self._track = track
+        self._detector = TurnDetector()
+        self._endpointer = Endpointer(engines.end_of_turn, tasks=self._tasks, call_id=call_id, observer=observer,
+                                      on_verdict=self._verdict)
+        self._judge = InterruptionJudge(asr=engines.asr, output=track, send=send, tasks=self._tasks, call_id=call_id,
+                                        observer=observer, on_real=self._interruption_confirmed,
+                                        on_false=self._false_interruption)
         self._max_utterance = int(options.max_utterance_seconds * SAMPLE_RATE)
         self._audio = RollingAudio(self._max_utterance + 4 * SAMPLE_RATE)
         self._window = np.zeros(0, np.float32)
@@ -94,113 +101,13 @@ class Conversation:
         self._reply_context = ReplyContext(synthesizer=engines.tts, output=track, listener=self._responses,
                                            tasks=self._tasks)
         self._pending_client_text: ConversationItem | None = None
-        self._feed_at = 0.0
+        self._feed_at = self._stop_s = 0.0  # speech onset over a reply → its audio paused or cleared
         self._closed = False
         self.turns = 0
         self.barge_ins = 0
         self.speech_at = time.monotonic()  # when the caller last started speaking (idle limit)
-
-    # ------------------------------------------------------------------ input
-
-    async def feed(self, pcm: FloatArray) -> None:
-        """The caller's next 16 kHz samples, in order."""
-        if self._closed:
-            return
-        self._feed_at = time.monotonic()
-        self._audio.append(pcm)
-        if not self.settings.turn.enabled:
-            self._buffer_manually(len(pcm))
-            return
-        self._window = np.concatenate([self._window, pcm]) if len(self._window) else pcm
-        size = self._vad.window_samples
-        count = len(self._window) // size
-        if count:
-            first_sample = self._audio.end - len(self._window)
-            windows = self._window[: count * size].reshape(count, size)
-            self._window = self._window[count * size :].copy()
-            probabilities = await self._vad.probabilities(windows)
-            for i, probability in enumerate(probabilities):
-                start = first_sample + i * size
-                turn_events = self._detector.update(probability, start * 1000 // SAMPLE_RATE,
-                                                    (start + size) * 1000 // SAMPLE_RATE)
-                for event in turn_events:
-                    self._on_turn_event(event)
-        utterance = self._utterance
-        if utterance is not None and self._detector.speaking and not utterance.finishing:
-            if self._audio.end - utterance.start_sample >= self._max_utterance:
-                self._detector.reset()
-                self._end_turn(self._audio.end * 1000 // SAMPLE_RATE)
-            else:
-                utterance.partials.maybe_decode(
-                    lambda: self._audio.slice(utterance.start_sample, self._audio.end), self._audio.end
-                )
-
-    def _buffer_manually(self, samples: int) -> None:
-        """Turn detection off (``turn_detection: null``): the audio waits in the buffer for the client's commit."""
-        self.speech_at = time.monotonic()  # audio flowing: the caller is there (idle limit)
-        if self._utterance is None:
-            start_ms = (self._audio.end - samples) * 1000 // SAMPLE_RATE
-            self._utterance = self._new_utterance(start_ms + self.settings.turn.prefix_padding_ms)
-        elif self._audio.end - self._utterance.start_sample > self._max_utterance:
-            self._utterance.start_sample = self._audio.end - self._max_utterance  # the oldest audio is let go
-
-    def _on_turn_event(self, event: TurnEvent) -> None:
-        if isinstance(event, SpeechStarted):
-            self._speech_started(event.audio_start_ms)
-        elif isinstance(event, SpeechPaused):
-            self._start_speculation(event.audio_end_ms)
-        elif isinstance(event, SpeechResumed):
-            if self._utterance is not None:
-                self._utterance.drop_speculation()
-        elif isinstance(event, TurnEnded):
-            self._end_turn(event.audio_end_ms)
-
-    def _speech_started(self, audio_start_ms: int) -> None:
-        self.speech_at = time.monotonic()
-        utterance = self._utterance
-        if utterance is not None:
-            utterance.resume()  # a pause is not a turn: the reply was not committed yet, so drop it and go on
-        else:
-            utterance = self._utterance = self._new_utterance(audio_start_ms)
-        self._send(events.speech_started(utterance.item_id, audio_start_ms))
-        if self._responses.active_response_id is not None and self.settings.turn.interrupt_response \
-                and self.settings.responds:
-            self.barge_ins += 1
-            self._responses.interrupt("turn_detected")
-            now_ms = self._audio.end * 1000 // SAMPLE_RATE
-            onset_at = self._feed_at - max(0, now_ms - audio_start_ms) / 1000
-            self._observer.barge_in(self.call_id, time.monotonic() - onset_at)
-
-    def _new_utterance(self, audio_start_ms: int) -> Utterance:
-        padding = self.settings.turn.prefix_padding_ms
-        item_id = events.new_id("item")
-        partials = PartialTranscriber(
-            self._engines.asr,
-            lambda delta: self._send(events.transcription_delta(item_id, delta)),
-            interval_samples=self._partial_interval,
-            tasks=self._tasks,
-            max_utilization=self._options.partials_max_utilization,
-        )
-        return Utterance(item_id=item_id, start_sample=max(0, (audio_start_ms - padding) * SAMPLE_RATE // 1000),
-                         partials=partials, tasks=self._tasks)
-
-    def _start_speculation(self, audio_end_ms: int) -> None:
-        utterance = self._utterance
-        if utterance is None or utterance.finishing or not self._options.speculative:
-            return
-        utterance.speculate(self._prepare(utterance, self._audio.end, speculative=True))
-
-    def _end_turn(self, audio_end_ms: int) -> None:
-        utterance = self._utterance
-        if utterance is None:
-            return
-        utterance.partials.cancel()
-        utterance.end_ms = audio_end_ms
-        now_ms = self._audio.end * 1000 // SAMPLE_RATE
-        utterance.speech_end_at = self._feed_at - max(0, now_ms - audio_end_ms) / 1000
-        if self.settings.turn.enabled:  # a client's commit is no detected end of speech
-            self._send(events.speech_stopped(utterance.item_id, audio_end_ms))
-        utterance.finish(self._finish_turn(utterance, time.monotonic()))
+        self._echo: EchoSuppression | None = None  # made when a session first asks for echo cancellation
+        self.update_settings(settings)
 
     # ------------------------------------------------------------------ turns
 
@@ -231,14 +138,21 @@ class Conversation:
             logger.warning("call %s: transcription failed: %s", self.call_id, exc)
             return
         reply = prepared.reply
-        if reply is not None:
-            # A prepared reply is committed with its first audio: until then, speech that
-            # resumes continues the same utterance (a pause is not a turn).
-            try:
+        # A prepared reply is committed with its first audio: until then, speech that resumes
+        # continues the same utterance (a pause is not a turn). Speech over a paused reply is a
+        # turn only once the interruption judge says it was a real interruption.
+        try:
+            if reply is not None:
                 await reply.first_audio.wait()
-            except asyncio.CancelledError:
+            real = await self._judge.decision()
+        except asyncio.CancelledError:
+            if reply is not None:
                 await reply.aclose()
-                raise
+            raise
+        if not real:  # a cough or a backchannel: the reply it paused has resumed
+            if reply is not None:
+                await reply.aclose()
+            return
         # Commit point: from here on the turn is final and nothing awaits.
         self._utterance = None
         text = prepared.transcript.text.strip()
@@ -275,12 +189,8 @@ class Conversation:
 
     def _commit(self, item_id: str, text: str, transcript: Transcript) -> None:
         self.turns += 1
-        previous = self._history.last_id
-        self._send(events.input_committed(item_id, previous))
-        item = events.message_item(item_id, "user", text, status="completed", audio=True)
-        self._send(events.item_added(item, previous))
-        self._send(events.item_done(item, previous))
-        self._send(events.transcription_completed(item_id, text))
+        for event in committed_events(item_id, text, self._history.last_id):
+            self._send(event)
         self._history.append(ConversationItem(item_id, "user", text))
         logger.info("call %s: turn %s committed (%.1f s of audio, asr %.0f ms)", self.call_id, item_id,
                     transcript.audio_seconds, transcript.compute_seconds * 1000)
@@ -304,14 +214,22 @@ class Conversation:
 
     def update_settings(self, settings: SessionSettings) -> None:
         self.settings = settings
-        self._detector.configure(threshold=settings.turn.threshold,
-                                 silence_duration_ms=settings.turn.silence_duration_ms)
+        turn = settings.turn
+        semantic = turn.type == "semantic_vad" and self._endpointer.configure(turn.eagerness)
+        silence_ms = self._endpointer.eagerness.cap_ms if semantic else turn.silence_duration_ms  # cap until judged
+        self._detector.configure(threshold=turn.threshold, silence_duration_ms=silence_ms)
+        self._judge.timeout_ms = turn.false_interruption_timeout_ms
+        if turn.echo_cancellation and self._echo is None:
+            self._echo = EchoSuppression(self._engines.echo.stream())
+            self._track.add_tap(self._echo.reference.heard)
 
     def clear_input(self) -> None:
         utterance, self._utterance = self._utterance, None
         if utterance is not None:
             utterance.discard()
         self._detector.reset()
+        self._endpointer.reset()
+        self._judge.discard()
 
     def commit_input(self) -> bool:
         """Force the end of the current utterance; False when there is none."""
@@ -324,11 +242,11 @@ class Conversation:
         return True
 
     def cancel_response(self, reason: str) -> bool:
+        self._judge.discard()
         return self._responses.interrupt(reason)
 
     @property
     def active_response_id(self) -> str | None:
-        """The response being spoken (or prepared to be), if any."""
         return self._responses.active_response_id
 
     def add_item(self, client_item: ClientItem | ConversationItem | ClientFunctionCall | ClientFunctionOutput) -> None:

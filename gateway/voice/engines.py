@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engines import SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector
+from engines.base import EndOfTurnModel
+from engines.echo import EchoCancellers
 from gateway.agents.registry import AgentRegistry
 
 
@@ -14,9 +16,11 @@ class Engines:
     asr: SpeechRecognizer
     tts: SpeechSynthesizer
     agents: AgentRegistry
+    end_of_turn: EndOfTurnModel | None = None  # semantic_vad's model (Smart Turn); None: semantic_vad ends at the cap
+    echo: EchoCancellers = field(default_factory=EchoCancellers)  # turn_detection.gateway.echo_cancellation
 
     def close(self) -> None:
-        for engine in (self.vad, self.asr, self.tts):
+        for engine in (self.vad, self.asr, self.tts, self.end_of_turn, self.echo):
             close = getattr(engine, "close", None)
             if close is not None:
                 close()

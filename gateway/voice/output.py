@@ -9,10 +9,14 @@ reports each tag's :class:`PlayoutResult` to its listener once, when the tag has
 played to its end after ``finish()`` or when ``clear()`` cut it. Truncation, the
 ``gateway.response.playback`` event and ``output_audio_buffer.*`` events are all
 derived from those reports, never by asking the output afterwards.
+
+``pause()``/``resume()`` hold and release the queue at the exact sample (a false interruption resumes
+the reply where it stopped); ``add_tap()`` gives the echo canceller every frame the caller hears.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from media.outbound import RATE as OUTPUT_RATE
@@ -43,3 +47,19 @@ class AudioOutput(Protocol):
 
     async def wait_for_space(self, ahead_seconds: float) -> None:
         """Return once at most ``ahead_seconds`` of audio is queued (synthesis keeps this far ahead)."""
+
+    @property
+    def paused(self) -> bool:
+        """Held by :meth:`pause`."""
+
+    def pause(self) -> None:
+        """Send silence from the next frame on, keeping every queued sample where it is."""
+
+    def resume(self) -> None:
+        """Go on from the exact sample :meth:`pause` stopped at."""
+
+    def played_samples(self, tag: str) -> int:
+        """Samples of ``tag`` sent so far."""
+
+    def add_tap(self, tap: Callable[[Int16Array], None]) -> None:
+        """Call ``tap`` with every frame sent at :data:`OUTPUT_RATE` (silence included): the echo reference."""

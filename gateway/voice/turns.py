@@ -11,6 +11,11 @@ clock), so the timing rules can be tested exactly:
 * the first silent window announces a *pause* (the gateway starts its final
   transcription speculatively); speech before the silence lasts
   ``silence_duration_ms`` *resumes* the turn; otherwise the turn *ends*.
+
+With ``semantic_vad`` the silence a pause needs is decided per pause: every pause starts
+needing ``silence_duration_ms`` (there, the eagerness cap), and :meth:`TurnDetector.end_after`
+shortens it once the end-of-turn model has judged the turn complete — ending it at once when the
+silence is already that long.
 """
 
 from __future__ import annotations
@@ -57,6 +62,31 @@ class TurnDetector:
     def configure(self, *, threshold: float, silence_duration_ms: int) -> None:
         self.threshold = threshold
         self.silence_duration_ms = silence_duration_ms
+        self._pause_silence_ms = silence_duration_ms
+
+    @property
+    def last_speech_end_ms(self) -> int:
+        """Where the current pause began (the end of the last speech window)."""
+        return self._last_speech_end_ms
+
+    @property
+    def paused(self) -> bool:
+        """Inside a turn, in a pause that has not ended it yet."""
+        return self._speaking and self._paused
+
+    def end_after(self, silence_ms: int, now_ms: int) -> list[TurnEvent]:
+        """The current pause ends the turn after ``silence_ms`` of silence (not the default); the turn's end, now,
+        if the silence is already that long. Nothing when there is no pause."""
+        if not self.paused:
+            return []
+        self._pause_silence_ms = silence_ms
+        if now_ms - self._last_speech_end_ms >= silence_ms:
+            return [self._end()]
+        return []
+
+    def _end(self) -> TurnEnded:
+        self._speaking = self._paused = False
+        return TurnEnded(self._start_ms, self._last_speech_end_ms, self._speech_ms)
 
     @property
     def speaking(self) -> bool:
@@ -92,8 +122,8 @@ class TurnDetector:
 
         if not self._paused:
             self._paused = True
+            self._pause_silence_ms = self.silence_duration_ms
             events.append(SpeechPaused(self._last_speech_end_ms))
-        if window_end_ms - self._last_speech_end_ms >= self.silence_duration_ms:
-            self._speaking = self._paused = False
-            events.append(TurnEnded(self._start_ms, self._last_speech_end_ms, self._speech_ms))
+        if window_end_ms - self._last_speech_end_ms >= self._pause_silence_ms:
+            events.append(self._end())
         return events

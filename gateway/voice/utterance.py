@@ -18,6 +18,8 @@ from typing import Any
 
 from engines import Transcript
 from gateway.aio import TaskSet
+from gateway.protocol import server_events as events
+from gateway.protocol.server_events import Event
 from gateway.voice.reply import Reply
 from gateway.voice.transcription import PartialTranscriber
 
@@ -52,6 +54,11 @@ class Utterance:
         self.drop_speculation()
         self._speculation = self._tasks.create_task(preparation, name=f"speculate-{self.item_id}")
 
+    @property
+    def speculation(self) -> asyncio.Task[Prepared] | None:
+        """The preparation under way, if any (still this utterance's: :meth:`resume` drops it)."""
+        return self._speculation
+
     def take_speculation(self) -> asyncio.Task[Prepared] | None:
         """The preparation under way, if any, now the caller's to await (it is no longer dropped here)."""
         task, self._speculation = self._speculation, None
@@ -84,3 +91,10 @@ class Utterance:
         self.drop_speculation()
         if self._finishing is not None:
             self._finishing.cancel()
+
+
+def committed_events(item_id: str, text: str, previous: str | None) -> list[Event]:
+    """What a committed user turn says on the wire, in order."""
+    item = events.message_item(item_id, "user", text, status="completed", audio=True)
+    return [events.input_committed(item_id, previous), events.item_added(item, previous),
+            events.item_done(item, previous), events.transcription_completed(item_id, text)]

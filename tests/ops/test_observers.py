@@ -73,7 +73,8 @@ async def test_a_turn_is_reported_once_with_its_breakdown_and_a_barge_in_with_it
     assert "transcript" not in report.breakdown()  # user data stays out of events and metrics
     assert recorder.of("asr_finished") and recorder.of("tts_finished")
 
-    await feed(conv, loud(0.1))  # the caller talks over the reply
+    await feed(conv, loud(0.7))  # the caller talks over the reply (seven words: a real interruption)
+    await feed(conv, quiet(0.1))
     [(call_id, stop_s)] = recorder.of("barge_in")
     assert stop_s is not None and 0 <= stop_s < 0.5
     assert len(recorder.of("turn_completed")) == 1  # the interrupted reply's turn is not told twice

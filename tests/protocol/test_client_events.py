@@ -140,12 +140,14 @@ async def test_a_flood_of_events_is_rate_limited(caller: Caller) -> None:
     assert 0 < cleared < 1000
 
 
-async def test_semantic_vad_is_served_by_server_vad_and_items_can_be_retrieved(caller: Caller) -> None:
+async def test_semantic_vad_is_reported_truthfully_and_items_can_be_retrieved(caller: Caller) -> None:
     await caller.wait_event("session.created")
     caller.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": {"type": "semantic_vad", "eagerness": "auto"}}}}})
+        "turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}})
     updated = await caller.wait_event("session.updated")
-    assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    turn_detection = updated["session"]["audio"]["input"]["turn_detection"]
+    assert turn_detection["type"] == "semantic_vad" and turn_detection["eagerness"] == "high"
+    assert "silence_duration_ms" not in turn_detection
     caller.send({"type": "conversation.item.create", "item": {
         "id": "item_mine", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
     await caller.wait_event("conversation.item.done")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from twilio.request_validator import RequestValidator
 
-from gateway.config import AuthConfig, TelephonyConfig
+from gateway.config import AuthConfig, GatewayConfig, TelephonyConfig
 from gateway.transports.twilio_audio import END_MARK_TIMEOUT_SECONDS, StreamWriter, TwilioAudio
 from gateway.voice.engines import Engines
 from tests.support.fakes import fake_engines, loud
@@ -40,11 +40,18 @@ def engines() -> Engines:  # overrides the suite's real engines: these tests nee
     return fake_engines()[0]
 
 
+def immediate_barge_in(config: GatewayConfig) -> GatewayConfig:
+    """These tests time the clear of a barge-in against the marks: any onset cancels at once, as it did before
+    false interruptions (which pause first and decide from the words: tests/voice/test_turn_taking.py)."""
+    turn_detection = dataclasses.replace(config.turn_detection, false_interruption=False)
+    return dataclasses.replace(config, turn_detection=turn_detection)
+
+
 @pytest.fixture
 async def gateway(engines: Engines) -> AsyncIterator[PhoneGateway]:
     async with phone_gateway(engines, telephony=TelephonyConfig(
             twilio_auth_token=TOKEN, agents=("echo",), instructions=(("brief", "Be brief."),),
-            start_timeout_seconds=1.0, max_message_bytes=4096)) as phone:
+            start_timeout_seconds=1.0, max_message_bytes=4096), change=immediate_barge_in) as phone:
         yield phone
 
 

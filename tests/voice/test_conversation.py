@@ -87,8 +87,12 @@ async def test_barge_in_truncates_to_the_audio_actually_played() -> None:
     for _ in range(25):  # half a second of the reply is sent
         await h.track.recv()
     assert h.of("output_audio_buffer.started")
-    await h.feed(loud(0.1))  # the caller talks over it
-    assert h.track.buffered_seconds == 0
+    await h.feed(loud(0.1))  # the caller talks over it: the reply pauses at once...
+    assert h.track.paused and h.track.next_frame()[1] is None
+    await h.feed(loud(0.6))
+    await h.feed(quiet(0.1))  # ...and seven words (no backchannel) cancel it
+    await settle()
+    assert h.track.buffered_seconds == 0 and not h.track.paused
     truncated = h.of("conversation.item.truncated")[0]
     assert truncated["audio_end_ms"] == 25 * FRAME_SAMPLES * 1000 // 48000
     done = next(e for e in h.of("response.done") if e["response"]["id"] == response_id)

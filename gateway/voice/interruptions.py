@@ -1,0 +1,228 @@
+"""False interruptions: a cough, a click or an "mm-hmm" over a reply pauses it, and it goes on.
+
+Any speech onset while a reply plays used to cancel it. Now, with ``false_interruption`` on (the
+default), the onset *pauses* the output at once (silence from the next 20 ms frame, so the reply
+stops as fast as a barge-in did), and what the caller said decides:
+
+* words that are not only a backchannel ("yeah", "mm-hmm", "okay", "right" …) → a real
+  interruption: the reply is cancelled and truncated to what was heard, as before;
+* no words (a cough, a click, a door) or only a backchannel, once the sound has ended → the reply
+  resumes from the exact sample it paused at, and the sound is not a turn.
+
+Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." So a sound shorter than
+:data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` other words is *unsure*: the
+reply resumes only if the caller stays silent :data:`UNSURE_HOLD_MS` more; if they go on ("five …
+five"), the words so far are checked again at the next pause; and a second unsure sound over the
+same reply within :data:`REPEAT_MS` ("one … two … three") is an interruption. A word that asks the gateway to stop
+("stop", "wait", "no" …: :data:`STOP_WORDS`) interrupts however short the sound.
+
+The words come from one final-priority decode of the onset's audio when the sound pauses, or
+after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
+noise without words is held until it ends). Decisions run on the audio clock, so they are exact
+in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from engines import EngineError, SpeechRecognizer
+from engines.base import FloatArray
+from gateway.aio import TaskSet
+from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.protocol import server_events as events
+from gateway.protocol.server_events import Event
+from gateway.voice.output import OUTPUT_RATE, AudioOutput
+
+logger = logging.getLogger(__name__)
+
+#: Words that acknowledge without taking the turn (all of a backchannel's words must be here).
+BACKCHANNEL_WORDS = frozenset("""
+yeah yes yep yup ya yah mm mmm mhm mmhmm hmm hm uh huh uhhuh um umm ah aha oh ooh okay ok right sure alright
+i see got it cool nice great good wow true exactly indeed totally gotcha uh-huh mm-hmm m-hm
+""".split())
+#: What Whisper says over noise it cannot read (its well-known hallucinations): no words.
+NOISE_TRANSCRIPTS = frozenset({"you", "thank you", "thanks", "thank you for watching", "thanks for watching", "bye"})
+MAX_BACKCHANNEL_WORDS = 3
+#: Words that interrupt however short the sound: the caller wants the gateway to stop or listen.
+STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but what actually listen".split())
+SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
+UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
+REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
+
+Verdict = Literal["real", "none", "unsure"]
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def words_of(transcript: str) -> list[str]:
+    return _WORD.findall(transcript.lower())
+
+
+def classify(transcript: str, speech_ms: int) -> Verdict:
+    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure."""
+    words = words_of(transcript)
+    if not words or " ".join(words) in NOISE_TRANSCRIPTS:
+        return "none"
+    if any(word in STOP_WORDS for word in words) or len(words) > MAX_BACKCHANNEL_WORDS:
+        return "real"
+    if all(word in BACKCHANNEL_WORDS for word in words):
+        return "none"
+    return "unsure" if speech_ms < SHORT_SPEECH_MS else "real"
+
+
+def interrupts(transcript: str, speech_ms: int) -> bool:
+    """Whether ``transcript`` of ``speech_ms`` of sound is, by itself, a real interruption."""
+    return classify(transcript, speech_ms) == "real"
+
+
+@dataclass
+class _Pending:
+    response_id: str
+    onset_ms: int
+    paused_at_samples: int
+    decided: asyncio.Future[bool]
+    paused_at: float
+    checked_at_timeout: bool = False
+    checking: asyncio.Task[None] | None = None
+    stale: bool = False  # the sound went on after the check began: a "no" from it does not resume
+    resume_at_ms: int | None = None  # unsure: resume at this audio time unless the sound goes on
+    heard: str = ""
+
+
+class InterruptionJudge:
+    """One call's onsets over its replies: pause, then resume or cancel (see the module docstring)."""
+
+    def __init__(self, *, asr: SpeechRecognizer, output: AudioOutput, send: Callable[[Event], None], tasks: TaskSet,
+                 call_id: str, on_real: Callable[[], None], on_false: Callable[[], None],
+                 observer: CallObserver = NULL_OBSERVER) -> None:
+        self._asr = asr
+        self._observer = observer
+        self._output = output
+        self._send = send
+        self._tasks = tasks
+        self._call_id = call_id
+        self._on_real = on_real
+        self._on_false = on_false
+        self._pending: _Pending | None = None
+        self._last_unsure: tuple[str, int] | None = None  # (response, audio ms) of the last unsure sound resumed
+        self.timeout_ms = 1500
+        self.paused = 0
+        self.resumed = 0
+        self.cancelled = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def onset(self, response_id: str, onset_ms: int) -> None:
+        """Speech started over ``response_id``: its output pauses now (silence from the next frame)."""
+        self.discard()
+        self._output.pause()
+        self.paused += 1
+        self._observer.speech_over_reply(self._call_id, "paused")
+        played = self._output.played_samples(response_id)
+        decided = asyncio.get_running_loop().create_future()
+        self._pending = _Pending(response_id, onset_ms, played, decided, time.monotonic())
+        self._send(events.response_paused(response_id, played * 1000 // OUTPUT_RATE))
+
+    async def decision(self) -> bool:
+        """True once the onset pending (if any) proved a real interruption; False when it was not one."""
+        pending = self._pending
+        if pending is None:
+            return True
+        return await asyncio.shield(pending.decided)
+
+    def tick(self, now_ms: int, audio: Callable[[], FloatArray]) -> None:
+        """The audio clock: after ``timeout_ms`` of sound, its words so far are checked (once)."""
+        pending = self._pending
+        if pending is not None and pending.resume_at_ms is not None and now_ms >= pending.resume_at_ms:
+            self._resume(pending)
+            return
+        if pending is None or pending.checked_at_timeout or now_ms - pending.onset_ms < self.timeout_ms:
+            return
+        pending.checked_at_timeout = True
+        self._check(pending, audio(), now_ms, sound_ended=False)
+
+    def sound_paused(self, audio: FloatArray, end_ms: int) -> None:
+        """The onset's sound paused at ``end_ms``: decide from its words."""
+        if self._pending is not None:
+            self._check(self._pending, audio, end_ms, sound_ended=True)
+
+    def sound_resumed(self) -> None:
+        if self._pending is not None:
+            self._pending.resume_at_ms = None
+            if self._pending.checking is not None:
+                self._pending.stale = True
+
+    def discard(self) -> None:
+        """Forget the pending onset (hang-up, the reply was cancelled, input cleared); the output plays on."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self._output.resume()
+        if pending.checking is not None:
+            pending.checking.cancel()
+        if not pending.decided.done():
+            pending.decided.set_result(True)
+
+    def _check(self, pending: _Pending, audio: FloatArray, end_ms: int, *, sound_ended: bool) -> None:
+        if pending.checking is not None and not pending.checking.done():
+            if sound_ended:
+                pending.stale = False  # the check under way now covers the end of the sound
+            return
+        pending.stale = False
+        pending.checking = self._tasks.create_task(self._decode(pending, audio, end_ms, sound_ended),
+                                                   name=f"interruption-{self._call_id}")
+
+    async def _decode(self, pending: _Pending, audio: FloatArray, end_ms: int, sound_ended: bool) -> None:
+        verdict: Verdict
+        try:
+            text = (await self._asr.transcribe(audio)).text.strip()
+        except EngineError as exc:  # unsure: stop talking, as a barge-in always did
+            logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
+            text, verdict = "", "real"
+        else:
+            verdict = classify(text, end_ms - pending.onset_ms)
+            last = self._last_unsure
+            if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
+                    pending.onset_ms - last[1] <= REPEAT_MS:
+                verdict = "real"
+        if self._pending is not pending:
+            return
+        if verdict == "real":
+            self._decide(pending, True)
+            self.cancelled += 1
+            self._observer.speech_over_reply(self._call_id, "cancelled")
+            logger.info("call %s: interruption %r stops reply %s", self._call_id, text, pending.response_id)
+            self._on_real()
+        elif sound_ended and not pending.stale:
+            pending.heard = text
+            if verdict == "none":
+                self._resume(pending)
+            else:
+                pending.resume_at_ms = end_ms + UNSURE_HOLD_MS
+                self._last_unsure = (pending.response_id, end_ms)
+
+    def _resume(self, pending: _Pending) -> None:
+        self._decide(pending, False)
+        self.resumed += 1
+        self._observer.speech_over_reply(self._call_id, "resumed")
+        logger.info("call %s: false interruption (%r); reply %s resumes", self._call_id, pending.heard,
+                    pending.response_id)
+        self._output.resume()
+        played_ms = self._output.played_samples(pending.response_id) * 1000 // OUTPUT_RATE
+        paused_ms = round((time.monotonic() - pending.paused_at) * 1000)
+        self._send(events.response_resumed(pending.response_id, played_ms, paused_ms, pending.heard))
+        self._on_false()
+
+    def _decide(self, pending: _Pending, real: bool) -> None:
+        self._pending = None
+        if not pending.decided.done():
+            pending.decided.set_result(real)
