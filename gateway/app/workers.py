@@ -43,12 +43,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app.socket_proxy import CALL_HEADER, connect_worker, first_call_id, proxy_socket
 from gateway.errors import CallNotFound, GatewayError, InvalidOffer, Unavailable
 from signaling.internal import INTERNAL_TOKEN_ENV, internal_headers
 from signaling.paths import CALLS_PATH, call_id_from_location, call_location
 from signaling.realtime_socket import FORWARDED_SESSION_HEADER, encode_session
 from signaling.service import SocketRequest
+from signaling.socket_relay import CALL_HEADER, connect_worker, first_call_id, proxy_socket
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class WorkerPool:
         raise last
 
     async def serve_socket(self, request: web.Request, socket: SocketRequest) -> web.StreamResponse:
-        """Proxy the socket to a worker (:mod:`gateway.app.socket_proxy`): a sideband to its call's owner, a new
+        """Proxy the socket to a worker (:mod:`signaling.socket_relay`): a sideband to its call's owner, a new
         call to the least loaded worker that accepts it."""
         assert self._http is not None
         headers = self.headers()

@@ -10,9 +10,11 @@ of a message published to no one. The receiving instance has already authenticat
 or the client secret that created the call, checked in the shared store), so the owner trusts the token alone.
 
 Calls are registered in the directory as they are placed (a WebSocket call once it is admitted); a failed
-write is logged and left to the next heartbeat (the call itself is fine). Forwarding the sideband WebSocket
-(``GET /v1/realtime?call_id=``) to the instance holding the call is not done yet: a sideband for a call held
-elsewhere gets ``404 call_not_found`` from this instance.
+write is logged and left to the next heartbeat (the call itself is fine). A sideband WebSocket
+(``GET /v1/realtime?call_id=``) for a call held elsewhere is relayed to the instance holding it
+(:mod:`signaling.socket_relay`, as a ``--workers`` front relays to its workers), with the internal token:
+this instance checked the server key. A call in no directory entry, or whose instance stopped
+heartbeating, is ``404 call_not_found``; an owner that does not answer the handshake, ``503``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gateway.errors import CallNotFound, GatewayError, Unavailable
 from signaling.internal import internal_headers
 from signaling.paths import call_location
 from signaling.service import CallService, SocketRequest
+from signaling.socket_relay import CALL_HEADER, connect_worker, proxy_socket
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class ClusterCalls:
         self.directory = directory
         self._headers = internal_headers(internal_token)
         self._http: aiohttp.ClientSession | None = None
+        self._sockets: aiohttp.ClientSession | None = None  # relayed sidebands
         self._tasks = TaskSet("cluster calls")
         self.forwarded = 0
         self.on_forward: Callable[[], None] = lambda: None  # the metric (Cluster.count_in)
@@ -57,7 +61,9 @@ class ClusterCalls:
     async def serve_socket(self, request: web.Request, socket: SocketRequest) -> web.StreamResponse:
         """Serve the socket here; a new call's id goes into the directory once it is admitted."""
         if socket.kind == "sideband":
-            return await self.local.serve_socket(request, socket)
+            if socket.call_id is None or self.local.has_call(socket.call_id):
+                return await self.local.serve_socket(request, socket)
+            return await self._relay_sideband(request, socket, socket.call_id)
         told = socket.admitted
 
         def admitted(call_id: str) -> None:
@@ -66,6 +72,28 @@ class ClusterCalls:
                 told(call_id)
 
         return await self.local.serve_socket(request, dataclasses.replace(socket, admitted=admitted))
+
+    async def _relay_sideband(self, request: web.Request, socket: SocketRequest, call_id: str) -> web.StreamResponse:
+        """A sideband for a call held by another instance, relayed there (see the module doc)."""
+        url = await self._owner_url(call_id)
+        if self._sockets is None:  # no total timeout: a sideband stays attached as long as the call lasts
+            self._sockets = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+                total=None, connect=FORWARD_TIMEOUT_SECONDS, sock_connect=FORWARD_TIMEOUT_SECONDS))
+        headers = {**self._headers, CALL_HEADER: call_id}
+        protocols = (socket.protocol,) if socket.protocol else ()
+        upstream = await connect_worker(self._sockets, url.rstrip("/") + request.path_qs, headers, protocols)
+        logger.info("call %s: sideband relayed to the instance holding the call", call_id)
+        return await proxy_socket(request, upstream, socket.protocol)
+
+    async def _owner_url(self, call_id: str) -> str:
+        """The URL of the other instance holding ``call_id``; CallNotFound when none does."""
+        owner = await self.directory.owner(call_id)
+        if owner is None or owner == self.directory.instance_id:
+            raise CallNotFound(call_id)
+        url = await self.directory.url_of(owner)
+        if url is None:
+            raise CallNotFound(call_id)  # its instance stopped heartbeating: the call went with it
+        return url
 
     async def _register(self, call_id: str) -> None:
         try:
@@ -81,15 +109,9 @@ class ClusterCalls:
             except GatewayError:
                 logger.warning("call %s: ended, but its directory entry stays until its lease ends (Redis)", call_id)
             return
-        owner = await self.directory.owner(call_id)
-        if owner is None or owner == self.directory.instance_id:
-            raise CallNotFound(call_id)
-        url = await self.directory.url_of(owner)
-        if url is None:
-            raise CallNotFound(call_id)  # its instance stopped heartbeating: the call went with it
-        await self._forward(call_id, owner, url)
+        await self._forward(call_id, await self._owner_url(call_id))
 
-    async def _forward(self, call_id: str, owner: str, url: str) -> None:
+    async def _forward(self, call_id: str, url: str) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECONDS))
         self.forwarded += 1
@@ -98,10 +120,10 @@ class ClusterCalls:
             async with self._http.delete(url.rstrip("/") + call_location(call_id), headers=self._headers) as reply:
                 status = reply.status
         except (TimeoutError, aiohttp.ClientError) as exc:
-            logger.warning("call %s: forwarding the hang-up to instance %s (%s) failed: %r", call_id, owner, url, exc)
+            logger.warning("call %s: forwarding the hang-up to %s failed: %r", call_id, url, exc)
             raise Unavailable("cluster_unavailable", "the instance holding the call did not answer; try again",
                               retry_after=2) from exc
-        logger.info("call %s: hang-up forwarded to instance %s: HTTP %d", call_id, owner, status)
+        logger.info("call %s: hang-up forwarded to %s: HTTP %d", call_id, url, status)
         if status == 404:
             raise CallNotFound(call_id)
         if status >= 300:
@@ -119,6 +141,7 @@ class ClusterCalls:
 
     async def close(self) -> None:
         await self._tasks.close()
-        http, self._http = self._http, None
-        if http is not None:
-            await http.close()
+        for http in (self._http, self._sockets):
+            if http is not None:
+                await http.close()
+        self._http = self._sockets = None

@@ -35,7 +35,7 @@ admission, settings, session, start and observer as an offer's — where ``setup
 upgrades the socket once the call is admitted (a refusal before it is JSON). A
 front process (``server.workers > 1``, :class:`gateway.app.workers.WorkerPool`)
 implements ``serve_socket`` by proxying the socket to a worker
-(:mod:`gateway.app.socket_proxy`), where the same handler serves it.
+(:mod:`signaling.socket_relay`), where the same handler serves it.
 
 :mod:`gateway.transports.memory` is the smallest complete example. The
 protocols are defined next to the session, which depends on them and sits

@@ -1,4 +1,8 @@
-"""A front process's WebSockets: each one proxied to the worker that holds its call.
+"""WebSockets relayed to the process that serves them: a front's to its workers, a cluster instance's to a peer.
+
+A ``--workers`` front proxies every socket to a worker; a cluster instance proxies a sideband for a call
+held by another instance to that instance (gateway/cluster/calls.py). Both use :func:`connect_worker`
+and :func:`proxy_socket` with the internal token.
 
 Signaling in the front checks the request (auth, the upgrade, a client secret) as a
 single-process gateway would, then :meth:`gateway.app.workers.WorkerPool.serve_socket`
