@@ -151,9 +151,14 @@ async def test_webhook_reply_is_spoken_as_it_streams_and_barge_in_closes_it(
     done = await caller.wait_event("response.done", since=onset, where=lambda e: e["response"]["status"] == "cancelled")
     speech_started_at = min(at for at, e in caller.events
                             if e["type"] == "input_audio_buffer.speech_started" and at >= onset)
+    # Speech over the reply pauses it at once; once its words make it a real interruption (not a cough or a
+    # backchannel: gateway/voice/interruptions.py) the reply is cancelled and the upstream stream closed.
+    paused_at = min(at for at, e in caller.events if e["type"] == "gateway.response.paused" and at >= onset)
+    assert paused_at - speech_started_at < 1.0
+    cancelled_at = next(at for at, e in caller.events if e is done)
     await wait_until(lambda: first.disconnected_at is not None, within=5)
     assert first.ended_at is None
-    assert first.disconnected_at is not None and first.disconnected_at - speech_started_at < 1.0
+    assert first.disconnected_at is not None and first.disconnected_at - cancelled_at < 1.0
     heard = done["response"]["output"][0]["content"][0]["transcript"]
     sent = " ".join(first.text.split())
     assert heard and len(heard) < len(sent) and sent.startswith(heard)
