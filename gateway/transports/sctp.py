@@ -18,8 +18,12 @@ is told and nothing more is reassembled — as soon as
 
 * a message, finished or still arriving, is larger than ``max_message_bytes`` (the
   size the answer advertises, ``limits.max_event_bytes`` + 16 KiB);
-* a stream holds more than twice that, or more than ``max_pending_chunks``
-  fragments, waiting for reassembly (tiny fragments make each rescan long);
+* a stream holds more than four times that, or more than ``max_pending_chunks``
+  fragments, waiting for reassembly (tiny fragments make each rescan long). Four, not
+  one: behind one lost packet an ordered stream holds every later message until the
+  retransmission arrives, and a client that sends a few large events at once (a
+  ``session.update`` with its tools is up to 64 KiB) must not lose its call to one lost
+  packet — at twice, a burst of events over a loaded loopback did (tests/security/test_event_fuzz.py);
 * data (or a FORWARD-TSN) names more than ``max_streams`` streams, or more is
   buffered than the receive window aiortc advertised (1 MiB) — protocol violations
   no browser commits;
@@ -68,9 +72,14 @@ class InboundLimit:
             raise ValueError("max_message_bytes must be >= 1024 and max_streams >= 1")
 
     @property
+    def max_waiting_bytes(self) -> int:
+        """Bytes one stream may hold waiting for reassembly: four of the largest messages (see the module doc)."""
+        return 4 * self.max_message_bytes
+
+    @property
     def max_pending_chunks(self) -> int:
-        """Fragments one stream may hold: twice the largest message in 512-byte fragments (browsers send ~1.2 KB)."""
-        return 2 * self.max_message_bytes // 512
+        """Fragments one stream may hold: the waiting bytes in 512-byte fragments (browsers send ~1.2 KB)."""
+        return self.max_waiting_bytes // 512
 
 
 class BoundedSctpTransport(RTCSctpTransport):
@@ -136,7 +145,7 @@ class BoundedSctpTransport(RTCSctpTransport):
             detail = f"more than {limit.max_pending_chunks} fragments waiting"
         elif (message := _last_message_bytes(stream.reassembly)) > limit.max_message_bytes:
             detail = f"a message of at least {message} bytes"
-        elif (waiting := sum(len(fragment.user_data) for fragment in stream.reassembly)) > 2 * limit.max_message_bytes:
+        elif (waiting := sum(len(fragment.user_data) for fragment in stream.reassembly)) > limit.max_waiting_bytes:
             detail = f"{waiting} bytes waiting for reassembly"
         return None if detail is None else ("message_too_large", detail)
 

@@ -75,7 +75,9 @@ async def test_barge_in_is_measured_from_the_audio(gateway_url: str) -> None:
     assert first["reply_status"] == "cancelled"  # cut short: what was played
     assert second["barge_in"] and second["interrupted"]
     assert 0 < second["barge_in_stop_ms"] < 1500, second
-    assert 0 < second["cleared_event_ms"] < 1500, second
+    # The reply pauses at once (barge_in_stop_ms, measured in the audio); output_audio_buffer.cleared comes once the
+    # words of the speech over it make it a real interruption (false interruptions: gateway/voice/interruptions.py).
+    assert 0 < second["cleared_event_ms"] < 4000, second
     assert first["barge_in_stop_ms"] is None and second["reply_status"] == "completed"
 
 

@@ -33,14 +33,21 @@ class Probe(sctp.BoundedSctpTransport):
         self.delivered.append(len(data))
         await super()._data_channel_receive(stream_id, pp_id, data)
 
-    async def send(self, size: int, *, fragment: int = 1200, stream: int = 1, seq: int = 0) -> None:
-        """One message of ``size`` bytes in fragments, as a peer would send it."""
+    async def send(self, size: int, *, fragment: int = 1200, stream: int = 1, seq: int = 0,
+                   lose_first: bool = False) -> DataChunk | None:
+        """One message of ``size`` bytes in fragments, as a peer would send it; with ``lose_first`` its first
+        fragment is held back (a lost packet) and returned, to be delivered later."""
         pieces = [b"x" * min(fragment, size - offset) for offset in range(0, size, fragment)]
+        lost = None
         for i, piece in enumerate(pieces):
             flags = (SCTP_DATA_FIRST_FRAG if i == 0 else 0) | (SCTP_DATA_LAST_FRAG if i == len(pieces) - 1 else 0)
             chunk = DataChunk(flags=flags, body=pack("!LHHL", self.tsn, stream, seq, WEBRTC_STRING) + piece)
             self.tsn += 1
-            await self._receive_data_chunk(chunk)
+            if lose_first and i == 0:
+                lost = chunk
+            else:
+                await self._receive_data_chunk(chunk)
+        return lost
 
 
 def test_the_installed_aiortc_has_what_the_extension_relies_on() -> None:
@@ -70,6 +77,26 @@ async def test_a_message_is_given_up_as_soon_as_it_outgrows_the_limit() -> None:
     # given up at the first fragment beyond the limit: the 1,600 fragments after it were dropped unread
     held = sum(len(chunk.user_data) for chunk in probe._inbound_streams[1].reassembly)
     assert LIMIT.max_message_bytes < held <= LIMIT.max_message_bytes + 1200
+
+
+async def test_large_events_held_behind_a_lost_packet_are_delivered_once_it_arrives() -> None:
+    probe = Probe().limit()
+    lost = await probe.send(1000, seq=0, lose_first=True)
+    for seq in (1, 2, 3):  # three 64 KiB events (session.update with tools) queue behind the gap: 210 kB
+        await probe.send(70_000, seq=seq)
+    assert probe.delivered == [] and probe.violations == []
+    assert lost is not None
+    await probe._receive_data_chunk(lost)  # the retransmission
+    assert probe.delivered == [1000, 70_000, 70_000, 70_000] and probe.violations == []
+
+
+async def test_what_waits_behind_a_gap_is_bounded() -> None:
+    probe = Probe().limit()
+    await probe.send(1000, seq=0, lose_first=True)
+    for seq in range(1, 6):  # 350 kB behind the gap: more than four of the largest messages
+        await probe.send(70_000, seq=seq)
+    assert [reason for reason, _ in probe.violations] == ["message_too_large"]
+    assert "waiting for reassembly" in probe.violations[0][1]
 
 
 async def test_tiny_fragments_are_bounded_by_their_number() -> None:
@@ -105,4 +132,4 @@ async def test_a_message_aiortc_fails_on_ends_the_association_cleanly() -> None:
 def test_the_limit_is_validated() -> None:
     with pytest.raises(ValueError):
         sctp.InboundLimit(max_message_bytes=10)
-    assert sctp.InboundLimit(max_message_bytes=80 * 1024).max_pending_chunks == 320
+    assert sctp.InboundLimit(max_message_bytes=80 * 1024).max_pending_chunks == 640
