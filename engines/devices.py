@@ -24,14 +24,14 @@ def cuda_device_count() -> int:
         return 0
 
 
-def resolve_device(requested: str) -> str:
+def resolve_device(requested: str, component: str = "asr") -> str:
     """``auto`` → ``cuda`` or ``cpu``; ``cuda`` without a device → :class:`EngineLoadError`."""
     if requested not in ("auto", "cpu", "cuda"):
-        raise EngineLoadError("asr", f"engines.device must be auto, cpu or cuda, not {requested!r}")
+        raise EngineLoadError(component, f"engines.device must be auto, cpu or cuda, not {requested!r}")
     count = cuda_device_count() if requested != "cpu" else 0
     if requested == "cuda" and count == 0:
         raise EngineLoadError(
-            "asr", "engines.device = cuda, but CTranslate2 sees no CUDA device (no NVIDIA GPU or driver, or a "
+            component, "engines.device = cuda, but CTranslate2 sees no CUDA device (no NVIDIA GPU or driver, or a "
             "CPU-only ctranslate2 wheel); set engines.device = auto or cpu")
     device = "cuda" if requested == "cuda" or (requested == "auto" and count > 0) else "cpu"
     logger.info("engines.device = %s: models run on %s (%d CUDA device(s) seen)", requested, device, count)

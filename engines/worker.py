@@ -76,7 +76,7 @@ class _Job(Generic[T]):
     future: asyncio.Future[T] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
     submitted: float = field(compare=False, default_factory=time.monotonic)
-    batch_key: object = field(compare=False, default=None)  # jobs with one key may run as one batch_fn call
+    batch_key: tuple[object, int] | None = field(compare=False, default=None)  # (key, max_batch): one batch_fn call
     item: Any = field(compare=False, default=None)
     batch_fn: Callable[[list[Any]], list[Any]] | None = field(compare=False, default=None)
 
@@ -149,7 +149,7 @@ class InferenceWorker:
         """
         return await self._submit(lambda: batch_fn([item])[0], priority, (key, max_batch), item, batch_fn)
 
-    def _submit(self, fn: Callable[[], T], priority: int, batch_key: object = None, item: Any = None,
+    def _submit(self, fn: Callable[[], T], priority: int, batch_key: tuple[object, int] | None = None, item: Any = None,
                 batch_fn: Callable[[list[Any]], list[Any]] | None = None) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         batch = _BATCH.get()
@@ -220,7 +220,7 @@ class InferenceWorker:
         """The queued, not cancelled jobs of ``job``'s batch key and priority (up to its ``max_batch`` in all)."""
         if job.batch_fn is None or job.batch_key is None:
             return []
-        _key, max_batch = job.batch_key  # type: ignore[misc]
+        max_batch: int = job.batch_key[1]  # (key, max_batch): see run_batched
         with self._queue.mutex:  # PriorityQueue's own lock: the heap is ours while it is held
             heap = self._queue.queue
             mates = [other for other in heap if isinstance(other, _Job) and other.batch_key == job.batch_key
