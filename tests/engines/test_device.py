@@ -58,3 +58,11 @@ def test_the_loaded_engines_report_their_device() -> None:
     finally:
         asr.close()
         tts.close()
+
+
+@needs_no_gpu
+async def test_readyz_reports_where_the_engines_run(gateway_url: str) -> None:
+    from tests.support.ops import get_json
+
+    status, body = await get_json(gateway_url, "/readyz")
+    assert status == 200 and body["devices"] == {"asr": "cpu", "tts": "cpu"}
