@@ -76,7 +76,7 @@ class _Job(Generic[T]):
     future: asyncio.Future[T] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
     submitted: float = field(compare=False, default_factory=time.monotonic)
-    batch_key: tuple[object, int] | None = field(compare=False, default=None)  # (key, max_batch): one batch_fn call
+    batch_key: tuple[object, int, int] | None = field(compare=False, default=None)  # (key, min, max): one batch_fn call
     item: Any = field(compare=False, default=None)
     batch_fn: Callable[[list[Any]], list[Any]] | None = field(compare=False, default=None)
 
@@ -142,15 +142,17 @@ class InferenceWorker:
         return self._submit(fn, priority)
 
     async def run_batched(self, item: Any, batch_fn: Callable[[list[Any]], list[T]], *, key: object,
-                          priority: int = PRIORITY_NORMAL, max_batch: int = 16) -> T:
-        """``batch_fn([item])[0]``, or one element of a ``batch_fn`` call over every queued job of ``key``.
+                          priority: int = PRIORITY_NORMAL, min_batch: int = 2, max_batch: int = 16) -> T:
+        """``batch_fn([item])[0]``, or one element of a ``batch_fn`` call over the queued jobs of ``key``.
 
-        ``batch_fn`` maps items to results in order; it raising fails every job of the batch.
+        A batch forms only when at least ``min_batch`` such jobs are queued (fewer run one by one), and holds
+        at most ``max_batch``. ``batch_fn`` maps items to results in order; it raising fails every job of it.
         """
-        return await self._submit(lambda: batch_fn([item])[0], priority, (key, max_batch), item, batch_fn)
+        return await self._submit(lambda: batch_fn([item])[0], priority, (key, min_batch, max_batch), item,
+                                  batch_fn)
 
-    def _submit(self, fn: Callable[[], T], priority: int, batch_key: tuple[object, int] | None = None, item: Any = None,
-                batch_fn: Callable[[list[Any]], list[Any]] | None = None) -> asyncio.Future[T]:
+    def _submit(self, fn: Callable[[], T], priority: int, batch_key: tuple[object, int, int] | None = None,
+                item: Any = None, batch_fn: Callable[[list[Any]], list[Any]] | None = None) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         batch = _BATCH.get()
         with self._lock:
@@ -220,12 +222,12 @@ class InferenceWorker:
         """The queued, not cancelled jobs of ``job``'s batch key and priority (up to its ``max_batch`` in all)."""
         if job.batch_fn is None or job.batch_key is None:
             return []
-        max_batch: int = job.batch_key[1]  # (key, max_batch): see run_batched
+        min_batch, max_batch = job.batch_key[1], job.batch_key[2]  # see run_batched
         with self._queue.mutex:  # PriorityQueue's own lock: the heap is ours while it is held
             heap = self._queue.queue
             mates = [other for other in heap if isinstance(other, _Job) and other.batch_key == job.batch_key
                      and other.priority == job.priority and not other.future.cancelled()]
-            mates = sorted(mates)[: max(0, max_batch - 1)]
+            mates = sorted(mates)[: max(0, max_batch - 1)] if len(mates) + 1 >= min_batch else []
             if mates:
                 chosen = {id(other) for other in mates}
                 heap[:] = [entry for entry in heap if id(entry) not in chosen]

@@ -86,4 +86,13 @@ async def test_the_worker_batches_only_queued_jobs_of_one_key_and_fails_a_batch_
     results = await asyncio.gather(*bad, return_exceptions=True)
     assert all(isinstance(r, ValueError) for r in results)
     assert worker.queue_depth == 0
+    calls.clear()
+    gate.clear()
+    blocker = worker.submit(gate.wait, priority=PRIORITY_HIGH)
+    few = [asyncio.ensure_future(worker.run_batched(x, double, key="a", priority=PRIORITY_HIGH, min_batch=3))
+           for x in (4, 5)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await asyncio.gather(*few) == [8, 10]
+    assert calls == [[4], [5]]  # under min_batch: one by one
     worker.close()
