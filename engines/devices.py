@@ -48,3 +48,18 @@ def onnx_providers(device: str) -> list[str]:
         logger.warning("engines.device = cuda, but this onnxruntime has no CUDAExecutionProvider "
                        "(install onnxruntime-gpu): Piper runs on the CPU")
     return ["CPUExecutionProvider"]
+
+
+#: CTranslate2 compute types with no CPU kernels ("does not support efficient float16 computation").
+GPU_ONLY_COMPUTE_TYPES = ("float16", "int8_float16", "bfloat16", "int8_bfloat16")
+
+
+def compute_type_for(device: str, compute_type: str) -> str:
+    """``compute_type``, or ``int8`` for a GPU-only one when ``auto`` resolved to the CPU (one config, any host).
+
+    The configuration refuses a GPU-only type with an explicit ``device = cpu``; this covers ``auto``.
+    """
+    if device == "cpu" and compute_type in GPU_ONLY_COMPUTE_TYPES:
+        logger.warning("engines.whisper_compute_type = %s needs a GPU; on the CPU Whisper uses int8", compute_type)
+        return "int8"
+    return compute_type

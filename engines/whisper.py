@@ -12,7 +12,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
 from engines.base import SAMPLE_RATE, FloatArray, SpeechRecognizer, Transcript
-from engines.devices import resolve_device
+from engines.devices import compute_type_for, resolve_device
 from engines.errors import EngineError, EngineLoadError
 from engines.worker import PRIORITY_HIGH, PRIORITY_LOW, InferenceWorker
 
@@ -48,7 +48,7 @@ class WhisperRecognizer(SpeechRecognizer):
         source = str(model) if model is not None else str(packaged_model_path())
         #: ``cpu`` or ``cuda``: what ``device`` (``auto`` | ``cpu`` | ``cuda``) resolved to (engines/devices.py).
         self.device = device = resolve_device(device)
-        self.compute_type = compute_type
+        self.compute_type = compute_type = compute_type_for(device, compute_type)
         self._batching = batching
         try:
             # local_files_only: nothing is downloaded at run time.

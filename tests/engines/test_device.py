@@ -66,3 +66,16 @@ async def test_readyz_reports_where_the_engines_run(gateway_url: str) -> None:
 
     status, body = await get_json(gateway_url, "/readyz")
     assert status == 200 and body["devices"] == {"asr": "cpu", "tts": "cpu"}
+
+
+@needs_no_gpu
+def test_a_gpu_compute_type_with_auto_falls_back_to_int8_on_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    from engines.whisper import WhisperRecognizer
+
+    with caplog.at_level(logging.WARNING, logger="engines.devices"):
+        asr = WhisperRecognizer(device="auto", compute_type="int8_float16")
+    try:
+        assert (asr.device, asr.compute_type) == ("cpu", "int8")
+        assert "needs a GPU" in caplog.text
+    finally:
+        asr.close()
