@@ -9,7 +9,11 @@ are identical, and the machine's speed (benchmarks/machine.py).
 ``--tts`` also measures Piper: ``N`` clauses synthesised as one onnxruntime run of a padded batch, versus one
 run each (the shape the worker uses today).
 
-Usage: python benchmarks/asr_batching.py [--streams 1,4,8,16] [--per-stream 2] [--tts]
+It runs on whatever device ``--device`` (``engines.device``: auto | cpu | cuda, default auto) resolves to and
+prints it, so the same command gives per-engine figures on a GPU host.
+
+Usage: python benchmarks/asr_batching.py [--streams 1,4,8,16] [--per-stream 2] [--tts] [--device auto]
+       [--compute-type int8]
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ async def _streams(recognizer: WhisperRecognizer, clips: list[Any], streams: int
             "throughput": len(latencies) / wall, "texts": texts}
 
 
-async def measure_asr(streams_list: list[int], per_stream: int) -> None:
+async def measure_asr(streams_list: list[int], per_stream: int, device: str, compute_type: str) -> None:
     clips = [u.audio() for u in manifest() if u.duration < 9.0]
-    engines = {True: WhisperRecognizer(batching=True), False: WhisperRecognizer(batching=False)}
+    engines = {mode: WhisperRecognizer(batching=mode, device=device, compute_type=compute_type)
+               for mode in (True, False)}
+    print(f"whisper on {engines[True].device}, compute type {engines[True].compute_type}")
     for recognizer in engines.values():
         await recognizer.transcribe(clips[0])  # warm-up
     print("streams  mode       p50 ms   p95 ms   decodes/s   (batched/unbatched)")
@@ -76,11 +82,12 @@ async def measure_asr(streams_list: list[int], per_stream: int) -> None:
         recognizer.close()
 
 
-def measure_tts(streams_list: list[int], repeat: int = 3) -> None:
+def measure_tts(streams_list: list[int], device: str, repeat: int = 3) -> None:
     """Piper: a padded batch of N clauses in one session.run versus N runs (one thread, as in the worker)."""
     from engines.piper_tts import PiperSynthesizer
 
-    tts = PiperSynthesizer(threads=1)
+    tts = PiperSynthesizer(threads=1, device=device)
+    print(f"piper on {tts.device}")
     voice = next(iter(tts._voices.values()))  # a benchmark reads the session directly
     clauses = ["Sure, I can help with that.", "The weather tomorrow looks sunny and warm.",
                "Your order has shipped.", "Is there anything else I can do for you today?"]
@@ -116,12 +123,14 @@ async def main() -> None:
     parser.add_argument("--streams", default="1,4,8,16")
     parser.add_argument("--per-stream", type=int, default=2)
     parser.add_argument("--tts", action="store_true")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--compute-type", default="int8")
     args = parser.parse_args()
     streams = [int(x) for x in args.streams.split(",")]
     print("machine before:", machine_speed())
-    await measure_asr(streams, args.per_stream)
+    await measure_asr(streams, args.per_stream, args.device, args.compute_type)
     if args.tts:
-        measure_tts(streams)
+        measure_tts(streams, args.device)
     print("machine after:", machine_speed())
 
 
