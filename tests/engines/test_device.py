@@ -79,3 +79,15 @@ def test_a_gpu_compute_type_with_auto_falls_back_to_int8_on_the_cpu(caplog: pyte
         assert "needs a GPU" in caplog.text
     finally:
         asr.close()
+
+
+def test_load_engines_passes_the_device_settings_to_whisper() -> None:
+    engines = load_engines(build_config({"engines": {"device": "cpu", "asr_batching": False}}))
+    try:
+        from engines.whisper import WhisperRecognizer
+
+        asr = engines.asr
+        assert isinstance(asr, WhisperRecognizer)
+        assert (asr.device, asr.compute_type, asr._batching) == ("cpu", "int8", False)
+    finally:
+        engines.close()

@@ -96,3 +96,25 @@ async def test_the_worker_batches_only_queued_jobs_of_one_key_and_fails_a_batch_
     assert await asyncio.gather(*few) == [8, 10]
     assert calls == [[4], [5]]  # under min_batch: one by one
     worker.close()
+
+
+async def test_batch_lane_jobs_are_never_batched() -> None:
+    from engines.worker import batch_lane
+
+    worker = InferenceWorker("test", threads=1)
+    gate = threading.Event()
+    calls: list[list[int]] = []
+
+    def ident(items: list[int]) -> list[int]:
+        calls.append(items)
+        return items
+
+    blocker = worker.submit(gate.wait, priority=PRIORITY_HIGH)
+    with batch_lane():
+        jobs = [asyncio.ensure_future(worker.run_batched(x, ident, key="a")) for x in (1, 2, 3)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await blocker
+    assert await asyncio.gather(*jobs) == [1, 2, 3]
+    assert calls == [[1], [2], [3]]  # the speech services' uploads keep their one-window jobs
+    worker.close()
