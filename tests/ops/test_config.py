@@ -84,3 +84,29 @@ def test_config_show_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["logging"]["log_transcripts"] is True
     assert {"server", "engines", "limits", "logging", "events"} <= set(data)
+
+
+@pytest.mark.parametrize(("argv", "key"), [
+    (["--set", "engines.device=gpu"], "engines.device"),
+    (["--set", "engines.whisper_compute_type=int4"], "engines.whisper_compute_type"),
+    (["--set", "engines.device=cpu", "--set", "engines.whisper_compute_type=float16"],
+     "engines.whisper_compute_type"),  # CTranslate2 has no float16 kernels on the CPU
+    (["--set", "engines.asr_batching=sometimes"], "engines.asr_batching"),
+])
+def test_invalid_engine_device_settings_fail_naming_their_key(argv: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from(["serve", *argv])
+    assert caught.value.key == key
+
+
+def test_engine_device_settings_load_from_every_source_and_show(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    default = config_from(["serve"]).engines
+    assert (default.device, default.whisper_compute_type, default.asr_batching) == ("auto", "int8", True)
+    monkeypatch.setenv("VOICE_GATEWAY_ENGINES_DEVICE", "cuda")
+    config = config_from(["serve", "--set", "engines.whisper_compute_type=int8_float16",
+                          "--set", "engines.asr_batching=false"]).engines
+    assert (config.device, config.whisper_compute_type, config.asr_batching) == ("cuda", "int8_float16", False)
+    assert main(["config", "show", "--format", "json", "--set", "engines.device=cpu"]) == 0
+    shown = json.loads(capsys.readouterr().out)["engines"]
+    assert shown["device"] == "cpu" and shown["whisper_compute_type"] == "int8" and shown["asr_batching"] is True
