@@ -4,7 +4,6 @@ it and sends the result on the data channel, and the gateway speaks the model's 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,14 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app.application import create_app
-from gateway.app.engines import default_agents
-from gateway.config import AgentsConfig, EventsConfig, GatewayConfig, SessionDefaults
 from gateway.voice.engines import Engines
 from qa.caller import Caller
 from tests.agents.chat_script import WEATHER_TOOL, weather_model
+from tests.agents.tool_gateway import tool_gateway
 from tests.gateway.agents.upstream_server import ScriptedUpstream, scripted_upstream
-from tests.support.calls import hear, without_load_shedding
+from tests.support.calls import hear
 from tests.support.speech import utterance
 
 pytestmark = pytest.mark.slow
@@ -35,17 +32,8 @@ async def upstream() -> AsyncIterator[ScriptedUpstream]:
 
 @pytest.fixture
 async def gateway_server(engines: Engines, upstream: ScriptedUpstream) -> AsyncIterator[TestServer]:
-    config = GatewayConfig(events=EventsConfig(file=""), session=SessionDefaults(agent="openai"),
-                           agents=AgentsConfig(openai_base_url=upstream.url + "/v1", openai_model="scripted"))
-    agents = default_agents(config)
-    server = TestServer(create_app(without_load_shedding(config), engines=dataclasses.replace(engines, agents=agents)),
-                        host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with tool_gateway(engines, upstream) as server:
         yield server
-    finally:
-        await server.close()
-        agents.close()
 
 
 async def test_a_spoken_question_calls_the_tool_and_its_result_is_spoken(caller: Caller,

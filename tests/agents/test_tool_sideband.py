@@ -5,7 +5,6 @@ holds the tool or its secrets."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,14 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app.application import create_app
-from gateway.app.engines import default_agents
-from gateway.config import AgentsConfig, AuthConfig, EventsConfig, GatewayConfig, SessionDefaults
 from gateway.voice.engines import Engines
 from qa.caller import Caller
 from tests.agents.chat_script import WEATHER_TOOL, weather_model
+from tests.agents.tool_gateway import tool_gateway
 from tests.gateway.agents.upstream_server import ScriptedUpstream, scripted_upstream
-from tests.support.calls import hear, without_load_shedding
+from tests.support.calls import hear
 from tests.support.speech import utterance
 from tests.transports.sdk_caller import SdkCaller, sdk_client
 
@@ -38,18 +35,8 @@ async def upstream() -> AsyncIterator[ScriptedUpstream]:
 
 @pytest.fixture
 async def gateway_server(engines: Engines, upstream: ScriptedUpstream) -> AsyncIterator[TestServer]:
-    config = GatewayConfig(events=EventsConfig(file=""), session=SessionDefaults(agent="openai"),
-                           agents=AgentsConfig(openai_base_url=upstream.url + "/v1", openai_model="scripted"),
-                           auth=AuthConfig(api_keys=(KEY,)))
-    agents = default_agents(config)
-    server = TestServer(create_app(without_load_shedding(config), engines=dataclasses.replace(engines, agents=agents)),
-                        host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with tool_gateway(engines, upstream, api_keys=(KEY,)) as server:
         yield server
-    finally:
-        await server.close()
-        agents.close()
 
 
 @pytest.fixture

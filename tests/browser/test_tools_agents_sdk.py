@@ -10,7 +10,6 @@ parse with the SDK's own schemas.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -18,14 +17,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app.application import create_app
-from gateway.app.engines import default_agents
-from gateway.config import AgentsConfig, EventsConfig, GatewayConfig, SessionDefaults
 from gateway.voice.engines import Engines
 from tests.agents.chat_script import weather_model
+from tests.agents.tool_gateway import tool_gateway
 from tests.browser.conftest import HERE, SDK_BUNDLE, LaunchBrowser, _missing, silence, speech
 from tests.gateway.agents.upstream_server import ScriptedUpstream, scripted_upstream
-from tests.support.calls import without_load_shedding
 
 pytestmark = pytest.mark.slow
 
@@ -40,17 +36,8 @@ async def upstream() -> AsyncIterator[ScriptedUpstream]:
 
 @pytest.fixture
 async def gateway_server(engines: Engines, upstream: ScriptedUpstream) -> AsyncIterator[TestServer]:
-    config = GatewayConfig(events=EventsConfig(file=""), session=SessionDefaults(agent="openai"),
-                           agents=AgentsConfig(openai_base_url=upstream.url + "/v1", openai_model="scripted"))
-    agents = default_agents(config)
-    server = TestServer(create_app(without_load_shedding(config), engines=dataclasses.replace(engines, agents=agents)),
-                        host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with tool_gateway(engines, upstream) as server:
         yield server
-    finally:
-        await server.close()
-        agents.close()
 
 
 @pytest.fixture
