@@ -35,6 +35,8 @@ RUN groupadd --gid 10001 gateway \
 USER 10001:10001
 
 EXPOSE 8080/tcp
+# the speech services' gRPC (server.grpc_port; docs/deployment.md)
+EXPOSE 50051/tcp
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('VOICE_GATEWAY_SERVER_PORT', '8080'), timeout=2)"]
