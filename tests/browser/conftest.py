@@ -11,6 +11,7 @@ import asyncio
 import os
 import wave
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -89,11 +90,18 @@ def speech(name: str) -> npt.NDArray[np.float32]:
 @pytest.fixture
 async def sdk_page_url() -> AsyncIterator[str]:
     """A test page on its own origin that loads the SDK's browser bundle (not the product's page)."""
+    async with serve_sdk_page("sdk_page.html") as url:
+        yield url
+
+
+@asynccontextmanager
+async def serve_sdk_page(page: str) -> AsyncIterator[str]:
+    """The URL of ``page`` (a file here) on its own origin, with the SDK's browser bundle under ``/sdk/``."""
     if not (SDK_BUNDLE / "openai-realtime-agents.mjs").is_file():
         _missing("the OpenAI Agents SDK is not installed (npm ci in tests/browser)")
 
     async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "sdk_page.html")
+        return web.FileResponse(HERE / page)
 
     app = web.Application()
     app.router.add_get("/", index)

@@ -14,13 +14,12 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.voice.engines import Engines
 from tests.agents.chat_script import weather_model
 from tests.agents.tool_gateway import tool_gateway
-from tests.browser.conftest import HERE, SDK_BUNDLE, LaunchBrowser, _missing, silence, speech
+from tests.browser.conftest import LaunchBrowser, serve_sdk_page, silence, speech
 from tests.gateway.agents.upstream_server import ScriptedUpstream, scripted_upstream
 
 pytestmark = pytest.mark.slow
@@ -42,21 +41,8 @@ async def gateway_server(engines: Engines, upstream: ScriptedUpstream) -> AsyncI
 
 @pytest.fixture
 async def tools_page_url() -> AsyncIterator[str]:
-    if not (SDK_BUNDLE / "openai-realtime-agents.mjs").is_file():
-        _missing("the OpenAI Agents SDK is not installed (npm ci in tests/browser)")
-
-    async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "tools_page.html")
-
-    app = web.Application()
-    app.router.add_get("/", index)
-    app.router.add_static("/sdk/", SDK_BUNDLE)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/"))
-    finally:
-        await server.close()
+    async with serve_sdk_page("tools_page.html") as url:
+        yield url
 
 
 async def test_an_agents_sdk_tool_runs_in_the_page_and_its_result_is_spoken(
