@@ -127,6 +127,11 @@ async def measure_turns(url: str, rounds: int) -> dict[str, Any]:
 async def measure_barge_ins(url: str, count: int) -> list[tuple[str, float]]:
     """A long reply is interrupted by real speech: onset → last audible reply sample."""
     clips = [u for u in manifest() if 1.0 <= u.duration <= 3.0]
+    return await barge_in_stops(url, [clips[i % len(clips)] for i in range(count)])
+
+
+async def barge_in_stops(url: str, clips: list[Any]) -> list[tuple[str, float]]:
+    """Each of ``clips`` interrupts a long reply over WebRTC: (clip, onset → last audible reply sample in ms)."""
     caller = Caller(url)
     await caller.connect()
     await caller.wait_event("session.created")
@@ -134,8 +139,7 @@ async def measure_barge_ins(url: str, count: int) -> list[tuple[str, float]]:
     await caller.wait_event("session.updated")
     stops: list[tuple[str, float]] = []
     try:
-        for i in range(count):
-            clip = clips[i % len(clips)]
+        for i, clip in enumerate(clips):
             since = time.monotonic()
             caller.send({"type": "conversation.item.create", "item": {
                 "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": LONG_REPLY}]}})

@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.latency import LONG_REPLY, SILENCE_MS, start_gateway, summary, trimmed  # noqa: E402
+from benchmarks.latency import LONG_REPLY, SILENCE_MS, barge_in_stops, start_gateway, summary, trimmed  # noqa: E402
 from benchmarks.machine import machine_speed  # noqa: E402
 from benchmarks.phone import twilio_barge_ins, twilio_turns  # noqa: E402
 from qa.caller import Caller  # noqa: E402
@@ -95,32 +95,7 @@ async def socket_turns(url: str, clips: list[Any]) -> list[float]:
 
 
 async def webrtc_barge_ins(url: str, clips: list[Any]) -> list[float]:
-    caller = Caller(url)
-    await caller.connect()
-    await caller.wait_event("session.created")
-    caller.send({"type": "session.update", "session": {"turn_detection": {"create_response": False}}})
-    await caller.wait_event("session.updated")
-    stops: list[float] = []
-    try:
-        for i, clip in enumerate(clips):
-            since = time.monotonic()
-            caller.send({"type": "conversation.item.create", "item": {
-                "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": LONG_REPLY}]}})
-            caller.send({"type": "response.create"})
-            await caller.wait_event("output_audio_buffer.started", since=since, timeout=20)
-            await asyncio.sleep(1.0 + 0.13 * i)
-            onset_at, end_at = await caller.say(trimmed(clip.audio()), 16_000)
-            await caller.wait_event("response.done", since=since, timeout=20)
-            await asyncio.sleep(0.5)
-            last = caller.received.last_audible(since=since, until=end_at + 0.3)
-            if last is not None:
-                stops.append((last - onset_at) * 1000)
-            await caller.wait_event("conversation.item.input_audio_transcription.completed", since=onset_at,
-                                    timeout=20)
-            await asyncio.sleep(0.5)
-    finally:
-        await caller.hangup()
-    return stops
+    return [stop for _, stop in await barge_in_stops(url, clips)]
 
 
 async def socket_barge_ins(url: str, clips: list[Any]) -> list[float]:
