@@ -19,12 +19,19 @@ backlog: it restarts the lead from now.
 :class:`SocketAudio` holds such reports until that frame was handed to ``send``, then calls
 ``before_finished`` (the transport may say "this reply's audio is done": ``response.output_audio.done``,
 a Twilio ``mark``) and only then the session's listener, so no audio of a reply follows its end.
+
+*Schedule and replay.* While ``send`` runs, :attr:`SocketAudio.scheduled_end` is when the pacer
+expects the client to have played that frame (its model: playing starts on arrival, at 1x, no
+network). A transport that learns what the far end really played (Twilio's marks) can take back
+what it cleared there and :meth:`~SocketAudio.replay` it: those wire frames go out, paced, before
+the track's next one (bounded: at most ``max_replay_frames``; more is dropped and counted).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from av.audio.frame import AudioFrame
@@ -42,6 +49,7 @@ AudioSink = Callable[[str, Int16Array], None]
 class SocketAudioOptions:
     lead_seconds: float = 0.1
     max_buffered_seconds: float = 60.0
+    max_replay_frames: int = 256  # 5 s of 20 ms frames: a transport replays at most what it had in flight
 
     def __post_init__(self) -> None:
         if not 0 <= self.lead_seconds <= 2:
@@ -64,7 +72,11 @@ class SocketAudio:
         self.wire_rate = wire_rate
         self._converter = PcmConverter(wire_rate, sample_format="s16")
         self._pts = 0
+        self._replay: deque[tuple[str, Int16Array]] = deque()
+        self.scheduled_end = 0.0
         self.frames_sent = 0
+        self.frames_replayed = 0
+        self.replay_dropped = 0
 
     def set_wire_rate(self, rate: int) -> None:
         """Send at ``rate`` from the next frame on (the caller changed ``audio.output.format``)."""
@@ -88,7 +100,25 @@ class SocketAudio:
         self.track.finish(tag)
 
     def clear(self) -> list[PlayoutResult]:
+        self._replay.clear()
         return self.track.clear()
+
+    def clock(self) -> float:
+        """The clock :attr:`scheduled_end` is on (monotonic)."""
+        return self._clock()
+
+    def replay(self, frames: Iterable[tuple[str, Int16Array]]) -> None:
+        """Send these (tag, wire-rate samples) frames again, in order, before anything else (once resumed)."""
+        ahead = list(frames)
+        room = self._options.max_replay_frames - len(self._replay)
+        if len(ahead) > room:
+            self.replay_dropped += len(ahead) - max(0, room)
+            ahead = ahead[: max(0, room)]
+        self._replay.extendleft(reversed(ahead))
+
+    def replay_pending(self, tag: str) -> int:
+        """Wire samples of ``tag`` waiting to be replayed."""
+        return sum(len(wire) for queued, wire in self._replay if queued == tag)
 
     @property
     def paused(self) -> bool:
@@ -146,12 +176,18 @@ class SocketAudio:
             now = self._clock()
             played_until = max(played_until, now)
             while played_until < now + self._options.lead_seconds + PTIME / 2:
+                self.scheduled_end = played_until + PTIME
                 if not self._send_frame(send):
                     break
                 played_until += PTIME
 
     def _send_frame(self, send: AudioSink) -> bool:
-        """Take one frame and send it; False when nothing was queued."""
+        """Take one frame (a replayed one first) and send it; False when nothing was queued."""
+        if self._replay and not self.track.paused:
+            again, samples_again = self._replay.popleft()
+            self.frames_replayed += 1
+            send(again, samples_again)
+            return True
         self._taking = True
         try:
             tag, samples = self.track.next_frame()

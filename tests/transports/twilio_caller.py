@@ -9,8 +9,9 @@ What it does, after Twilio's public Media Streams documentation:
   speaking, μ-law silence otherwise — with ``sequenceNumber``, ``chunk`` and ``timestamp``;
 * plays what the gateway sends in real time through a buffer that starts ``playout_delay`` after
   the first audio arrives (Twilio's own buffering and the phone network), echoes each ``mark``
-  once the audio before it has been played, and on ``clear`` drops what it has not played and
-  echoes the marks still queued at once, as Twilio does;
+  once the audio before it has been played (a mark with nothing before it at once), and on ``clear``
+  drops what it has not played — the frame playing is cut where it was — and echoes the marks still
+  queued at once, as Twilio does;
 * keeps what it played (:attr:`heard`), when ``clear`` arrived (:attr:`clears`), and every message.
 
 The audio codec is :mod:`media.g711` (tested on its own against G.711's code words).
@@ -216,6 +217,7 @@ class TwilioCaller:
                 marks = [name for kind, name in self._queue if kind == "mark"]
                 self._queue.clear()
                 self._playhead = now
+                self._cut_playing(now)
                 for name in marks:  # Twilio echoes the marks it had not reached yet
                     await self._echo(str(name))
             self._changed.set()
@@ -241,6 +243,12 @@ class TwilioCaller:
                 self._playhead = max(self._playhead, time.monotonic() - 0.001) + len(item) / 8000
             else:
                 await self._echo(str(item))
+
+    def _cut_playing(self, now: float) -> None:
+        """A clear stops the piece playing now: only what was played of it was heard."""
+        if self.heard and self.heard[-1].at + self.heard[-1].seconds > now:
+            last = self.heard[-1]
+            self.heard[-1] = Played(last.at, last.payload[: max(0, int((now - last.at) * 8000))])
 
     async def _echo(self, name: str) -> None:
         if not self.echo_marks:

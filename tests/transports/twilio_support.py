@@ -30,6 +30,8 @@ class Recorder(CallObserver):
     barge_ins: list[float] = field(default_factory=list)  # when the gateway decided to stop a reply
     played: list[tuple[float, float]] = field(default_factory=list)  # (heard seconds, underrun seconds) per reply
     on_barge_in: Callable[[str], None] | None = None  # called as the gateway decides (the call id)
+    over_reply: list[tuple[float, str]] = field(default_factory=list)  # speech over a reply: paused/resumed/cancelled
+    on_pause: Callable[[str], None] | None = None  # called as the gateway pauses a reply (the call id)
 
     def call_started(self, call_id: str) -> None:
         self.started.append(call_id)
@@ -41,6 +43,11 @@ class Recorder(CallObserver):
         self.barge_ins.append(time.monotonic())
         if self.on_barge_in is not None:
             self.on_barge_in(call_id)
+
+    def speech_over_reply(self, call_id: str, outcome: str) -> None:
+        self.over_reply.append((time.monotonic(), outcome))
+        if outcome == "paused" and self.on_pause is not None:
+            self.on_pause(call_id)
 
     def reply_played(self, call_id: str, played_s: float, underrun_s: float) -> None:
         self.played.append((played_s, underrun_s))
@@ -102,4 +109,16 @@ def frames_at_barge_in(gateway: PhoneGateway) -> list[int]:
         counts.append(getattr(audio, "frames_sent", -1))
 
     gateway.recorder.on_barge_in = record
+    return counts
+
+
+def frames_at_pause(gateway: PhoneGateway) -> list[int]:
+    """The media frames each call had sent when the gateway paused its reply (speech over it; filled as it does)."""
+    counts: list[int] = []
+
+    def record(call_id: str) -> None:
+        audio = gateway.call(call_id).transport.audio_out
+        counts.append(getattr(audio, "frames_sent", -1))
+
+    gateway.recorder.on_pause = record
     return counts
