@@ -22,9 +22,11 @@ a Twilio ``mark``) and only then the session's listener, so no audio of a reply 
 
 *Schedule and replay.* While ``send`` runs, :attr:`SocketAudio.scheduled_end` is when the pacer
 expects the client to have played that frame (its model: playing starts on arrival, at 1x, no
-network). A transport that learns what the far end really played (Twilio's marks) can take back
-what it cleared there and :meth:`~SocketAudio.replay` it: those wire frames go out, paced, before
-the track's next one (bounded: at most ``max_replay_frames``; more is dropped and counted).
+network), and :attr:`SocketAudio.frame_samples` its 48 kHz samples. A transport that learns what
+the far end really played (Twilio's marks) can take back what it cleared there and
+:meth:`~SocketAudio.replay` it: those frames go out, paced, before the track's next one, and the
+taps (the echo canceller's reference) hear them again (bounded: at most ``max_replay_frames``; more
+is dropped and counted).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from media.pcm import Int16Array, PcmConverter, int16_frame
 
 #: What a socket transport is handed: the reply (tag) the audio belongs to, and the samples at the wire rate.
 AudioSink = Callable[[str, Int16Array], None]
+#: A frame to send again: its tag, its samples at the wire rate, and at 48 kHz (for the taps).
+ReplayFrame = tuple[str, Int16Array, Int16Array]
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,10 @@ class SocketAudio:
         self.wire_rate = wire_rate
         self._converter = PcmConverter(wire_rate, sample_format="s16")
         self._pts = 0
-        self._replay: deque[tuple[str, Int16Array]] = deque()
+        self._replay: deque[ReplayFrame] = deque()
+        self._taps: list[Callable[[Int16Array], None]] = []
         self.scheduled_end = 0.0
+        self.frame_samples: Int16Array | None = None
         self.frames_sent = 0
         self.frames_replayed = 0
         self.replay_dropped = 0
@@ -107,7 +113,7 @@ class SocketAudio:
         """The clock :attr:`scheduled_end` is on (monotonic)."""
         return self._clock()
 
-    def replay(self, frames: Iterable[tuple[str, Int16Array]]) -> None:
+    def replay(self, frames: Iterable[ReplayFrame]) -> None:
         """Send these (tag, wire-rate samples) frames again, in order, before anything else (once resumed)."""
         ahead = list(frames)
         room = self._options.max_replay_frames - len(self._replay)
@@ -118,7 +124,7 @@ class SocketAudio:
 
     def replay_pending(self, tag: str) -> int:
         """Wire samples of ``tag`` waiting to be replayed."""
-        return sum(len(wire) for queued, wire in self._replay if queued == tag)
+        return sum(len(wire) for queued, wire, _ in self._replay if queued == tag)
 
     @property
     def paused(self) -> bool:
@@ -135,6 +141,7 @@ class SocketAudio:
         return self.track.played_samples(tag)
 
     def add_tap(self, tap: Callable[[Int16Array], None]) -> None:
+        self._taps.append(tap)
         self.track.add_tap(tap)
 
     async def wait_for_space(self, ahead_seconds: float) -> None:
@@ -184,9 +191,12 @@ class SocketAudio:
     def _send_frame(self, send: AudioSink) -> bool:
         """Take one frame (a replayed one first) and send it; False when nothing was queued."""
         if self._replay and not self.track.paused:
-            again, samples_again = self._replay.popleft()
+            again, wire_again, samples_again = self._replay.popleft()
             self.frames_replayed += 1
-            send(again, samples_again)
+            for tap in self._taps:
+                tap(samples_again)
+            self.frame_samples = samples_again
+            send(again, wire_again)
             return True
         self._taking = True
         try:
@@ -198,6 +208,7 @@ class SocketAudio:
                 wire = self._converter.convert(self._frame(samples))
                 if len(wire):
                     self.frames_sent += 1
+                    self.frame_samples = samples
                     send(tag, wire)  # type: ignore[arg-type]  # s16 converter: int16 samples
         finally:
             held, self._held = self._held, []

@@ -190,12 +190,12 @@ class TwilioAudio:
 
     def pause(self) -> None:
         """Stop sending from the next frame and ``clear`` Twilio's buffer now: the caller stops hearing the reply."""
-        if self._socket.paused:
-            return
-        self._socket.pause()
         if self._pause is not None:  # resumed before the last clear's cut was known: that resume is off
             self._pause.resume = False
             return
+        if self._socket.paused:
+            return
+        self._socket.pause()
         in_flight = self._marks.take_all()
         if not in_flight:
             return  # Twilio has played all it was sent: nothing to clear
@@ -294,7 +294,7 @@ class TwilioAudio:
         resend = [frame for frame in dropped if frame.tag in self._sent]
         for frame in reversed(resend):  # each tag goes on from its first frame dropped
             self._sent[frame.tag] = frame.heard_samples - len(frame.wire) * (OUTPUT_RATE // WIRE_RATE)
-        self._socket.replay((frame.tag, frame.wire) for frame in resend)
+        self._socket.replay((frame.tag, frame.wire, frame.samples) for frame in resend)
         self.frames_resent += len(resend)
         for held in self._held.values():
             if any(frame.tag == held.result.tag for frame in resend):
@@ -309,7 +309,9 @@ class TwilioAudio:
         sent = self._sent.get(tag, 0) + len(wire) * (OUTPUT_RATE // WIRE_RATE)
         self._sent[tag] = sent
         self._seq += 1
-        self._marks.append(SentFrame(self._seq, tag, sent, wire, self._socket.scheduled_end))
+        frame = self._socket.frame_samples
+        self._marks.append(SentFrame(self._seq, tag, sent, wire, wire if frame is None else frame,
+                                     self._socket.scheduled_end))
         self._writer.put(mark_message(self._sid, str(self._seq)))
         held = self._held.get(tag)
         if held is not None:  # the cleared tail of a reply sent to its end, sent again: it ends at this mark now

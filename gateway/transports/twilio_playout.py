@@ -33,6 +33,7 @@ class SentFrame:
     tag: str
     heard_samples: int  # 48 kHz samples of ``tag`` the caller has heard once this frame is played
     wire: Int16Array  # its 8 kHz samples, to send again after a clear
+    samples: Int16Array  # ... and its 48 kHz ones, for the echo canceller's reference
     play_end: float  # when the pacer's model has it played (monotonic)
 
 

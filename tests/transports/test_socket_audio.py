@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import numpy as np
@@ -78,3 +79,26 @@ async def test_clear_stops_the_audio_at_once_and_reports_the_interruption() -> N
     assert results[0].interrupted and listener.finished == results
     assert 0.2 <= results[0].played_samples / 48_000 <= 0.45
     assert all(n <= 161 for n in frames)  # 20 ms at 8 kHz a frame
+
+
+async def test_replayed_frames_go_first_once_resumed_and_the_taps_hear_them_again() -> None:
+    audio = SocketAudio(8_000, SocketAudioOptions(lead_seconds=0.0, max_replay_frames=3))
+    sent: list[tuple[str, int, float]] = []
+    tapped: list[int] = []
+    audio.add_tap(lambda samples: tapped.append(int(samples[0])))
+    audio.push("resp_3", tone(1.0))
+    audio.pause()
+    marker = np.full(960, 7, np.int16)
+    audio.replay([("resp_3", np.full(160, i, np.int16), marker) for i in range(5)])  # 2 over the bound
+    assert audio.replay_dropped == 2 and audio.replay_pending("resp_3") == 480
+    runner = asyncio.create_task(audio.run(lambda tag, wire: sent.append((tag, int(wire[0]), audio.scheduled_end))))
+    await asyncio.sleep(0.1)
+    assert not sent  # paused: nothing, replayed frames included
+    audio.resume()
+    await asyncio.sleep(0.15)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert [value for _, value, _ in sent[:3]] == [0, 1, 2] and len(sent) > 3  # the replay, then the track
+    assert tapped.count(7) == 3 and audio.replay_pending("resp_3") == 0
+    ends = [end for _, _, end in sent]
+    assert all(later > earlier for earlier, later in itertools.pairwise(ends))  # on the pacer's schedule
