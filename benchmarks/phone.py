@@ -14,13 +14,18 @@ callers measure what the gateway sends). Each plays the same real speech from ..
 The transports take turns in ABBA order (WebRTC, Twilio, Twilio, WebRTC), so drift on a shared machine
 falls on both, and the machine's speed is measured before and after (benchmarks/machine.py).
 
-Usage: python benchmarks/phone.py [--rounds 2] [--barge-ins 4] [--out benchmarks/results]
+``--coughs-only``: coughs, clicks and a door (benchmarks/turn_taking.py's) over a Twilio reply, with false
+interruptions on (the default): onset → the pause's ``clear``, and where the resumed reply went on, in
+frames against what the clear stopped (:func:`twilio_coughs`).
+
+Usage: python benchmarks/phone.py [--rounds 2] [--barge-ins 4] [--out benchmarks/results] [--coughs-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -35,10 +40,11 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.latency import SILENCE_MS, start_gateway_process, summary, trimmed  # noqa: E402
 from benchmarks.machine import machine_speed  # noqa: E402
+from benchmarks.turn_taking import noises  # noqa: E402
 from media.g711 import G711Decoder  # noqa: E402
 from qa.caller import Caller  # noqa: E402
 from tests.support.speech import Utterance, manifest  # noqa: E402
-from tests.transports.twilio_caller import TwilioCaller  # noqa: E402
+from tests.transports.twilio_caller import Cut, TwilioCaller  # noqa: E402
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 AUDIBLE_RMS = 32768 * 10 ** (-40 / 20)  # −40 dBFS, as qa/caller.py judges audible
@@ -154,6 +160,54 @@ async def twilio_barge_ins(url: str, clips: list[Utterance]) -> tuple[list[float
     return stops, clears
 
 
+async def twilio_coughs(url: str, sounds: dict[str, Any]) -> dict[str, Any]:
+    """Coughs, clicks and a door over a ~3.5 s reply on a Twilio stream (false interruptions: the default).
+
+    Per sound: onset → ``clear`` (the pause's), and where the resumed reply went on — the first frames
+    received after the clear, found among what the clear stopped (the simulated Twilio plays 0.2 s behind
+    what arrives, as a buffer would): 0 = the first frame Twilio dropped unplayed (seamless), −1 = the frame
+    that was playing, sent again (under 20 ms heard twice), > 0 frames skipped, < −1 frames heard twice."""
+    caller = TwilioCaller(url, token=TOKEN, playout_delay=0.2)
+    await caller.connect()
+    await asyncio.sleep(0.5)
+    long_clip = next(u for u in manifest() if u.file == REPLY_TO_INTERRUPT)
+    out: dict[str, Any] = {"onset_to_clear_ms": [], "resume_offset_frames": [], "not_paused": [], "not_resumed": []}
+    try:
+        for name, sound in sounds.items():
+            _, end_at = await caller.say(long_clip.audio())
+            await caller.wait_heard(1.0, since=end_at, within=20)
+            cuts = len(caller.cuts)
+            onset_at, _ = await caller.say(sound)
+            await quiet_for(1.0, lambda: _last_heard(caller))
+            if len(caller.cuts) == cuts:
+                out["not_paused"].append(name)
+                continue
+            cut = caller.cuts[cuts]
+            out["onset_to_clear_ms"].append(round((cut.at - onset_at) * 1000, 1))
+            offset = _resume_offset(caller, cut)
+            if offset is None:
+                out["not_resumed"].append(name)
+            else:
+                out["resume_offset_frames"].append(offset)
+            await asyncio.sleep(0.5)
+    finally:
+        await caller.hang_up()
+    return out
+
+
+def _resume_offset(caller: TwilioCaller, cut: Cut) -> int | None:
+    after = [base64.b64decode(m["media"]["payload"]) for _, m in caller.media_received(since=cut.at)][:3]
+    before = [p.payload for p in caller.heard if p.at < cut.at][-12:]
+    if cut.playing is not None:
+        before = before[:-1]  # the playing piece, as heard, was cut short: its whole frame is cut.playing
+    sequence = [*before, *([cut.playing] if cut.playing is not None else []), *cut.dropped]
+    base = len(sequence) - len(cut.dropped)
+    for i in range(len(sequence) - len(after) + 1):
+        if len(after) == 3 and sequence[i : i + 3] == after:
+            return i - base
+    return None  # the reply did not go on (the sound was taken for words: cancelled)
+
+
 def _last_heard(caller: TwilioCaller) -> float | None:
     return caller.heard[-1].at + caller.heard[-1].seconds if caller.heard else None
 
@@ -169,8 +223,13 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds (each transport twice per round)")
     parser.add_argument("--barge-ins", type=int, default=4, help="barge-ins per transport per round")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--coughs-only", action="store_true",
+                        help="only coughs, clicks and a door over a Twilio reply: the pause's clear and the resume")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.coughs_only:
+        await coughs_only(args.out)
+        return
     clips = [u for u in manifest() if u.duration <= 4.0]
     interruptions = [u for u in manifest() if 1.0 <= u.duration <= 3.0 and u.file != REPLY_TO_INTERRUPT]
     raw: dict[str, dict[str, list[float]]] = {"webrtc": {}, "twilio": {}}
@@ -204,6 +263,23 @@ async def main() -> None:
         print(f"{name:<9} {o.get('p50')} / {o.get('p95')} (n={o.get('n')})          {b.get('p50')} / {b.get('p95')}"
               f" (n={b.get('n')})          {c.get('p50', '—')} / {c.get('p95', '—')}")
     print("twilio / webrtc:", results["ratio_twilio_over_webrtc"])
+    print("machine:", results["machine"]["before"], "→", results["machine"]["after"])
+
+
+async def coughs_only(out: Path) -> None:
+    speed_before = machine_speed()
+    process, url = await start_gateway_process(["--set", f"telephony.twilio_auth_token={TOKEN}", *NO_SHEDDING])
+    try:
+        results = await twilio_coughs(url, noises())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    results["onset_to_clear"] = summary(results["onset_to_clear_ms"])
+    results["machine"] = {"before": speed_before, "after": machine_speed(), "uname": " ".join(os.uname())}
+    (out / "phone_coughs.json").write_text(json.dumps(results, indent=2))
+    print("onset → clear (ms):", results["onset_to_clear"], results["onset_to_clear_ms"])
+    print("resume offset (frames; 0 seamless, −1 the frame playing again):", results["resume_offset_frames"])
+    print("not paused:", results["not_paused"], " not resumed:", results["not_resumed"])
     print("machine:", results["machine"]["before"], "→", results["machine"]["after"])
 
 

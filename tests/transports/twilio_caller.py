@@ -52,6 +52,15 @@ class Played:
 
 
 @dataclass
+class Cut:
+    """What a ``clear`` stopped: the frame playing (whole, as it arrived) and the frames still queued."""
+
+    at: float
+    playing: bytes | None
+    dropped: list[bytes]
+
+
+@dataclass
 class TwilioCaller:
     base_url: str  # http://127.0.0.1:PORT
     token: str | None = None
@@ -63,6 +72,7 @@ class TwilioCaller:
     host: str | None = None  # the Host Twilio signs and sends (default: the base URL's)
     heard: list[Played] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)
+    cuts: list[Cut] = field(default_factory=list)  # one per clear
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     marks_echoed: int = 0
     foreign: int = 0  # messages whose streamSid is not this stream's (Twilio would reject them)
@@ -214,6 +224,9 @@ class TwilioCaller:
                 self._queue.append(("mark", data["mark"]["name"]))
             elif data["event"] == "clear":
                 self.clears.append(now)
+                playing = self.heard[-1] if self.heard and self.heard[-1].at + self.heard[-1].seconds > now else None
+                dropped = [item for kind, item in self._queue if kind == "media" and isinstance(item, bytes)]
+                self.cuts.append(Cut(now, playing.payload if playing else None, dropped))
                 marks = [name for kind, name in self._queue if kind == "mark"]
                 self._queue.clear()
                 self._playhead = now
