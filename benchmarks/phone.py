@@ -80,6 +80,15 @@ async def quiet_for(seconds: float, last: Any) -> None:
         await asyncio.sleep(0.05)
 
 
+async def heard_after(caller: TwilioCaller, at: float, *, within: float) -> None:
+    """Wait (at most ``within`` s) until the Twilio caller plays something that started after ``at``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any(piece.at > at for piece in caller.heard):
+            return
+        await asyncio.sleep(0.05)
+
+
 async def webrtc_round(url: str, clips: list[Utterance], barge_ins: list[Utterance]) -> dict[str, list[float]]:
     caller = Caller(url)
     await caller.connect()
@@ -178,11 +187,15 @@ async def twilio_coughs(url: str, sounds: dict[str, Any]) -> dict[str, Any]:
             await caller.wait_heard(1.0, since=end_at, within=20)
             cuts = len(caller.cuts)
             onset_at, _ = await caller.say(sound)
-            await quiet_for(1.0, lambda: _last_heard(caller))
+            await asyncio.sleep(0.3)
             if len(caller.cuts) == cuts:
                 out["not_paused"].append(name)
+                await quiet_for(1.0, lambda: _last_heard(caller))
                 continue
             cut = caller.cuts[cuts]
+            # The words decide after a Whisper decode (seconds on a loaded machine): wait for audio after the cut.
+            await heard_after(caller, cut.at, within=8.0)
+            await quiet_for(1.0, lambda: _last_heard(caller))
             out["onset_to_clear_ms"].append(round((cut.at - onset_at) * 1000, 1))
             offset = _resume_offset(caller, cut)
             if offset is None:
