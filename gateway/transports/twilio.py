@@ -13,7 +13,8 @@ stream until it stops:
 * ``mark`` says what the caller has heard (:mod:`gateway.transports.twilio_audio`), ``dtmf`` reaches
   the session as ``input_audio_buffer.dtmf_event_received``, ``stop`` is the caller hanging up.
 
-The replies go back as ``media``, ``mark`` and, on barge-in, ``clear`` (:class:`TwilioAudio`).
+The replies go back as ``media``, ``mark`` and, on barge-in or when speech pauses a reply, ``clear``
+(:class:`TwilioAudio`: a resume sends again what the clear dropped unheard).
 Twilio reads none of the Realtime server events: they are counted and dropped here (a sideband
 client sees them). Phone audio comes without the browser's echo cancellation: on a speakerphone the
 gateway can hear its own voice (docs/protocol.md says what that means for barge-in).
