@@ -17,7 +17,8 @@ A Twilio Media Stream (the simulated Twilio, ``tests/transports/twilio_caller.py
 phone call has no client events to start a long reply with.
 
 Reports p50/p95, the WebSocket/WebRTC ratios and the difference of the p50s, with the machine's
-speed (benchmarks/machine.py) measured in the same run.
+speed (benchmarks/machine.py) measured in the same run. The gateway runs with admission by measured
+load off (:data:`NO_SHEDDING`): on a shared machine a refused call would end the run.
 
 Usage: python benchmarks/transports.py [--rounds 2] [--barge-ins 4] [--out benchmarks/results]
 """
