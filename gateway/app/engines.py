@@ -50,6 +50,7 @@ def load_engines(config: GatewayConfig) -> Engines:
             cpu_threads=cfg.asr_threads,
             language=cfg.asr_language or None,
             fitted_window=cfg.asr_fitted_window,
+            partial_min_window_ms=cfg.asr_partial_min_window_ms,
         )
     if cfg.remote_tts:
         tts = RemoteSynthesizer(cfg.remote_tts, api_key=key, ca_file=ca, timeout=timeout)

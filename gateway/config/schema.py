@@ -60,6 +60,10 @@ class EngineConfig:
     # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
     asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
+    # Partials decode at most this much audio since their last seam (0: the whole utterance, every time), over a
+    # window of at least asr_partial_min_window_ms (10000: the finals'). docs/benchmarks.md "Where the CPU went".
+    asr_partial_window_ms: int = 5000
+    asr_partial_min_window_ms: int = 6000
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
@@ -84,6 +88,10 @@ class EngineConfig:
             "engines.asr_partial_interval_ms",
             "must be 0 (off) or >= 200",
         )
+        _require(self.asr_partial_window_ms == 0 or self.asr_partial_window_ms >= 2000,
+                 "engines.asr_partial_window_ms", "must be 0 (the whole utterance) or >= 2000")
+        _require(6000 <= self.asr_partial_min_window_ms <= 10_000, "engines.asr_partial_min_window_ms",
+                 "must be 6000..10000")
         _require(0.0 <= self.asr_partials_max_utilization <= 1.0, "engines.asr_partials_max_utilization",
                  "must be between 0 and 1")
         for name, path in self.tts_voices:

@@ -15,6 +15,7 @@ class VoiceOptions:
     tts_ahead_seconds: float = 4.0  # synthesised audio queued ahead of playback, at most
     partial_interval_ms: int = 800  # 0: no partial transcripts
     partials_max_utilization: float = 1.0  # partials are skipped while the recogniser is busier than this
+    partial_window_ms: int = 0  # a partial decodes at most this much audio since its last seam (0: all of it)
     speculative: bool = True  # decode and prepare the reply inside the silence window
     incremental_tts: bool = True  # synthesise clause by clause as the agent's text arrives
     max_history_items: int = 200  # the conversation history's bounds: beyond either, the oldest items go
@@ -33,6 +34,7 @@ class VoiceOptions:
             tts_ahead_seconds=config.media.tts_ahead_seconds,
             partial_interval_ms=config.engines.asr_partial_interval_ms,
             partials_max_utilization=config.engines.asr_partials_max_utilization,
+            partial_window_ms=config.engines.asr_partial_window_ms,
             speculative=config.pipeline.speculative_turns,
             incremental_tts=config.pipeline.incremental_tts,
             max_history_items=config.limits.max_history_items,
