@@ -24,6 +24,7 @@ def default_agents(config: GatewayConfig) -> AgentRegistry:
 
 def load_engines(config: GatewayConfig) -> Engines:
     """Load every model (blocking: call it in an executor)."""
+    from engines.phrase_cache import PhraseCache
     from engines.piper_tts import PiperSynthesizer
     from engines.remote import RemoteRecognizer, RemoteSynthesizer
     from engines.silero import SileroVad
@@ -57,6 +58,8 @@ def load_engines(config: GatewayConfig) -> Engines:
     else:
         voices = {name: Path(path) for name, path in cfg.tts_voices} or None
         tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads, device=cfg.device)
+    if cfg.tts_phrase_cache_bytes:
+        tts = PhraseCache(tts, max_bytes=cfg.tts_phrase_cache_bytes)
     end_of_turn = SmartTurn()  # semantic_vad; the ONNX file comes with the pipecat-ai wheel (installed --no-deps)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
     return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config), end_of_turn=end_of_turn)
