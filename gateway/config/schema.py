@@ -104,6 +104,7 @@ class MediaConfig:
     max_utterance_seconds: float = 30.0
     tts_ahead_seconds: float = 4.0
     opus_packets: bool = True  # encode outbound Opus in the track (mono, settled silence reused); false: aiortc's
+    opus_decode_16k: bool = True  # decode inbound Opus in libopus at 16 kHz mono (media/opus_inbound.py)
 
     def __post_init__(self) -> None:
         _require(0 <= self.jitter_prefetch_frames <= 8, "media.jitter_prefetch_frames", "must be 0..8")
