@@ -36,7 +36,7 @@ def load_engines(config: GatewayConfig) -> Engines:
     cfg = config.engines
     if cfg.blas_threads:
         limit_blas_threads(cfg.blas_threads)
-    vad = SileroVad()
+    vad = SileroVad(batching=cfg.vad_batching)
     asr: SpeechRecognizer
     tts: SpeechSynthesizer
     key, ca, timeout = cfg.remote_api_key, cfg.remote_ca_file, cfg.remote_timeout_seconds

@@ -60,6 +60,7 @@ class EngineConfig:
     # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
     asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
+    vad_batching: bool = True  # windows of several calls queued together run as one silero batch
     asr_partial_window_ms: int = 5000  # a partial decodes this much audio at most (0: the whole utterance)
     asr_partial_min_window_ms: int = 6000  # partials' least Whisper window (10000: the finals')
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
