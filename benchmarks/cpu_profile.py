@@ -92,8 +92,9 @@ async def profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
         name = names.get(tid, "native (not a Python thread)")
         per_name[name.split("-")[0] if name.startswith(("asr-", "tts-", "vad-")) else name] += cpu - before.get(tid, 0)
     total = sum(per_name.values())
+    busiest = sorted(per_name.items(), key=lambda kv: -kv[1])[:10]
     return {"cpu_percent": round(100 * total / wall, 1),
-            "threads_percent": {k: round(100 * v / wall, 1) for k, v in sorted(per_name.items(), key=lambda kv: -kv[1])[:10]},
+            "threads_percent": {k: round(100 * v / wall, 1) for k, v in busiest},
             "top_leaves": leaves.most_common(15), "samples": sum(leaves.values())}
 
 
