@@ -43,8 +43,18 @@ class PhraseCache(SpeechSynthesizer):
     def queue_depth(self) -> int:
         return self.inner.queue_depth
 
+    def __getattr__(self, name: str) -> object:
+        """What else the wrapped synthesiser says of itself (its ``device``, for ``/readyz``)."""
+        if name == "inner":  # not set yet: during __init__ or unpickling
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def __len__(self) -> int:
         return len(self._phrases)
+
+    def holds(self, text: str, *, voice: str | None = None, speed: float = 1.0) -> bool:
+        """Whether the audio of ``text`` in ``voice`` at ``speed`` is kept."""
+        return (voice or self.voices[0], speed, text) in self._phrases
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -43,7 +43,7 @@ async def test_the_cache_stays_within_its_bound_and_evicts_the_least_recently_us
         await _audio(cache, text)
         assert cache.bytes <= 2.5 * one
     assert cache.evictions >= 1
-    assert len(cache) <= 2
+    assert not cache.holds("Okay.")  # the least recently used went first ("Sorry." was said again since)
     hits = cache.hits
     await _audio(cache, "Sure.")  # the most recent stays
     assert cache.hits == hits + 1
@@ -60,3 +60,4 @@ async def test_long_and_interrupted_phrases_are_not_kept(piper: PiperSynthesizer
     assert len(cache) == 0 and cache.bytes == 0
     with pytest.raises(ValueError):
         PhraseCache(piper, max_bytes=0)
+    assert cache.device == piper.device == "cpu"  # /readyz still says where the voice runs
