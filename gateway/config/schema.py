@@ -16,6 +16,7 @@ from gateway.config.devices import check_devices
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
 from gateway.config.events import EventsConfig
+from gateway.config.partials import check_partials
 from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
 from gateway.config.telephony import TelephonyConfig
 
@@ -88,10 +89,7 @@ class EngineConfig:
             "engines.asr_partial_interval_ms",
             "must be 0 (off) or >= 200",
         )
-        _require(self.asr_partial_window_ms == 0 or self.asr_partial_window_ms >= 2000,
-                 "engines.asr_partial_window_ms", "must be 0 (the whole utterance) or >= 2000")
-        _require(6000 <= self.asr_partial_min_window_ms <= 10_000, "engines.asr_partial_min_window_ms",
-                 "must be 6000..10000")
+        check_partials(self.asr_partial_window_ms, self.asr_partial_min_window_ms)
         _require(0.0 <= self.asr_partials_max_utilization <= 1.0, "engines.asr_partials_max_utilization",
                  "must be between 0 and 1")
         for name, path in self.tts_voices:

@@ -120,3 +120,18 @@ def test_overlap_and_quietest_cut() -> None:
     assert quietest_cut(audio, 3200, 16000) == 8000
     with pytest.raises(ValueError):
         PartialTranscriber(_Scripted([]), print, interval_samples=1, tasks=TaskSet("t"), window_samples=100)
+
+
+def test_the_partial_keys_are_validated_and_reach_the_voice_options() -> None:
+    from gateway.config import GatewayConfig
+    from gateway.config.errors import ConfigError
+    from gateway.config.schema import EngineConfig
+    from gateway.voice.options import VoiceOptions
+
+    assert VoiceOptions.from_config(GatewayConfig()).partial_window_ms == 5000
+    off = GatewayConfig(engines=EngineConfig(asr_partial_window_ms=0, asr_partial_min_window_ms=10_000))
+    assert VoiceOptions.from_config(off).partial_window_ms == 0
+    for bad in ({"asr_partial_window_ms": 1000}, {"asr_partial_min_window_ms": 5000},
+                {"tts_phrase_cache_bytes": -1}):
+        with pytest.raises(ConfigError):
+            EngineConfig(**bad)  # type: ignore[arg-type]
