@@ -26,6 +26,8 @@ class VoiceOptions:
             raise ValueError("max_utterance_seconds and tts_ahead_seconds must be positive")
         if self.partial_interval_ms < 0 or not 0.0 <= self.partials_max_utilization <= 1.0:
             raise ValueError("partial_interval_ms must be >= 0 and partials_max_utilization within 0..1")
+        if self.partial_window_ms and self.partial_window_ms < 2000:
+            raise ValueError("partial_window_ms must be 0 (the whole utterance) or >= 2000")
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> VoiceOptions:
