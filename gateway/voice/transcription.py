@@ -43,6 +43,21 @@ def _normal(word: str) -> str:
     return "".join(ch for ch in word.lower() if ch.isalnum())
 
 
+def without_loop(words: list[str], *, shortest: int = 3, longest: int = 12) -> list[str]:
+    """``words`` cut where a run of ``shortest`` or more words repeats at once: Whisper looping, not speech.
+
+    Short windows make tiny.en loop ("And so my fellow Americans. And so my fellow Americans. ..."); a
+    closed segment publishes all its words, so a loop would be heard. Speech seldom repeats three words
+    in a row; a cut partial is only shorter (the final decodes the whole utterance anyway).
+    """
+    keys = [_normal(word) for word in words]
+    for start in range(len(keys)):
+        for size in range(shortest, min(longest, (len(keys) - start) // 2) + 1):
+            if keys[start: start + size] == keys[start + size: start + 2 * size]:
+                return words[: start + size]
+    return words
+
+
 def overlap(published: list[str], words: list[str], *, most: int = 8) -> int:
     """How many leading ``words`` repeat the last words of ``published`` (words already heard before a seam)."""
     for count in range(min(most, len(published), len(words)), 0, -1):
@@ -112,7 +127,7 @@ class PartialTranscriber:
             if closed:
                 self._previous, self._published = [], 0
             return
-        words = _words(transcript.text)
+        words = without_loop(_words(transcript.text))
         if self._seam and not self._published:  # a new segment may start with words published before its seam
             self._published = overlap(_words(self.text), words)
         stable = len(words) if closed else 0

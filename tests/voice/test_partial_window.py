@@ -10,7 +10,7 @@ import pytest
 from engines.base import SAMPLE_RATE, SpeechRecognizer, Transcript
 from engines.whisper import WhisperRecognizer
 from gateway.aio import TaskSet
-from gateway.voice.transcription import PartialTranscriber, overlap, quietest_cut
+from gateway.voice.transcription import PartialTranscriber, overlap, quietest_cut, without_loop
 from qa.measure import normalize, word_errors
 from tests.support.speech import manifest
 
@@ -110,6 +110,13 @@ async def test_a_seam_publishes_its_segment_and_skips_words_heard_before_it() ->
     assert [n / SAMPLE_RATE for n in recognizer.lengths] == [1.0, 2.0, 3.0, 4.0, 2.5, 3.0, 3.5]
     assert deltas == ["one two", " three", " four", " five six"]  # "four" after the seam is not heard twice
     assert partials.text == "one two three four five six"
+
+
+def test_a_looping_hypothesis_is_cut_where_it_repeats() -> None:
+    looped = "And so my fellow Americans. And so my fellow Americans. And so my".split()
+    assert without_loop(looped) == "And so my fellow Americans.".split()
+    speech = "we will we will rock you, I said no no no".split()  # short repeats are speech
+    assert without_loop(speech) == speech
 
 
 def test_overlap_and_quietest_cut() -> None:
