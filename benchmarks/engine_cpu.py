@@ -6,7 +6,8 @@ work, not the wall time of one job on an idle machine. This measures both (proce
 
 - Whisper (the default model, fitted window) on every manifest clip ≤ 4 s: CTranslate2 with 2
   and 1 threads, with numpy's BLAS (Whisper's feature extraction) left at one spinning thread
-  per core (the baseline) and limited to one thread;
+  per core (the baseline) and limited to one thread; and a partial decode (the 6 s least window of
+  ``engines.asr_partial_min_window_ms``, instead of the finals' 10 s);
 - Piper (the default voice) on a few sentences: onnxruntime's default intra-op pool (one spinning
   thread per core, the baseline) and one thread per synthesis.
 
@@ -18,6 +19,7 @@ Usage: python benchmarks/engine_cpu.py [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -32,8 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from benchmarks.latency import manifest  # noqa: E402
+from benchmarks.machine import machine_speed  # noqa: E402
 from media.pcm import read_audio_file  # noqa: E402
+from tests.support.speech import manifest  # noqa: E402
 
 SENTENCES = [
     "You said: the quick brown fox jumped over the lazy dog near the river bank.",
@@ -69,21 +72,26 @@ def asr_rows(repeat: int) -> list[dict[str, Any]]:
 
     clips = [read_audio_file(u.path) for u in manifest() if u.duration <= 4.0]
     rows = []
-    for threads, blas in ((2, None), (2, 1), (1, 1)):
-        recognizer = WhisperRecognizer(None, cpu_threads=threads)
+    for threads, blas, partial in ((2, None, False), (2, 1, False), (1, 1, False), (1, 1, True)):
+        recognizer = WhisperRecognizer(None, cpu_threads=threads, partial_min_window_ms=6000)
         walls: list[float] = []
         cpus: list[float] = []
         with threadpool_limits(limits=blas, user_api="blas"):
             for clip in clips:
-                wall, cpu = measure(lambda clip=clip, r=recognizer: r._transcribe_blocking(clip), repeat)
+                wall, cpu = measure(functools.partial(recognizer._transcribe_blocking, clip, partial=partial), repeat)
                 walls += wall
                 cpus += cpu
         recognizer.close()
         rows.append({"engine": "asr", "setting": f"ctranslate2 {threads} thread(s), BLAS "
-                     + ("1 thread" if blas else "default (spinning)"),
+                     + ("1 thread" if blas else "default (spinning)") + (", partial: 6 s window" if partial else ""),
                      "wall_p50_ms": round(statistics.median(walls), 1), "wall_p95_ms": round(p(walls, 0.95), 1),
                      "cpu_p50_ms": round(statistics.median(cpus), 1), "cpu_p95_ms": round(p(cpus, 0.95), 1)})
     return rows
+
+
+def synthesize_all(voice: Any) -> None:
+    for text in SENTENCES:
+        list(voice.synthesize(text))
 
 
 def tts_rows(repeat: int) -> list[dict[str, Any]]:
@@ -96,10 +104,10 @@ def tts_rows(repeat: int) -> list[dict[str, Any]]:
     rows = []
     for intra in (0, 1):
         voice = PiperVoice.load(str(path))
-        voice.session = session(path, intra)
+        voice.session = session(path, intra, ["CPUExecutionProvider"])
         rate = voice.config.sample_rate
         seconds = sum(len(c.audio_float_array) for t in SENTENCES for c in voice.synthesize(t)) / rate
-        walls, cpus = measure(lambda voice=voice: [list(voice.synthesize(t)) for t in SENTENCES], repeat * 3)
+        walls, cpus = measure(functools.partial(synthesize_all, voice), repeat * 3)
         rows.append({"engine": "tts", "setting": "onnxruntime " + ("1 thread" if intra else "default pool (spinning)"),
                      "wall_rtf_p50": round(statistics.median(walls) / 1000 / seconds, 4),
                      "cpu_rtf_p50": round(statistics.median(cpus) / 1000 / seconds, 4),
@@ -112,10 +120,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "engine_cpu.json")
     args = parser.parse_args()
+    print("machine before:", machine_speed())
     asr, tts = asr_rows(args.repeat), tts_rows(args.repeat)
-    print("\nASR decode of a clip ≤ 4 s          wall p50 / p95 (ms)   CPU p50 / p95 (ms)   CPU p50 ratio")
+    print("machine after:", machine_speed())
+    print("\nASR decode of a clip ≤ 4 s                       wall p50 / p95 (ms)   CPU p50 / p95 (ms)   CPU p50 ratio")
     for row in asr:
-        print(f"{row['setting']:<48} {row['wall_p50_ms']:>6} / {row['wall_p95_ms']:<6}  {row['cpu_p50_ms']:>6} / "
+        print(f"{row['setting']:<62} {row['wall_p50_ms']:>6} / {row['wall_p95_ms']:<6}  {row['cpu_p50_ms']:>6} / "
               f"{row['cpu_p95_ms']:<6}  {row['cpu_p50_ms'] / asr[0]['cpu_p50_ms']:.2f}")
     print("\nTTS                                   wall RTF p50   CPU RTF p50 / p95   CPU p50 ratio")
     for row in tts:

@@ -44,6 +44,7 @@ class WhisperRecognizer(SpeechRecognizer):
         beam_size: int = 1,
         max_pending: int = 64,
         fitted_window: bool = True,
+        partial_min_window_ms: int = 10_000,
     ) -> None:
         source = str(model) if model is not None else str(packaged_model_path())
         #: ``cpu`` or ``cuda``: what ``device`` (``auto`` | ``cpu`` | ``cuda``) resolved to (engines/devices.py).
@@ -65,6 +66,8 @@ class WhisperRecognizer(SpeechRecognizer):
         tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe",
                               language=(language or "en") if multilingual else None)
         self._tokenizer = tokenizer
+        # Partials may use a shorter least window than finals (6 s: 121 vs 180 ms CPU for a 4 s clip, no repeats).
+        self._partial_min_frames = max(600, min(MIN_WINDOW_FRAMES, partial_min_window_ms * FRAMES_PER_SECOND // 1000))
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         self._worker = InferenceWorker("asr", threads=1, max_pending=max_pending)
         logger.info("whisper on %s (compute type %s), batched final decodes %s", device, compute_type,
@@ -91,15 +94,14 @@ class WhisperRecognizer(SpeechRecognizer):
             # 8-16 queued finals: x1.15-1.31 throughput in 3 runs; 4: x0.85-1.42 (noise); MIN_BATCH is conservative.
             return await self._worker.run_batched(audio, self._transcribe_batch, key="final", priority=PRIORITY_HIGH,
                                                   min_batch=MIN_BATCH)
-        return await self._worker.run(
-            lambda: self._transcribe_blocking(audio), priority=PRIORITY_LOW if partial else PRIORITY_HIGH
-        )
+        return await self._worker.run(lambda: self._transcribe_blocking(audio, partial=partial),
+                                      priority=PRIORITY_LOW if partial else PRIORITY_HIGH)
 
-    def _transcribe_blocking(self, audio: FloatArray) -> Transcript:
+    def _transcribe_blocking(self, audio: FloatArray, *, partial: bool = False) -> Transcript:
         started = time.perf_counter()
         seconds = len(audio) / SAMPLE_RATE
         if self._fits(audio):
-            text = self._decode_fitted(audio)
+            text = self._decode_fitted_batch([audio], self._partial_min_frames if partial else MIN_WINDOW_FRAMES)[0]
             return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
         try:
             segments, _info = self._model.transcribe(
@@ -138,7 +140,7 @@ class WhisperRecognizer(SpeechRecognizer):
         return [Transcript(text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute)
                 for audio, text in zip(audios, texts, strict=True)]
 
-    def _decode_fitted_batch(self, audios: list[FloatArray]) -> list[str]:
+    def _decode_fitted_batch(self, audios: list[FloatArray], min_frames: int = MIN_WINDOW_FRAMES) -> list[str]:
         """:meth:`_decode_fitted` of each audio; those with one window size share one ``generate`` call.
 
         Grouping by window (not padding every one to the longest) keeps each text identical to its lone
@@ -146,7 +148,7 @@ class WhisperRecognizer(SpeechRecognizer):
         window, so a conversation's finals nearly always share one call.
         """
         try:
-            fitted = [self._fitted_features(audio) for audio in audios]
+            fitted = [self._fitted_features(audio, min_frames) for audio in audios]
             texts: list[str] = [""] * len(audios)
             for window in sorted({features.shape[-1] for features, _ in fitted}):
                 group = [i for i, (features, _) in enumerate(fitted) if features.shape[-1] == window]
@@ -164,11 +166,11 @@ class WhisperRecognizer(SpeechRecognizer):
         except Exception as exc:
             raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc
 
-    def _fitted_features(self, audio: FloatArray) -> tuple[np.ndarray, int]:
-        """The log-mel features padded to the fitted window, and the decode's ``max_length``."""
+    def _fitted_features(self, audio: FloatArray, min_frames: int = MIN_WINDOW_FRAMES) -> tuple[np.ndarray, int]:
+        """The log-mel features padded to the fitted window (``min_frames`` at least), and the ``max_length``."""
         features = self._model.feature_extractor(audio)
         frames = features.shape[-1]
-        window = min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, frames + FRAMES_PER_SECOND))
+        window = min(FULL_WINDOW_FRAMES, max(min_frames, frames + FRAMES_PER_SECOND))
         padded = np.zeros((features.shape[0], window), np.float32)
         padded[:, : min(frames, window)] = features[:, :window]
         return padded, min(448, 20 + int(8 * len(audio) / SAMPLE_RATE))

@@ -44,6 +44,7 @@ from gateway.transports.twilio import serve_twilio_stream
 from gateway.transports.webrtc import webrtc_transports
 from gateway.voice.engines import Engines
 from media.jitter import set_audio_prefetch
+from media.opus_inbound import set_inbound_opus_rate
 from signaling.internal import INTERNAL_TOKEN
 from signaling.middlewares import signaling_app
 from signaling.realtime_socket import setup_realtime_socket
@@ -70,6 +71,7 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     about calls besides the app's own metrics, lifecycle events and logs.
     """
     set_audio_prefetch(config.media.jitter_prefetch_frames)
+    set_inbound_opus_rate(16_000 if config.media.opus_decode_16k else None)
     cluster = Cluster(config) if config.cluster.redis_url else None
     app = signaling_app(config, secrets=cluster.secrets if cluster else None,
                         limits=cluster.limits if cluster else None, mint_rate=cluster.mint_rate if cluster else None)

@@ -24,6 +24,7 @@ def default_agents(config: GatewayConfig) -> AgentRegistry:
 
 def load_engines(config: GatewayConfig) -> Engines:
     """Load every model (blocking: call it in an executor)."""
+    from engines.phrase_cache import PhraseCache
     from engines.piper_tts import PiperSynthesizer
     from engines.remote import RemoteRecognizer, RemoteSynthesizer
     from engines.silero import SileroVad
@@ -35,7 +36,7 @@ def load_engines(config: GatewayConfig) -> Engines:
     cfg = config.engines
     if cfg.blas_threads:
         limit_blas_threads(cfg.blas_threads)
-    vad = SileroVad()
+    vad = SileroVad(batching=cfg.vad_batching)
     asr: SpeechRecognizer
     tts: SpeechSynthesizer
     key, ca, timeout = cfg.remote_api_key, cfg.remote_ca_file, cfg.remote_timeout_seconds
@@ -50,12 +51,15 @@ def load_engines(config: GatewayConfig) -> Engines:
             cpu_threads=cfg.asr_threads,
             language=cfg.asr_language or None,
             fitted_window=cfg.asr_fitted_window,
+            partial_min_window_ms=cfg.asr_partial_min_window_ms,
         )
     if cfg.remote_tts:
         tts = RemoteSynthesizer(cfg.remote_tts, api_key=key, ca_file=ca, timeout=timeout)
     else:
         voices = {name: Path(path) for name, path in cfg.tts_voices} or None
         tts = PiperSynthesizer(voices, threads=cfg.tts_threads, intra_threads=cfg.tts_intra_threads, device=cfg.device)
+    if cfg.tts_phrase_cache_bytes:
+        tts = PhraseCache(tts, max_bytes=cfg.tts_phrase_cache_bytes)
     end_of_turn = SmartTurn()  # semantic_vad; the ONNX file comes with the pipecat-ai wheel (installed --no-deps)
     logger.info("engines loaded in %.1f s", time.perf_counter() - started)
     return Engines(vad=vad, asr=asr, tts=tts, agents=default_agents(config), end_of_turn=end_of_turn)

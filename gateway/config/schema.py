@@ -16,6 +16,7 @@ from gateway.config.devices import check_devices
 from gateway.config.errors import ConfigError
 from gateway.config.errors import require as _require
 from gateway.config.events import EventsConfig
+from gateway.config.partials import check_partials
 from gateway.config.speech import SpeechConfig, check_grpc, check_remote_engines
 from gateway.config.telephony import TelephonyConfig
 
@@ -60,9 +61,13 @@ class EngineConfig:
     # Partial transcripts are skipped while the recogniser is busier than this (0..1): finals come first.
     asr_partials_max_utilization: float = 0.5
     asr_fitted_window: bool = True  # decode short utterances over a window fitted to them, not 30 s
+    vad_batching: bool = True  # windows of several calls queued together run as one silero batch
+    asr_partial_window_ms: int = 5000  # a partial decodes this much audio at most (0: the whole utterance)
+    asr_partial_min_window_ms: int = 6000  # partials' least Whisper window (10000: the finals')
     tts_voices: tuple[tuple[str, str], ...] = ()  # (name, path); empty: en_US-joe-medium package
     tts_threads: int = 2  # clauses synthesised at once
     tts_intra_threads: int = 1  # onnxruntime threads per synthesis; 0 = its default (one per core, spinning)
+    tts_phrase_cache_bytes: int = 8 << 20  # audio of repeated short phrases kept (engines/phrase_cache.py); 0: off
     blas_threads: int = 1  # numpy's BLAS threads (Whisper features); 0 = numpy's default (one per core, spinning)
     # Another gateway's (or any Riva server's) gRPC speech services instead of local models: "grpc://host:port"
     # (plaintext) or "grpcs://host:port" (TLS); empty: the local model (docs/deployment.md).
@@ -77,13 +82,14 @@ class EngineConfig:
         check_devices(self.device, self.whisper_compute_type)
         _require(self.asr_threads >= 1, "engines.asr_threads", "must be >= 1")
         _require(self.tts_threads >= 1, "engines.tts_threads", "must be >= 1")
-        _require(self.tts_intra_threads >= 0, "engines.tts_intra_threads", "must be >= 0")
-        _require(self.blas_threads >= 0, "engines.blas_threads", "must be >= 0")
+        for key in ("tts_intra_threads", "blas_threads", "tts_phrase_cache_bytes"):
+            _require(getattr(self, key) >= 0, f"engines.{key}", "must be >= 0")
         _require(
             self.asr_partial_interval_ms == 0 or self.asr_partial_interval_ms >= 200,
             "engines.asr_partial_interval_ms",
             "must be 0 (off) or >= 200",
         )
+        check_partials(self.asr_partial_window_ms, self.asr_partial_min_window_ms)
         _require(0.0 <= self.asr_partials_max_utilization <= 1.0, "engines.asr_partials_max_utilization",
                  "must be between 0 and 1")
         for name, path in self.tts_voices:
@@ -97,6 +103,7 @@ class MediaConfig:
     max_utterance_seconds: float = 30.0
     tts_ahead_seconds: float = 4.0
     opus_packets: bool = True  # encode outbound Opus in the track (mono, settled silence reused); false: aiortc's
+    opus_decode_16k: bool = True  # decode inbound Opus in libopus at 16 kHz mono (media/opus_inbound.py)
 
     def __post_init__(self) -> None:
         _require(0 <= self.jitter_prefetch_frames <= 8, "media.jitter_prefetch_frames", "must be 0..8")

@@ -194,7 +194,8 @@ class Listening(abc.ABC):
         item_id = events.new_id("item")
         partials = PartialTranscriber(self._engines.asr, lambda delta: self._send(events.transcription_delta(
             item_id, delta)), interval_samples=self._partial_interval, tasks=self._tasks,
-            max_utilization=self._options.partials_max_utilization)
+            max_utilization=self._options.partials_max_utilization,
+            window_samples=self._options.partial_window_ms * SAMPLE_RATE // 1000)
         start = max(0, (audio_start_ms - self.settings.turn.prefix_padding_ms) * SAMPLE_RATE // 1000)
         return Utterance(item_id=item_id, start_sample=start, partials=partials, tasks=self._tasks)
 
