@@ -73,9 +73,11 @@ async def _readyz(request: web.Request) -> web.Response:
     try:
         registry.check_admission()
     except Unavailable as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return web.json_response({"status": "unavailable", "reason": _REASONS.get(exc.code, exc.code),
-                                  "message": exc.message, **figures}, status=503, headers=headers)
+        body: dict[str, object] = {"status": "unavailable", "reason": _REASONS.get(exc.code, exc.code)}
+        if exc.code != "capacity":
+            return web.json_response(body, status=503)
+        headers = {"Retry-After": str(exc.retry_after or 1)}
+        return web.json_response({**body, "message": exc.message, **figures}, status=503, headers=headers)
     assert engines is not None
     # Where the models run (engines.device resolved at load: cpu | cuda; remote engines: "remote").
     devices = {name: getattr(getattr(engines, name), "device", "remote") for name in ("asr", "tts")}

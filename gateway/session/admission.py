@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -74,6 +75,8 @@ class Admission:
         self._clock = clock
         self._process_cpu = process_cpu
         self.capacity = capacity if capacity is not None else cpu_capacity(self._config.cpus)
+        # /proc/stat's busy share is of every CPU of the machine; spread over those we may use.
+        self._busy_cpus = min(self.capacity, float(os.cpu_count() or 1))
         self.model = CostModel()
         self.service = ServiceLevel(config.admission, clock=clock)
         self.process_cores = 0.0
@@ -116,7 +119,7 @@ class Admission:
     @property
     def busy_cores(self) -> float:
         """Cores in use now: the machine's busy share of our CPUs, at least what this process itself uses."""
-        return max(self._load.cpu_percent / 100 * self.capacity, self.process_cores)
+        return max(self._load.cpu_percent / 100 * self._busy_cpus, self.process_cores)
 
     @property
     def utilization(self) -> float:
