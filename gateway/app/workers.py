@@ -68,7 +68,7 @@ class WorkerLoad:
     reason: str | None = "starting"
     loop_lag_ms: float = 0.0
     asr_wait_ms: float = 0.0
-    headroom_calls: int = 0  # more calls the worker's admission would take now (0: none)
+    headroom_calls: int = 1  # more calls the worker's admission would take now (0: none), while accepting
     retry_after: int = 2  # its Retry-After, were it to refuse a call now
     degradation: str = "normal"
 
