@@ -3,7 +3,7 @@
 * ``GET /healthz``: the process answers (at once, while the models load).
 * ``GET /readyz``: 200 when a call would be taken; 503 with a ``reason`` (``engines_not_loaded``,
   ``draining``, ``at_capacity``) when not — the same decision as a new call's admission
-  (:meth:`SessionRegistry.check_admission`: ``limits.max_calls``, the measured load and the admission model
+  (:meth:`SessionRegistry.refusal`: ``limits.max_calls``, the measured load and the admission model
   of :mod:`gateway.session.admission`), with its ``Retry-After``, ``headroom_calls`` and ``degradation``. A
   front process answers it for its workers (:mod:`gateway.app.front`).
 * ``/metrics`` gets the admission's gauges (:func:`register_admission_metrics`): headroom, projected and
@@ -27,7 +27,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.app.keys import CLUSTER, REGISTRY
-from gateway.errors import Unavailable
 from gateway.ops.metrics import PREFIX
 from gateway.session.registry import SessionRegistry
 from signaling.internal import is_internal
@@ -70,9 +69,8 @@ async def _readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "unavailable", "reason": "cluster_unavailable"}, status=503)
     admission = registry.admission.report(len(registry))
     figures = {"headroom_calls": admission["headroom_calls"], "degradation": admission["degradation"]}
-    try:
-        registry.check_admission()
-    except Unavailable as exc:
+    exc = registry.refusal()
+    if exc is not None:
         body: dict[str, object] = {"status": "unavailable", "reason": _REASONS.get(exc.code, exc.code)}
         if exc.code != "capacity":
             return web.json_response(body, status=503)

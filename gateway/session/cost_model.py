@@ -9,7 +9,11 @@ by state, as exponentially weighted moving averages:
 * ``active``: per call whose caller is talking or whose reply is playing (partial and final decodes,
   synthesis, Opus encode) — the call's *peak* cost, the one a new call is admitted at.
 
-Until there are :data:`MIN_SAMPLES` samples of a state, its cost is the *prior*: from a calibration at engine
+Two estimates: sequential (``idle`` from samples with no active call, then ``active`` from the rest given
+``idle``) and an exponentially weighted least-squares fit of both at once (memory ~25 s), used when the samples
+mix idle and active calls in varied proportions (under continuous load some call is always active, so the
+sequential ``idle`` would never be learned). Until there are :data:`MIN_SAMPLES` samples of a state, its cost is
+the *prior*: from a calibration at engine
 load (:func:`gateway.session.admission.calibrate`: one timed Whisper decode and one timed Piper synthesis,
 wall time, so a busy machine gives a higher, more careful prior), else :data:`DEFAULT_PRIOR`.
 """
@@ -26,6 +30,10 @@ ALPHA = 0.1
 MIN_SAMPLES = 10
 #: A call's media path without speech: silero VAD per 32 ms window, Opus decode, aiortc RTP/SRTP in Python.
 MEDIA_CORES = 0.03
+#: Weight of each sample in the least-squares fit (memory ~1 / 0.02 samples = 25 s).
+LS_ALPHA = 0.02
+#: The fit is used only when idle and active call counts vary independently enough (1 - uncentred corr²).
+LS_MIN_SPREAD = 0.05
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class CostModel:
         self._active = prior.active
         self.idle_samples = 0
         self.active_samples = 0
+        self._sums = [0.0] * 5  # weighted sums of idle², idle·active, active², idle·spent, active·spent
 
     @property
     def base(self) -> float:
@@ -93,13 +102,28 @@ class CostModel:
 
     @property
     def idle(self) -> float:
+        fit = self._fit()
+        if fit is not None:
+            return fit[0]
         return self._idle if self.idle_samples >= MIN_SAMPLES else self.prior.idle
 
     @property
     def active(self) -> float:
         """The peak cost of a call; never below its idle cost."""
+        fit = self._fit()
+        if fit is not None:
+            return max(fit)
         learned = self._active if self.active_samples >= MIN_SAMPLES else self.prior.active
         return max(learned, self.idle)
+
+    def _fit(self) -> tuple[float, float] | None:
+        """(idle, active) by weighted least squares, or None while the samples cannot tell them apart."""
+        ii, ia, aa, iy, ay = self._sums
+        det = ii * aa - ia * ia
+        if self.active_samples < MIN_SAMPLES or ii <= 0 or aa <= 0 or det < LS_MIN_SPREAD * ii * aa:
+            return None
+        idle, active = (iy * aa - ay * ia) / det, (ay * ii - iy * ia) / det
+        return (idle, active) if idle >= 0 and active >= 0 else None
 
     def observe(self, process_cores: float, calls: int, active: int) -> None:
         """One sample: the process used ``process_cores`` with ``calls`` calls of which ``active`` were active."""
@@ -108,6 +132,8 @@ class CostModel:
             return
         spent = max(0.0, process_cores - self._base)
         idle_calls = calls - active
+        sample = (idle_calls * idle_calls, idle_calls * active, active * active, idle_calls * spent, active * spent)
+        self._sums = [(1 - LS_ALPHA) * total + value for total, value in zip(self._sums, sample, strict=True)]
         if active == 0:
             self._idle = self._learn(self._idle, spent / calls, self.idle_samples)
             self.idle_samples += 1

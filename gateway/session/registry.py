@@ -75,20 +75,29 @@ class SessionRegistry:
     def calls(self) -> list[RealtimeSession]:
         return list(self._calls.values())
 
-    def check_admission(self) -> Engines:
+    def refusal(self) -> Unavailable | None:
+        """Why a new call would be refused now (None: it would be admitted); ``/readyz`` answers with the same."""
         if self._engines is None:
-            raise Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
+            return Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
         if self.draining:
-            raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+            return Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
         decision = self.admission.decide(len(self._calls))
         if len(self._calls) >= self._config.limits.max_calls:
-            raise Unavailable("capacity", "the gateway is at capacity; try again later",
-                              retry_after=decision.retry_after)
+            return Unavailable("capacity", "the gateway is at capacity; try again later",
+                               retry_after=decision.retry_after)
         overload = self.load.overload_reason(self._engines) or decision.reason
         if overload is not None:
-            logger.warning("refusing a call: %s", overload)
-            raise Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later",
-                              retry_after=decision.retry_after)
+            return Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later",
+                               retry_after=decision.retry_after)
+        return None
+
+    def check_admission(self) -> Engines:
+        refusal = self.refusal()
+        if refusal is not None:
+            if refusal.code == "capacity":
+                logger.warning("refusing a call: %s (Retry-After %s s)", refusal.message, refusal.retry_after)
+            raise refusal
+        assert self._engines is not None
         return self._engines
 
     def _sample_admission(self, now: float) -> None:
@@ -106,11 +115,8 @@ class SessionRegistry:
 
     def load_report(self) -> dict[str, Any]:
         """What ``GET /internal/load`` returns to a front process."""
-        reason = None
-        try:
-            self.check_admission()
-        except Unavailable as exc:
-            reason = exc.code
+        refusal = self.refusal()
+        reason = refusal.code if refusal is not None else None
         return {
             "active_calls": len(self._calls),
             "accepting": reason is None,

@@ -204,3 +204,14 @@ def test_degradation_steps_up_at_once_and_down_one_level_per_hold() -> None:
     machine.busy = 1.75  # 88 %: partials shed
     run(machine, admission, load, 3, calls=4, active=2)
     assert LEVELS[admission.level] == "partials_shed"
+
+
+def test_under_continuous_load_both_costs_are_fitted_together() -> None:
+    """Some call is always active: no sample has only idle calls, yet the idle cost is learned."""
+    model = CostModel(CostPrior(idle=0.2, active=0.5))
+    mixes = [(6, 1), (6, 3), (8, 2), (5, 4), (9, 1), (7, 5)]
+    for n in range(60):
+        calls, active = mixes[n % len(mixes)]
+        model.observe(0.015 * (calls - active) + 0.11 * active, calls, active)
+    assert model.idle == pytest.approx(0.015, abs=0.002) and model.active == pytest.approx(0.11, abs=0.005)
+    assert model.idle_samples == 0  # the sequential estimate had nothing to go on
