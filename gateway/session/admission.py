@@ -51,6 +51,7 @@ LEVELS = ("normal", "partials_shed", "low_cost_decoding")
 #: Seconds a newly admitted call is counted at peak cost on top of the measured load (the CPU window is 2 s,
 #: and a call's first reply comes a few seconds after it connects).
 SETTLE_SECONDS = 5.0
+BUSY_ALPHA = 0.1  # per 0.5 s sample
 CALIBRATION_TEXT = "Thanks for calling. I can help you with that right away, just give me a moment."
 
 
@@ -80,6 +81,7 @@ class Admission:
         self.model = CostModel()
         self.service = ServiceLevel(config.admission, clock=clock)
         self.process_cores = 0.0
+        self._busy_slow = 0.0  # the machine's busy cores, EWMA over ~5 s: a dip of other programs' load is no room
         self.level = 0
         self._last_cpu: tuple[float, float] | None = None
         self._calls = self._active = 0
@@ -109,6 +111,7 @@ class Admission:
             self.process_cores = max(0.0, (cpu - self._last_cpu[1]) / (now - self._last_cpu[0]))
             self.model.observe(self.process_cores, calls, active)
         self._last_cpu = (now, cpu)
+        self._busy_slow += BUSY_ALPHA * (self._load.cpu_percent / 100 * self._busy_cpus - self._busy_slow)
         self._calls, self._active = calls, active
         if self.enabled:
             self._step_level(now)
@@ -118,8 +121,9 @@ class Admission:
 
     @property
     def busy_cores(self) -> float:
-        """Cores in use now: the machine's busy share of our CPUs, at least what this process itself uses."""
-        return max(self._load.cpu_percent / 100 * self._busy_cpus, self.process_cores)
+        """Cores in use now: the machine's busy share of our CPUs over 2 s or, if more, over ~5 s (a pause in another
+        program's load measured at 44 % busy between 99 % readings), at least what this process itself uses."""
+        return max(self._load.cpu_percent / 100 * self._busy_cpus, self._busy_slow, self.process_cores)
 
     @property
     def utilization(self) -> float:
