@@ -68,9 +68,9 @@ async def run_mode(name: str, settings: list[str], args: argparse.Namespace) -> 
         await asyncio.sleep(3.0)  # the admission's calibration at engine load
         options = LoadOptions(url=url, callers=args.callers, duration_s=args.duration, speech=str(args.speech),
                               ramp_s=args.ramp, processes=2, out=None, barge_in_rate=0.25, seed=1,
-                              max_clip_s=args.max_clip)
+                              max_clip_s=args.max_clip, timeout_s=10.0)  # an overloaded gateway: give up sooner
         # A load test on a saturated machine has been seen to hang (callers never finishing): bound it.
-        report = await asyncio.wait_for(run_loadtest(options, progress=sys.stderr), args.duration + 120)
+        report = await asyncio.wait_for(run_loadtest(options, progress=sys.stderr), args.duration + 180)
     finally:
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
