@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 #: Degradation levels, by index (``gateway.degradation`` in /readyz and /internal/load; a gauge in /metrics).
 LEVELS = ("normal", "partials_shed", "low_cost_decoding")
 #: Seconds a newly admitted call is counted at peak cost on top of the measured load (the CPU window is 2 s,
-#: and a call's first reply comes a few seconds after it connects).
-SETTLE_SECONDS = 5.0
+#: and a call's first reply, its costliest part, comes 5-8 s after it connects in the load test).
+SETTLE_SECONDS = 10.0
 BUSY_ALPHA = 0.1  # per 0.5 s sample
 CALIBRATION_TEXT = "Thanks for calling. I can help you with that right away, just give me a moment."
 

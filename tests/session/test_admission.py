@@ -9,7 +9,7 @@ import pytest
 from gateway.config import AdmissionConfig, GatewayConfig, LimitsConfig
 from gateway.ops.observers import TurnReport
 from gateway.session.admission import LEVELS, Admission
-from gateway.session.cost_model import MIN_SAMPLES, CostModel, CostPrior, cgroup_cpu_quota, cpu_capacity
+from gateway.session.cost_model import MIN_SAMPLES, TRUST_SAMPLES, CostModel, CostPrior, cgroup_cpu_quota, cpu_capacity
 from gateway.session.load import LoadMonitor
 from gateway.session.service_level import ServiceLevel
 
@@ -73,8 +73,11 @@ def test_the_cost_model_splits_the_process_cpu_into_idle_and_active_calls() -> N
     assert model.idle == 0.05  # the prior until MIN_SAMPLES
     model.observe(0.06, 4, 0)
     assert model.idle == pytest.approx(0.01, abs=0.002)
-    for _ in range(30):
+    for _ in range(TRUST_SAMPLES // 2):
         model.observe(0.02 + 2 * 0.01 + 2 * 0.12, 4, 2)  # 2 idle + 2 active at 0.12
+    assert model.active == pytest.approx((0.12 + 0.3) / 2, abs=0.01)  # half trusted: blended with the prior
+    for _ in range(TRUST_SAMPLES):
+        model.observe(0.02 + 2 * 0.01 + 2 * 0.12, 4, 2)
     assert model.active == pytest.approx(0.12, abs=0.01)
 
 
@@ -126,7 +129,7 @@ def test_calls_admitted_a_moment_ago_count_at_their_peak_cost_before_they_show_i
     for _ in range(headroom):
         admission.admitted()  # a burst: no sample in between
     assert admission.decide(1 + headroom).reason is not None
-    run(machine, admission, load, 6, calls=1 + headroom, active=0)  # settled: the measured load counts now
+    run(machine, admission, load, 11, calls=1 + headroom, active=0)  # settled: the measured load counts now
     assert admission.decide(1 + headroom).reason is None
 
 
@@ -210,7 +213,7 @@ def test_under_continuous_load_both_costs_are_fitted_together() -> None:
     """Some call is always active: no sample has only idle calls, yet the idle cost is learned."""
     model = CostModel(CostPrior(idle=0.2, active=0.5))
     mixes = [(6, 1), (6, 3), (8, 2), (5, 4), (9, 1), (7, 5)]
-    for n in range(60):
+    for n in range(TRUST_SAMPLES + 30):
         calls, active = mixes[n % len(mixes)]
         model.observe(0.015 * (calls - active) + 0.11 * active, calls, active)
     assert model.idle == pytest.approx(0.015, abs=0.002) and model.active == pytest.approx(0.11, abs=0.005)
