@@ -11,8 +11,7 @@
 * ``GET /internal/load``: this process's load, for a front process; 404 without the internal token.
 * ``GET /internal/cluster``: the live instances of a cluster and their published loads (``cluster.redis_url``;
   404 without the internal token or outside a cluster). A cluster instance's ``/readyz`` is 503
-  ``cluster_unavailable`` while its heartbeat does not reach Redis (new calls would get that 503 too), and
-  ``at_capacity`` also while its measured load refuses calls (event-loop lag, ASR queue wait, CPU).
+  ``cluster_unavailable`` while its heartbeat does not reach Redis (new calls would get that 503 too).
 * ``/`` and ``/static/``: the demo page (``web_demo/``), the same in single-process and front apps.
 """
 
