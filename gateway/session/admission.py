@@ -71,7 +71,6 @@ class Admission:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config.admission
         self._limits = config.limits
-        self._partial_interval = config.engines.asr_partial_interval_ms / 1000
         self._load = load
         self._clock = clock
         self._process_cpu = process_cpu
@@ -130,8 +129,8 @@ class Admission:
         return self.busy_cores / self.capacity
 
     def _growth_cores(self) -> float:
-        idle = max(0, self._calls - self._active)
         settling = sum(1 for at in self._admitted if at >= self._clock() - SETTLE_SECONDS)
+        idle = max(0, self._calls - self._active - settling)  # the settling ones already count at their peak
         return idle * self._config.growth_share * (self.model.active - self.model.idle) + settling * self.model.active
 
     # ------------------------------------------------------------ deciding
@@ -144,7 +143,8 @@ class Admission:
         projected = (committed + peak) / self.capacity
         headroom = max(0, min(self._limits.max_calls - calls, math.floor((target - committed) / peak)))
         if not self.enabled or calls == 0:
-            return Decision(None, 1, max(1, headroom) if calls < self._limits.max_calls else 0, projected)
+            retry = self._bounded(self._until_a_call_ends(calls)) if calls else 2  # no call to wait for
+            return Decision(None, retry, max(1, headroom) if calls < self._limits.max_calls else 0, projected)
         violation = self.service.violation()
         if violation is not None:
             wait = min(self.service.seconds_until_clear(), self._until_a_call_ends(calls))
