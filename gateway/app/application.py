@@ -163,6 +163,7 @@ async def _load_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor.start()
     yield
     await monitor.stop()
+    app[REGISTRY].admission.reset()  # the engines' degradation level (they may be shared)
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:

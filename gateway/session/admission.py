@@ -96,6 +96,11 @@ class Admission:
         self._engines = engines
         self._apply_level()
 
+    def reset(self) -> None:
+        """Back to normal decoding: the engines may outlive this process's admission (tests share one set)."""
+        if self.level:
+            self._set_level(0)
+
     def calibrated(self, prior: CostPrior) -> None:
         self.model.with_prior(prior)
         logger.info("admission: call cost prior from calibration: idle %.3f, active %.3f cores (%.1f CPUs)",

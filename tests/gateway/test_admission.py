@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
 from engines.errors import EngineError
 from gateway.app.application import create_app
+from gateway.app.keys import REGISTRY
 from gateway.app.workers import WorkerPool, _worker_load
 from gateway.config import AdmissionConfig, EventsConfig, GatewayConfig, LimitsConfig, ServerConfig
 from gateway.errors import Unavailable
@@ -146,3 +148,15 @@ def test_the_admission_config_is_validated() -> None:
     with pytest.raises(ValueError, match=r"admission\.degrade_utilization"):
         AdmissionConfig(degrade_utilization=0.99, degrade_strong_utilization=0.9)
     assert dataclasses.replace(AdmissionConfig(), cpus=2).cpus == 2
+
+
+async def test_closing_the_app_puts_the_shared_engines_back_to_normal(engines: Engines) -> None:
+    server = await serve(engines, AdmissionConfig())
+    silence = np.zeros(8000, np.float32)
+    try:
+        server.app[REGISTRY].admission._set_level(2)  # what a load spike does
+        with pytest.raises(EngineError):
+            await engines.asr.transcribe(silence, partial=True)
+    finally:
+        await server.close()
+    await engines.asr.transcribe(silence, partial=True)  # the next app (test) gets its partials
