@@ -60,6 +60,7 @@ class WhisperRecognizer(SpeechRecognizer):
             raise EngineLoadError("asr", f"cannot load whisper model {source!r}: {exc}") from exc
         self._language = language
         self._beam_size = beam_size
+        self._degradation = 0  # set_degradation
         multilingual = self._model.model.is_multilingual
         # The fitted window needs no language detection: English-only models, or a fixed language.
         self._fitted_window = fitted_window and (not multilingual or bool(language))
@@ -88,12 +89,27 @@ class WhisperRecognizer(SpeechRecognizer):
     def close(self) -> None:
         self._worker.close()
 
+    def set_degradation(self, level: int) -> None:
+        """The gateway's degradation level under load (gateway/session/admission.py); finals are never dropped.
+
+        1: partial decodes are refused (an :class:`EngineError` the partial transcriber drops quietly).
+        2: also decode at the lowest cost: greedy (beam 1), no temperature fallback on long audio, queued
+        finals batched from 2 on (batched decodes cost less each: x1.15-1.31 throughput at 8-16).
+        """
+        self._degradation = level
+
+    @property
+    def _beam(self) -> int:
+        return 1 if self._degradation >= 2 else self._beam_size
+
     async def transcribe(self, audio: FloatArray, *, partial: bool = False) -> Transcript:
+        if partial and self._degradation >= 1:
+            raise EngineError("asr", "partial transcripts are shed under load", retryable=True)
         if self._batching and not partial and self._fits(audio):
             # Finals queued together run as one batched generate (docs/benchmarks.md "ASR batching").
             # 8-16 queued finals: x1.15-1.31 throughput in 3 runs; 4: x0.85-1.42 (noise); MIN_BATCH is conservative.
             return await self._worker.run_batched(audio, self._transcribe_batch, key="final", priority=PRIORITY_HIGH,
-                                                  min_batch=MIN_BATCH)
+                                                  min_batch=2 if self._degradation >= 2 else MIN_BATCH)
         return await self._worker.run(lambda: self._transcribe_blocking(audio, partial=partial),
                                       priority=PRIORITY_LOW if partial else PRIORITY_HIGH)
 
@@ -104,10 +120,12 @@ class WhisperRecognizer(SpeechRecognizer):
             text = self._decode_fitted_batch([audio], self._partial_min_frames if partial else MIN_WINDOW_FRAMES)[0]
             return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
         try:
+            cheap = {"temperature": 0.0} if self._degradation >= 2 else {}  # no fallback re-decodes
             segments, _info = self._model.transcribe(
                 audio,
+                **cheap,
                 language=self._language,
-                beam_size=self._beam_size,
+                beam_size=self._beam,
                 without_timestamps=True,
                 condition_on_previous_text=False,
                 vad_filter=False,
@@ -156,7 +174,7 @@ class WhisperRecognizer(SpeechRecognizer):
                 result = self._model.model.generate(
                     ctranslate2.StorageView.from_array(np.stack([fitted[i][0] for i in group])),
                     [self._prompt] * len(group),
-                    beam_size=self._beam_size,
+                    beam_size=self._beam,
                     max_length=max(limits),
                     suppress_blank=True,
                 )

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from aiohttp import web
 
 from gateway.app.engines import load_engines, warm_up
-from gateway.app.health import add_page_and_health_routes, add_readiness_routes
+from gateway.app.health import add_page_and_health_routes, add_readiness_routes, register_admission_metrics
 from gateway.app.keys import CLUSTER, CONFIG, ENGINE_LOADING, GRPC_SERVER, LOCAL_CALLS, REGISTRY, EngineLoading
 from gateway.app.operations import METRICS, setup_operations
 from gateway.app.realtime import add_realtime_sockets
@@ -81,6 +81,7 @@ def create_app(config: GatewayConfig, *, engine_loader: EngineLoader = load_engi
     app[CONFIG] = config
     app[ENGINE_LOADING] = EngineLoading()
     app[REGISTRY] = registry
+    register_admission_metrics(app[METRICS].registry, registry)
     calls = LocalCalls(registry)
     app[LOCAL_CALLS] = calls
     service: CallService = calls
@@ -164,6 +165,7 @@ async def _load_monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor.start()
     yield
     await monitor.stop()
+    app[REGISTRY].admission.reset()  # the engines' degradation level (they may be shared)
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -48,7 +48,7 @@ async def _readyz(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     workers = [
         {"worker": w.index, "active_calls": w.load.active_calls, "accepting": w.load.accepting,
-         "reason": w.load.reason}
+         "reason": w.load.reason, "headroom_calls": w.load.headroom_calls, "degradation": w.load.degradation}
         for w in pool.workers
     ]
     if pool.draining:

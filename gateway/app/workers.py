@@ -10,10 +10,13 @@ candidates, so media flows straight between the caller and the worker; the
 front only ever sees the SDP and the hang-up.
 
 Workers report their load (``GET /internal/load``: active calls, which of them
-have connected, whether they accept calls, event-loop lag, ASR queue wait); the
-front polls it and picks the accepting worker with the fewest calls. A worker
-that refuses (503) is skipped; when all refuse, the caller gets ``503 capacity``
-with ``Retry-After``.
+have connected, whether they accept calls, event-loop lag, ASR queue wait, and the
+admission's ``headroom_calls``: how many more calls keep the admitted ones at their
+service level, :mod:`gateway.session.admission`); the front polls it every 0.5 s and
+picks the worker with the most headroom (then the fewest calls), counting each call it
+places against that worker's headroom until the next poll. A worker that refuses (503)
+is skipped; when none has headroom, the caller gets ``503 capacity`` with the smallest
+``Retry-After`` the workers reported.
 
 The front sends every request to a worker with the internal token
 (:mod:`signaling.internal`), so the token must only ever reach a port the
@@ -65,6 +68,9 @@ class WorkerLoad:
     reason: str | None = "starting"
     loop_lag_ms: float = 0.0
     asr_wait_ms: float = 0.0
+    headroom_calls: int = 1  # more calls the worker's admission would take now (0: none), while accepting
+    retry_after: int = 2  # its Retry-After, were it to refuse a call now
+    degradation: str = "normal"
 
 
 def listening_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -176,7 +182,7 @@ class WorkerPool:
 
     @property
     def ready(self) -> bool:
-        return any(w.load.accepting for w in self.workers)
+        return any(w.alive and w.load.accepting and w.load.headroom_calls > 0 for w in self.workers)
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=self._timeout)
@@ -202,23 +208,25 @@ class WorkerPool:
         return internal_headers(self.token)
 
     def _candidates(self) -> list[WorkerProcess]:
-        """The workers a new call may go to, the least loaded first; raises Unavailable when there is none."""
+        """The workers a new call may go to, the most headroom first; raises Unavailable when none has any."""
         if self.draining:
             raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
         candidates = sorted(
-            (w for w in self.workers if w.alive and w.load.accepting),
-            key=lambda w: (w.load.active_calls, w.load.loop_lag_ms, w.index),
+            (w for w in self.workers if w.alive and w.load.accepting and w.load.headroom_calls > 0),
+            key=lambda w: (-w.load.headroom_calls, w.load.active_calls, w.load.loop_lag_ms, w.index),
         )
         if not candidates:
             loading = any(w.load.reason in ("starting", "engines_not_loaded") for w in self.workers)
             if loading:
                 raise Unavailable("engine_unavailable", "the speech engines are not loaded yet", retry_after=5)
-            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
+            retry = min((w.load.retry_after for w in self.workers if w.alive), default=2)
+            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=max(1, retry))
         return candidates
 
     def _placed(self, worker: WorkerProcess, call_id: str) -> None:
         worker.calls.add(call_id)
         worker.load.active_calls += 1
+        worker.load.headroom_calls = max(0, worker.load.headroom_calls - 1)  # until the next poll says otherwise
         self._owner[call_id] = worker
         logger.info("call %s: placed on worker %d", call_id, worker.index)
 
@@ -229,6 +237,7 @@ class WorkerPool:
                 call_id, answer = await self._forward(worker, offer_sdp, session)
             except Unavailable as exc:
                 worker.load.accepting = False
+                worker.load.retry_after = exc.retry_after or worker.load.retry_after
                 last = exc
                 continue
             self._placed(worker, call_id)
@@ -308,7 +317,7 @@ class WorkerPool:
             raise Unavailable("capacity", "a worker is unreachable", retry_after=2) from exc
         code, message = error.get("code", "worker_error"), error.get("message", body[:200])
         if r.status == 503:
-            raise Unavailable(code, message, retry_after=2)
+            raise Unavailable(code, message, retry_after=_retry_after(r.headers.get("Retry-After")))
         if r.status == 400:
             raise InvalidOffer(code, message)
         raise GatewayError(code, message)
@@ -329,11 +338,7 @@ class WorkerPool:
                     async with self._http.get(f"{worker.url}/internal/load", headers=self.headers(),
                                               timeout=aiohttp.ClientTimeout(total=2)) as r:
                         data = await r.json()
-                    worker.load = WorkerLoad(
-                        active_calls=int(data["active_calls"]), accepting=bool(data["accepting"]),
-                        reason=data.get("reason"), loop_lag_ms=float(data.get("loop_lag_ms", 0)),
-                        asr_wait_ms=float(data.get("asr_wait_ms", 0)),
-                    )
+                    worker.load = _worker_load(data)
                     ended = worker.calls - set(data.get("call_ids", worker.calls))
                     for call_id in ended:
                         self._forget(call_id)
@@ -352,6 +357,25 @@ async def watch_parent() -> None:
         await asyncio.sleep(1.0)
     logger.warning("the front process %s is gone; shutting down", parent)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_load(data: dict[str, Any]) -> WorkerLoad:
+    """A worker's ``/internal/load`` as the front keeps it."""
+    accepting = bool(data["accepting"])
+    return WorkerLoad(
+        active_calls=int(data["active_calls"]), accepting=accepting, reason=data.get("reason"),
+        loop_lag_ms=float(data.get("loop_lag_ms", 0)), asr_wait_ms=float(data.get("asr_wait_ms", 0)),
+        headroom_calls=int(data.get("headroom_calls", 1)) if accepting else 0,
+        retry_after=_retry_after(data.get("retry_after")), degradation=str(data.get("degradation", "normal")),
+    )
+
+
+def _retry_after(value: object) -> int:
+    """A worker's Retry-After (seconds), 2 when it sent none or nonsense."""
+    try:
+        return max(1, min(3600, int(str(value))))
+    except ValueError:
+        return 2
 
 
 def _placed_call_id(worker: WorkerProcess, location: str) -> str:

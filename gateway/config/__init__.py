@@ -1,5 +1,6 @@
 """The typed configuration: schema (frozen dataclasses), loader (defaults → TOML → env → flags), ``config show``."""
 
+from gateway.config.admission import AdmissionConfig
 from gateway.config.cluster import ClusterConfig
 from gateway.config.errors import ConfigError
 from gateway.config.events import EventsConfig
@@ -24,6 +25,7 @@ from gateway.config.telephony import TelephonyConfig
 __all__ = [
     "AGENT_NAMES",
     "LOCAL_ORIGINS",
+    "AdmissionConfig",
     "AgentsConfig",
     "AuthConfig",
     "ClusterConfig",

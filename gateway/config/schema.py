@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config.admission import AdmissionConfig
 from gateway.config.cluster import ClusterConfig
 from gateway.config.devices import check_devices
 from gateway.config.errors import ConfigError
@@ -370,6 +371,7 @@ class GatewayConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
     session: SessionDefaults = field(default_factory=SessionDefaults)
     agents: AgentsConfig = field(default_factory=AgentsConfig)

@@ -6,6 +6,9 @@ audio pacing shares that loop) or while speech recognition jobs wait too long
 in the queue (end-of-turn transcripts would come late), and, when
 ``limits.max_cpu_percent`` is set, while the machine's CPUs are that busy
 (Linux ``/proc/stat``; the callers' audio shares those cores with every model).
+Every CPU sample is also handed to ``on_cpu_sample`` (the admission model of
+:mod:`gateway.session.admission` learns the calls' cost from it); ``tasks`` holds
+the monitor's own background work (the admission's calibration), closed by :meth:`LoadMonitor.stop`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.aio import TaskSet
 from gateway.config import LimitsConfig
 from gateway.voice.engines import Engines
 
@@ -46,6 +50,8 @@ class LoadMonitor:
         self._cpu: deque[tuple[float, float, float]] = deque()  # (at, busy, total)
         self._cpu_reader = cpu_reader
         self._task: asyncio.Task[None] | None = None
+        self.on_cpu_sample: Callable[[float], None] | None = None
+        self.tasks = TaskSet("load-monitor")
 
     def start(self) -> None:
         if self._task is None:
@@ -56,6 +62,7 @@ class LoadMonitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self.tasks.close()
 
     @property
     def loop_lag_ms(self) -> float:
@@ -115,4 +122,6 @@ class LoadMonitor:
                 self._lags.popleft()
             if samples % CPU_SAMPLE_EVERY == 0:  # also reported in /internal/load when not a limit
                 self.sample_cpu(now)
+                if self.on_cpu_sample is not None:
+                    self.on_cpu_sample(now)
             samples += 1

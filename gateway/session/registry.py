@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 from gateway.config import GatewayConfig
 from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
-from gateway.ops.observers import NULL_OBSERVER, CallObserver
+from gateway.ops.observers import NULL_OBSERVER, CallObserver, CompositeObserver
 from gateway.protocol import server_events as events
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
+from gateway.session.admission import Admission, calibrate
 from gateway.session.load import LoadMonitor
 from gateway.session.session import RealtimeSession
 from gateway.session.transport import OfferTransport, OfferTransportFactory, Transport, TransportFactory
@@ -36,15 +37,20 @@ class SessionRegistry:
                  observer: CallObserver = NULL_OBSERVER) -> None:
         self._config = config
         self._transports = transports
-        self._observer = observer
         self._calls: dict[str, RealtimeSession] = {}
         self._started: set[str] = set()
         self._engines: Engines | None = None
         self.draining = False
         self.load = LoadMonitor(config.limits)
+        self.admission = Admission(config, self.load)
+        self.load.on_cpu_sample = self._sample_admission
+        self._calibrating = False
+        # The admission's service level hears every call's turns, replies and barge-ins, like /metrics.
+        self._observer = CompositeObserver([observer, self.admission.service])
 
     def set_engines(self, engines: Engines | None) -> None:
         self._engines = engines
+        self.admission.set_engines(engines)
 
     @property
     def engines(self) -> Engines | None:
@@ -69,26 +75,48 @@ class SessionRegistry:
     def calls(self) -> list[RealtimeSession]:
         return list(self._calls.values())
 
-    def check_admission(self) -> Engines:
+    def refusal(self) -> Unavailable | None:
+        """Why a new call would be refused now (None: it would be admitted); ``/readyz`` answers with the same."""
         if self._engines is None:
-            raise Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
+            return Unavailable("engine_unavailable", "the speech engines are not loaded", retry_after=5)
         if self.draining:
-            raise Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+            return Unavailable("draining", "the gateway is shutting down; try another instance", retry_after=5)
+        decision = self.admission.decide(len(self._calls))
         if len(self._calls) >= self._config.limits.max_calls:
-            raise Unavailable("capacity", "the gateway is at capacity; try again later", retry_after=2)
-        overload = self.load.overload_reason(self._engines)
+            return Unavailable("capacity", "the gateway is at capacity; try again later",
+                               retry_after=decision.retry_after)
+        overload = self.load.overload_reason(self._engines) or decision.reason
         if overload is not None:
-            logger.warning("refusing a call: %s", overload)
-            raise Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later", retry_after=2)
+            return Unavailable("capacity", f"the gateway is at capacity ({overload}); try again later",
+                               retry_after=decision.retry_after)
+        return None
+
+    def check_admission(self) -> Engines:
+        refusal = self.refusal()
+        if refusal is not None:
+            if refusal.code == "capacity":
+                logger.warning("refusing a call: %s (Retry-After %s s)", refusal.message, refusal.retry_after)
+            raise refusal
+        assert self._engines is not None
         return self._engines
+
+    def _sample_admission(self, now: float) -> None:
+        """Each CPU sample of the load monitor: the admission learns what the calls cost in their current state."""
+        active = sum(1 for call in self._calls.values()
+                     if call.conversation.in_turn or call.conversation.active_response_id is not None)
+        self.admission.sample(now, len(self._calls), active)
+        if self._engines is not None and self.admission.enabled and not self._calibrating:
+            self._calibrating = True
+            self.load.tasks.create_task(self._calibrate(self._engines), name="admission-calibration")
+
+    async def _calibrate(self, engines: Engines) -> None:
+        interval = self._config.engines.asr_partial_interval_ms / 1000
+        self.admission.calibrated(await calibrate(engines, interval))
 
     def load_report(self) -> dict[str, Any]:
         """What ``GET /internal/load`` returns to a front process."""
-        reason = None
-        try:
-            self.check_admission()
-        except Unavailable as exc:
-            reason = exc.code
+        refusal = self.refusal()
+        reason = refusal.code if refusal is not None else None
         return {
             "active_calls": len(self._calls),
             "accepting": reason is None,
@@ -96,6 +124,7 @@ class SessionRegistry:
             "loop_lag_ms": round(self.load.loop_lag_ms, 1),
             "asr_wait_ms": round(self.load.asr_wait_ms(self._engines), 1),
             "cpu_percent": round(self.load.cpu_percent, 1),
+            **self.admission.report(len(self._calls)),
             "call_ids": list(self._calls),
             "connected_call_ids": [call_id for call_id, call in self._calls.items() if call.connected_at is not None],
         }
@@ -162,6 +191,7 @@ class SessionRegistry:
             await transport.close()
             raise
         self._calls[call_id] = call
+        self.admission.admitted()
         if setup is not None:
             try:
                 await setup(transport)

@@ -73,6 +73,11 @@ class Listening(abc.ABC):
     def _finish_turn(self, utterance: Utterance, confirmed_at: float) -> Coroutine[Any, Any, None]:
         """Commit the turn that ended (awaits its preparation)."""
 
+    @property
+    def in_turn(self) -> bool:
+        """Whether the caller is in a turn (speech started, turn not ended): a call's costly state (admission)."""
+        return self._utterance is not None
+
     # ------------------------------------------------------------------ input
 
     async def feed(self, pcm: FloatArray) -> None:

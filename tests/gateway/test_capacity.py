@@ -103,6 +103,8 @@ async def test_calls_on_worker_processes_behave_like_single_process_calls(front:
     await asyncio.sleep(1.0)  # the front polls the workers' load
     status, body = await get_json(front.url, "/readyz")
     assert sorted(w["active_calls"] for w in body["workers"]) == [1, 1]  # type: ignore[index, union-attr]
+    # Each worker's admission reports its headroom; the front routes by it (tests/gateway/test_admission.py).
+    assert all(isinstance(w["headroom_calls"], int) for w in body["workers"])  # type: ignore[index, union-attr]
     await asyncio.gather(*(converse(caller) for caller in callers))
     await barge_in(callers[0])
     for caller in callers:

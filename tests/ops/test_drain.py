@@ -23,7 +23,8 @@ def gateway_config() -> GatewayConfig:
 async def test_draining_refuses_new_calls_and_closes_the_live_ones_with_a_notice(
         gateway_server: TestServer, gateway_url: str, caller: Caller) -> None:
     await caller.wait_event("session.created")
-    assert await get_json(gateway_url, "/readyz") == (503, {"status": "unavailable", "reason": "at_capacity"})
+    status, body = await get_json(gateway_url, "/readyz")
+    assert (status, body["reason"], body["headroom_calls"]) == (503, "at_capacity", 0)
     registry = gateway_server.app[REGISTRY]
     registry.draining = True
 

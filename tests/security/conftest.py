@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.app.application import create_app
-from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
+from gateway.config import AdmissionConfig, EventsConfig, GatewayConfig, LimitsConfig
 from tests.security.support import Client, MakeClient
 from tests.support.fakes import fake_engines
 
@@ -16,7 +16,8 @@ from tests.support.fakes import fake_engines
 def make_client(aiohttp_client: Any) -> MakeClient:
     """A test client of an app with fake engines and these ``[limits]`` (keyword arguments)."""
     async def make(**limits: Any) -> Client:
-        config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits))
+        config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits),
+                               admission=AdmissionConfig(enabled=False))  # tested in tests/gateway/test_admission.py
         client: Client = await aiohttp_client(create_app(config, engines=fake_engines()[0]))
         return client
 

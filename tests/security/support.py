@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from engines import EngineError, SpeechRecognizer, SpeechSynthesizer, SynthesizedAudio, Transcript
 from engines.base import FloatArray
 from gateway.app.application import REGISTRY, create_app
-from gateway.config import EventsConfig, GatewayConfig, LimitsConfig
+from gateway.config import AdmissionConfig, EventsConfig, GatewayConfig, LimitsConfig
 from gateway.ops.observers import CallObserver
 from gateway.session.registry import SessionRegistry
 from gateway.voice.engines import Engines
@@ -60,7 +60,8 @@ class Gateway:
 async def running_gateway(engines: Engines, **limits: Any) -> AsyncIterator[Gateway]:
     """A gateway on a real port with ``limits``; it records call ends."""
     ends = EndRecorder()
-    config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits))
+    config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits),
+                           admission=AdmissionConfig(enabled=False))  # tested in tests/gateway/test_admission.py
     server = TestServer(create_app(config, engines=engines, observers=[ends]), host="127.0.0.1")
     await server.start_server()
     try:

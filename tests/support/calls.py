@@ -15,15 +15,17 @@ from qa.caller import Caller, speech_end_sample, speech_start_sample
 
 
 def without_load_shedding(config: GatewayConfig) -> GatewayConfig:
-    """``config`` with admission by measured load (event-loop lag, ASR queue wait, CPU) off.
+    """``config`` with admission by measured load (event-loop lag, ASR queue wait, CPU, the admission model) off.
 
     The suite shares its machine with its own engines and with whatever else runs there; a test
     gateway that refuses calls because the machine is busy (503 "event loop running 173 ms late", seen
     on two cores with other programs running) fails tests that are about something else. Load shedding itself is
-    tested on :class:`gateway.session.load.LoadMonitor` (tests/gateway/test_capacity.py).
+    tested on :class:`gateway.session.load.LoadMonitor` (tests/gateway/test_capacity.py) and the admission model
+    in tests/session/test_admission.py and tests/gateway/test_admission.py.
     """
     limits = dataclasses.replace(config.limits, max_loop_lag_ms=0, max_asr_wait_ms=0, max_cpu_percent=0)
-    return dataclasses.replace(config, limits=limits)
+    admission = dataclasses.replace(config.admission, enabled=False)
+    return dataclasses.replace(config, limits=limits, admission=admission)
 
 
 def trimmed(samples: npt.NDArray[np.float32], rate: int = 16_000) -> npt.NDArray[np.float32]:
