@@ -7,7 +7,7 @@ judges each pause after :data:`PROBE_MS` of silence (so the short dips between w
 nothing), and the pause then needs:
 
 * ``complete_ms`` (medium: 200 ms) when the model is sure (P ≥ 0.9) and the words agree;
-* ``unsure_ms`` (medium: 1 s) when it is less sure, or the turn is a single word that may begin more
+* ``unsure_ms`` (medium: 1.2 s: a pause inside a sentence of up to 1 s, with the VAD's margin) when it is less sure, or the turn is a single word that may begin more
   ("ten" … "of clubs");
 * up to the eagerness cap (OpenAI documents about 8/4/2 s for low/medium/high) when it sounds
   unfinished: P < 0.5, or the speculative transcript ends on a word that cannot end an English
@@ -61,18 +61,19 @@ class Eagerness:
 
 EAGERNESS = {
     "low": Eagerness(sure=0.95, complete_ms=400, threshold=0.7, unsure_ms=1500, cap_ms=8000),
-    "medium": Eagerness(sure=0.9, complete_ms=200, threshold=0.5, unsure_ms=1000, cap_ms=4000),
+    "medium": Eagerness(sure=0.9, complete_ms=200, threshold=0.5, unsure_ms=1200, cap_ms=4000),
     "high": Eagerness(sure=0.7, complete_ms=150, threshold=0.3, unsure_ms=500, cap_ms=2000),
 }
 EAGERNESS["auto"] = EAGERNESS["medium"]
 
-#: Words after which an English sentence cannot end: articles, prepositions, conjunctions, auxiliaries.
+#: Words after which an English sentence cannot end: articles, prepositions, conjunctions, auxiliaries, subject
+#: pronouns (not "you", "it", "her": objects end sentences, "thank you", "I'll take it").
 UNFINISHED_WORDS = frozenset("""
 a an the and or but nor so because if when while although though unless since until than that which who whom
 whose where to of in on at by for from with without into onto about over under between through during before
-after like as my your his her its our their this these those some any no every each either neither very
+after like as my your his its our their this these those some any no every each either neither very
 is are was were am be been being do does did have has had will would shall should can could may might must
-i you we they he she it i'm you're we're they're he's she's it's let's what's um uh er erm
+i we they he she i'm you're we're they're he's she's it's let's what's um uh er erm
 """.split())
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -212,6 +213,7 @@ class Endpointer:
             if not transcript.cancelled() and transcript.exception() is None:
                 text = transcript.result().transcript.text
         kind, silence_ms = decide(judgement.probability, text, self.eagerness)
+        logger.debug("call %s: pause judged %s (P %.2f, %r)", self._call_id, kind, judgement.probability, text)
         self.judged += 1
         self.last_complete = kind != "unfinished"  # an unsure pause is not judged again: it ends at unsure_ms
         self._observer.end_of_turn_judged(judgement.compute_seconds, kind == "complete")

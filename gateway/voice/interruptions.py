@@ -55,6 +55,10 @@ STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but 
 SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
 UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
 REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
+#: From this mean log-probability per token a short sound's words are words: Whisper's own threshold for a
+#: decode that did not fail (``logprob_threshold``). Measured (tiny.en, benchmarks/turn_taking.py): the sonnet's
+#: spoken "One." -0.75; hums misheard as words ("NMR", "him", "And then them.") -1.05 to -3.5.
+SURE_LOGPROB = -1.0
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -62,24 +66,31 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def words_of(transcript: str) -> list[str]:
-    return _WORD.findall(transcript.lower())
+    """The words, a run of three or more of one word counted once (Whisper loops: "Right... Right... Right...")."""
+    words = _WORD.findall(transcript.lower())
+    return [w for i, w in enumerate(words) if not (i >= 2 and w == words[i - 1] == words[i - 2])]
 
 
-def classify(transcript: str, speech_ms: int) -> Verdict:
-    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure."""
+def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> Verdict:
+    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure.
+
+    A short sound heard as words that are no backchannel is real when Whisper was sure of them
+    (``avg_logprob`` ≥ :data:`SURE_LOGPROB`) and unsure otherwise (see the module docstring)."""
     words = words_of(transcript)
     if not words or " ".join(words) in NOISE_TRANSCRIPTS:
         return "none"
-    if any(word in STOP_WORDS for word in words) or len(words) > MAX_BACKCHANNEL_WORDS:
+    if any(word in STOP_WORDS for word in words):
         return "real"
     if all(word in BACKCHANNEL_WORDS for word in words):
         return "none"
-    return "unsure" if speech_ms < SHORT_SPEECH_MS else "real"
+    if len(words) > MAX_BACKCHANNEL_WORDS or speech_ms >= SHORT_SPEECH_MS:
+        return "real"
+    return "real" if avg_logprob is not None and avg_logprob >= SURE_LOGPROB else "unsure"
 
 
-def interrupts(transcript: str, speech_ms: int) -> bool:
+def interrupts(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> bool:
     """Whether ``transcript`` of ``speech_ms`` of sound is, by itself, a real interruption."""
-    return classify(transcript, speech_ms) == "real"
+    return classify(transcript, speech_ms, avg_logprob) == "real"
 
 
 @dataclass
@@ -183,13 +194,17 @@ class InterruptionJudge:
 
     async def _decode(self, pending: _Pending, audio: FloatArray, end_ms: int, sound_ended: bool) -> None:
         verdict: Verdict
+        logprob: float | None = None
         try:
-            text = (await self._asr.transcribe(audio)).text.strip()
+            transcript = await self._asr.transcribe(audio)
         except EngineError as exc:  # unsure: stop talking, as a barge-in always did
             logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
             text, verdict = "", "real"
         else:
-            verdict = classify(text, end_ms - pending.onset_ms)
+            text, logprob = transcript.text.strip(), transcript.avg_logprob
+            verdict = classify(text, end_ms - pending.onset_ms, logprob)
+            logger.debug("call %s: sound over the reply of %d ms heard as %r (log-probability %s): %s", self._call_id,
+                         end_ms - pending.onset_ms, text, logprob and round(logprob, 2), verdict)
             last = self._last_unsure
             if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
                     pending.onset_ms - last[1] <= REPEAT_MS:
