@@ -183,10 +183,9 @@ async def backchannels(engines: Engines) -> dict[str, Audio]:
 
 
 #: espeak-ng voices and sounds (not in ../shared/speech, not Piper): is the rule general?
-ESPEAK_VOICES = ("en-us", "en-gb+f3", "en-us+m7")
-ESPEAK_BACKCHANNELS = ("yeah", "uh huh", "okay", "mm hmm", "right", "hmm", "oh")
-ESPEAK_TALK_OVERS = ("No.", "Stop.", "Wait.", "One.", "Paris.", "Tomorrow.", "Hold on.", "Not that one.",
-                     "I want the later flight.")
+ESPEAK_VOICES = ("en-us", "en-gb+f3")
+ESPEAK_BACKCHANNELS = ("yeah", "uh huh", "okay", "mm hmm", "hmm")
+ESPEAK_TALK_OVERS = ("No.", "One.", "Paris.", "Hold on.", "Not that one.")
 
 
 def espeak(text: str, voice: str) -> Audio | None:

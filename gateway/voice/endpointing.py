@@ -7,7 +7,8 @@ judges each pause after :data:`PROBE_MS` of silence (so the short dips between w
 nothing), and the pause then needs:
 
 * ``complete_ms`` (medium: 200 ms) when the model is sure (P ≥ 0.9) and the words agree;
-* ``unsure_ms`` (medium: 1.2 s: a pause inside a sentence of up to 1 s, with the VAD's margin) when it is less sure, or the turn is a single word that may begin more
+* ``unsure_ms`` (medium: 1.2 s, for pauses inside a sentence of up to 1 s and the VAD's margin) when it is
+  less sure, or the turn is a single word that may begin more
   ("ten" … "of clubs");
 * up to the eagerness cap (OpenAI documents about 8/4/2 s for low/medium/high) when it sounds
   unfinished: P < 0.5, or the speculative transcript ends on a word that cannot end an English

@@ -179,9 +179,13 @@ def test_a_short_word_interrupts_when_whisper_is_sure_of_it() -> None:
     assert classify("1.", 400, -0.75) == "real"  # the sonnet's spoken "One."
     assert classify("NMR", 500, -1.96) == "unsure"  # Piper's "mm-hmm"
     assert classify("And then them.", 560, -1.05) == "unsure"  # espeak-ng's "mm hmm"
+    assert classify("in a month.", 540, -0.64) == "unsure"  # Piper's "mm-hmm" alone: a phrase, however sure
     assert classify("him", 320, -3.46) == "unsure"  # espeak-ng's "hmm"
     assert classify("1.", 400) == "unsure"  # a recogniser that gives no confidence: as before
     assert classify("Yeah? Yeah?", 300, -0.92) == "none" and classify(".", 300, -3.2) == "none"
+    assert classify("Uh-uh.", 384, -0.77) == "none"  # espeak-ng's "uh huh", hyphenated
+    assert classify("and then them", 608, -1.69) == "unsure"  # espeak-ng's "mm hmm" is 610-670 ms long
+    assert classify("Call Dip.", 640, -1.04) == "unsure" and classify("Not that one.", 700, -1.5) == "real"
 
 
 def test_unfinished_words() -> None:
