@@ -60,10 +60,11 @@ STOP_WORDS = frozenset("stop wait no nope not hold pause sorry excuse hey hello 
 SHORT_SPEECH_MS = 800
 UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
 REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
-#: From this mean log-probability per token a short sound's one word is a word: Whisper's own threshold for a
-#: decode that did not fail (``logprob_threshold``). Measured (tiny.en, benchmarks/turn_taking.py, live): the
-#: sonnet's spoken "One." -0.6 to -0.75; hums heard as one word ("him", "So…", "Em…") -2.0 to -3.5.
-SURE_LOGPROB = -1.0
+#: From this mean log-probability per token a short sound's one word is a word. Measured with tiny.en (live,
+#: benchmarks/turn_taking.py): the sonnet's spoken "One." -0.6 to -0.75, espeak-ng's "Paris" -0.88 and -1.25
+#: (its "One" -1.6 and -2.3: robotic speech is held as unsure); hums heard as one word ("Em…", "So…", "him")
+#: -2.0 to -3.5. Whisper's own threshold for a failed decode (``logprob_threshold``) is -1.0.
+SURE_LOGPROB = -1.5
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -71,9 +72,7 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def words_of(transcript: str) -> list[str]:
-    """The words, a run of three or more of one word counted once (Whisper loops: "Right... Right... Right...")."""
-    words = _WORD.findall(transcript.lower())
-    return [w for i, w in enumerate(words) if not (i >= 2 and w == words[i - 1] == words[i - 2])]
+    return _WORD.findall(transcript.lower())
 
 
 def is_backchannel(word: str) -> bool:
@@ -92,7 +91,7 @@ def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) 
         return "none"
     if any(word in STOP_WORDS for word in words):
         return "real"
-    if all(is_backchannel(word) for word in words):
+    if all(is_backchannel(word) for word in words):  # however many: Whisper loops ("Right... Right... Right...")
         return "none"
     if len(words) > MAX_BACKCHANNEL_WORDS or speech_ms >= SHORT_SPEECH_MS:
         return "real"

@@ -180,7 +180,8 @@ def test_a_short_word_interrupts_when_whisper_is_sure_of_it() -> None:
     assert classify("NMR", 500, -1.96) == "unsure"  # Piper's "mm-hmm"
     assert classify("And then them.", 560, -1.05) == "unsure"  # espeak-ng's "mm hmm"
     assert classify("in a month.", 540, -0.64) == "unsure"  # Piper's "mm-hmm" alone: a phrase, however sure
-    assert classify("him", 320, -3.46) == "unsure"  # espeak-ng's "hmm"
+    assert classify("him", 320, -3.46) == "unsure" and classify("Em...", 288, -2.09) == "unsure"  # espeak's "hmm"
+    assert classify("Paris", 352, -1.25) == "real" and classify("One", 384, -2.28) == "unsure"  # espeak's words
     assert classify("1.", 400) == "unsure"  # a recogniser that gives no confidence: as before
     assert classify("Yeah? Yeah?", 300, -0.92) == "none" and classify(".", 300, -3.2) == "none"
     assert classify("Uh-uh.", 384, -0.77) == "none"  # espeak-ng's "uh huh", hyphenated
