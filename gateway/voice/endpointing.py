@@ -7,8 +7,7 @@ judges each pause after :data:`PROBE_MS` of silence (so the short dips between w
 nothing), and the pause then needs:
 
 * ``complete_ms`` (medium: 200 ms) when the model is sure (P ≥ 0.9) and the words agree;
-* ``unsure_ms`` (medium: 1.2 s, for pauses inside a sentence of up to 1 s and the VAD's margin) when it is
-  less sure, or the turn is a single word that may begin more
+* ``unsure_ms`` (medium: 1 s) when it is less sure, or the turn is a single word that may begin more
   ("ten" … "of clubs");
 * up to the eagerness cap (OpenAI documents about 8/4/2 s for low/medium/high) when it sounds
   unfinished: P < 0.5, or the speculative transcript ends on a word that cannot end an English
@@ -62,7 +61,7 @@ class Eagerness:
 
 EAGERNESS = {
     "low": Eagerness(sure=0.95, complete_ms=400, threshold=0.7, unsure_ms=1500, cap_ms=8000),
-    "medium": Eagerness(sure=0.9, complete_ms=200, threshold=0.5, unsure_ms=1200, cap_ms=4000),
+    "medium": Eagerness(sure=0.9, complete_ms=200, threshold=0.5, unsure_ms=1000, cap_ms=4000),
     "high": Eagerness(sure=0.7, complete_ms=150, threshold=0.3, unsure_ms=500, cap_ms=2000),
 }
 EAGERNESS["auto"] = EAGERNESS["medium"]

@@ -15,9 +15,9 @@ as "and then them". So a sound shorter than :data:`SHORT_SPEECH_MS` with at most
 silent :data:`UNSURE_HOLD_MS` more; if they go on ("five … five"), the words so far are checked
 again at the next pause; and a second unsure sound over the same reply within :data:`REPEAT_MS`
 ("one … two … three") is an interruption. A word that asks the gateway to stop ("stop", "wait",
-"no" …: :data:`STOP_WORDS`) interrupts however short the sound, and so does any single word Whisper
-is sure of (mean log-probability ≥ :data:`SURE_LOGPROB`: the sonnet's spoken "One."); hums come out
-as phrases or as words Whisper doubts ("him" −3.5, "Em…" −2.1).
+"no" …: :data:`STOP_WORDS`) interrupts however short the sound, and so does a single word of a
+spoken word's length that Whisper is sure of (mean log-probability ≥ :data:`SURE_LOGPROB`: the
+sonnet's spoken "One."); hums come out as phrases or as words Whisper doubts ("Em…" −2.1).
 
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
@@ -60,11 +60,14 @@ STOP_WORDS = frozenset("stop wait no nope not hold pause sorry excuse hey hello 
 SHORT_SPEECH_MS = 800
 UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
 REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
-#: From this mean log-probability per token a short sound's one word is a word. Measured with tiny.en (live,
-#: benchmarks/turn_taking.py): the sonnet's spoken "One." -0.6 to -0.75, espeak-ng's "Paris" -0.88 and -1.25
-#: (its "One" -1.6 and -2.3: robotic speech is held as unsure); hums heard as one word ("Em…", "So…", "him")
-#: -2.0 to -3.5. Whisper's own threshold for a failed decode (``logprob_threshold``) is -1.0.
-SURE_LOGPROB = -1.5
+#: From this mean log-probability per token a short sound's one word is a word: Whisper's own threshold for a
+#: decode that did not fail (``logprob_threshold``). Measured with tiny.en, live (benchmarks/turn_taking.py):
+#: the sonnet's spoken "One." -0.6 to -0.75; misheard, Piper's "okay" as "that." -1.27, hums as "Em…", "So"
+#: -2.1 to -2.5 (espeak-ng's robotic "One", "Paris" -0.9 to -2.3: often held as unsure).
+SURE_LOGPROB = -1.0
+#: ... and from this length: a spoken word (the sonnet's "One." 416-480 ms, "yeah" 300-380 ms). Echo residue and
+#: clicks that Whisper reads as a word ("through." at -0.61) are 96-190 ms.
+WORD_MS = 250
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -83,9 +86,10 @@ def is_backchannel(word: str) -> bool:
 def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> Verdict:
     """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure.
 
-    A short sound heard as one word that is no backchannel is real when Whisper was sure of it (``avg_logprob``
-    ≥ :data:`SURE_LOGPROB`); two or three such words, or one Whisper was unsure of, are unsure: hums come out
-    as phrases ("in a month.", sometimes at -0.64) or as a doubtful word (see the module docstring)."""
+    A short sound heard as one word that is no backchannel is real when it is a spoken word's length
+    (:data:`WORD_MS`) and Whisper was sure of it (``avg_logprob`` ≥ :data:`SURE_LOGPROB`); two or three such
+    words, or a word Whisper doubts, are unsure: hums come out as phrases ("in a month.", sometimes at -0.64)
+    or as doubtful words (see the module docstring)."""
     words = words_of(transcript)
     if not words or " ".join(words) in NOISE_TRANSCRIPTS:
         return "none"
@@ -95,7 +99,7 @@ def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) 
         return "none"
     if len(words) > MAX_BACKCHANNEL_WORDS or speech_ms >= SHORT_SPEECH_MS:
         return "real"
-    sure = len(words) == 1 and avg_logprob is not None and avg_logprob >= SURE_LOGPROB
+    sure = len(words) == 1 and speech_ms >= WORD_MS and avg_logprob is not None and avg_logprob >= SURE_LOGPROB
     return "real" if sure else "unsure"
 
 

@@ -181,7 +181,9 @@ def test_a_short_word_interrupts_when_whisper_is_sure_of_it() -> None:
     assert classify("And then them.", 560, -1.05) == "unsure"  # espeak-ng's "mm hmm"
     assert classify("in a month.", 540, -0.64) == "unsure"  # Piper's "mm-hmm" alone: a phrase, however sure
     assert classify("him", 320, -3.46) == "unsure" and classify("Em...", 288, -2.09) == "unsure"  # espeak's "hmm"
-    assert classify("Paris", 352, -1.25) == "real" and classify("One", 384, -2.28) == "unsure"  # espeak's words
+    assert classify("Paris", 416, -0.88) == "real" and classify("One", 384, -2.28) == "unsure"  # espeak's words
+    assert classify("that.", 448, -1.27) == "unsure"  # Piper's "okay" after its "yeah,": misheard, and doubted
+    assert classify("through.", 128, -0.61) == "unsure"  # echo residue: too short to be a spoken word
     assert classify("1.", 400) == "unsure"  # a recogniser that gives no confidence: as before
     assert classify("Yeah? Yeah?", 300, -0.92) == "none" and classify(".", 300, -3.2) == "none"
     assert classify("Uh-uh.", 384, -0.77) == "none"  # espeak-ng's "uh huh", hyphenated
@@ -283,13 +285,13 @@ def test_how_a_pause_is_judged() -> None:
     medium = EAGERNESS["medium"]
     assert decide(0.97, "I'd like a ticket to Paris.", medium) == ("complete", 200)
     assert decide(0.97, "I'd like to fly to", medium) == ("unfinished", 4000)  # the words overrule the model
-    assert decide(0.97, "Ten.", medium) == ("unsure", 1200)  # one word that may begin "ten of clubs"
+    assert decide(0.97, "Ten.", medium) == ("unsure", 1000)  # one word that may begin "ten of clubs"
     assert decide(0.97, "Yes.", medium) == ("complete", 200)
     assert decide(0.97, "Thank you.", medium) == ("complete", 200)  # "you", "it" end sentences as objects
     assert decide(0.99, "From fairest creatures we desire increase,", medium)[0] == "unfinished"  # a comma
     assert decide(0.84, "Eight of spades for a...", medium)[0] == "unfinished"  # Whisper's ellipsis: it trails off
-    assert decide(0.7, "I'd like a ticket to Paris.", medium) == ("unsure", 1200)
+    assert decide(0.7, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
     assert decide(0.2, "I'd like a ticket to Paris.", medium) == ("unfinished", 4000)
     assert decide(0.97, None, medium) == ("complete", 200)  # no transcript (no speculation): the model alone
     assert decide(0.75, "Ten.", EAGERNESS["high"]) == ("unsure", 500)
-    assert decide(0.85, "I'd like a ticket to Paris.", medium) == ("unsure", 1200)
+    assert decide(0.85, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
