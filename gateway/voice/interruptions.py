@@ -65,8 +65,8 @@ REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same
 #: the sonnet's spoken "One." -0.6 to -0.75; misheard, Piper's "okay" as "that." -1.27, hums as "Em…", "So"
 #: -2.1 to -2.5 (espeak-ng's robotic "One", "Paris" -0.9 to -2.3: often held as unsure).
 SURE_LOGPROB = -1.0
-#: ... and from this length: a spoken word (the sonnet's "One." 416-480 ms, "yeah" 300-380 ms). Echo residue and
-#: clicks that Whisper reads as a word ("through." at -0.61) are 96-190 ms.
+#: ... and from this length: a spoken word (the sonnet's "One." 416-480 ms, "yeah" 300-380 ms). Echo residue that
+#: Whisper read as a sure word ("through." at -0.61) was 128 ms; residue over 250 ms came out doubted ("Thank" -1.4).
 WORD_MS = 250
 
 Verdict = Literal["real", "none", "unsure"]
