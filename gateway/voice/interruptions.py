@@ -209,7 +209,6 @@ class InterruptionJudge:
 
     async def _decode(self, pending: _Pending, audio: FloatArray, end_ms: int, sound_ended: bool) -> None:
         verdict: Verdict
-        logprob: float | None = None
         try:
             transcript = await self._asr.transcribe(audio)
         except EngineError as exc:  # unsure: stop talking, as a barge-in always did
