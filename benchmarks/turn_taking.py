@@ -14,11 +14,14 @@ microphone go in. Times are taken at the gateway (no network, no codec, no jitte
    numpy), Piper's "yeah", "mm-hmm", "okay", "right", "uh-huh", "yes", "sure": resumed and
    completed vs cancelled; real talk-overs (clips of 1–3 s from ../shared/speech): stopped, and
    the stop time (onset in → first silent frame out).
-3. **Echo set**: the caller's microphone returns the reply 60/90/120 ms later at −6/−12 dB through
+3. **espeak-ng set** (when espeak-ng is installed): backchannels and short talk-overs in three espeak-ng
+   voices, sounds from neither ../shared/speech nor Piper, to check that the rules are general.
+4. **Echo set**: the caller's microphone returns the reply 60/90/120 ms later at −6/−12 dB through
    a speakerphone-like band-pass with line noise; self-interruptions with and without
    ``echo_cancellation``, and real talk-overs over the echo (stop time).
 
-Usage: python benchmarks/turn_taking.py [--quick] [--out benchmarks/results]
+Usage: python benchmarks/turn_taking.py [--quick] [--sets paused,backchannel,talkover,espeak,echo] [--match NAME]
+[--verbose] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -179,6 +182,34 @@ async def backchannels(engines: Engines) -> dict[str, Audio]:
     return out
 
 
+#: espeak-ng voices and sounds (not in ../shared/speech, not Piper): is the rule general?
+ESPEAK_VOICES = ("en-us", "en-gb+f3")
+ESPEAK_BACKCHANNELS = ("yeah", "uh huh", "okay", "mm hmm", "hmm")
+ESPEAK_TALK_OVERS = ("No.", "One.", "Paris.", "Hold on.", "Not that one.")
+
+
+def espeak(text: str, voice: str) -> Audio | None:
+    """``text`` said by espeak-ng's ``voice``, at 16 kHz; None without espeak-ng."""
+    import io
+    import shutil
+    import subprocess
+    import wave
+
+    if shutil.which("espeak-ng") is None:
+        return None
+    out = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+    with wave.open(io.BytesIO(out)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
+    index = (np.arange(int(len(audio) * RATE / rate)) * rate / RATE).astype(int)
+    return np.asarray(audio[index], np.float32)
+
+
+def espeak_sounds(texts: tuple[str, ...]) -> dict[str, Audio]:
+    said = {f"{voice}:{text}": espeak(text, voice) for voice in ESPEAK_VOICES for text in texts}
+    return {name: audio for name, audio in said.items() if audio is not None}
+
+
 # ----------------------------------------------------------------------------------------------- line
 
 
@@ -268,11 +299,11 @@ class Line:
 # ------------------------------------------------------------------------------------------------ sets
 
 
-async def paused_set(engines: Engines, material: list[Sentence], quick: bool) -> dict[str, Any]:
+async def paused_set(engines: Engines, material: list[Sentence], quick: bool, match: str = "") -> dict[str, Any]:
     rng = np.random.default_rng(5)
     modes = {"server_vad": {"type": "server_vad", "silence_duration_ms": 500}, "semantic_vad": {"type": "semantic_vad"}}
     results: dict[str, dict[str, Any]] = {m: {"v2v_ms": [], "cut_off": 0, "paused": 0, "judge_ms": []} for m in modes}
-    chosen = material[::2] if quick else material
+    chosen = [s for s in (material[::2] if quick else material) if match in s.name]
     for sentence in chosen:
         pause_s = float(rng.uniform(0.4, 1.0))
         paused = with_pause(sentence, pause_s)
@@ -361,6 +392,27 @@ async def backchannel_set(engines: Engines, talk_overs: list[Audio], quick: bool
             "talk_over_stop_ms": summary(stops)}
 
 
+async def espeak_set(engines: Engines, quick: bool) -> dict[str, Any]:
+    """The backchannel set's rules on espeak-ng voices: backchannels resumed, short talk-overs stopped."""
+    backchannel_sounds = espeak_sounds(ESPEAK_BACKCHANNELS[::2] if quick else ESPEAK_BACKCHANNELS)
+    if not backchannel_sounds:
+        return {"skipped": "espeak-ng is not installed"}
+    resumed: dict[str, bool] = {}
+    for name, sound in backchannel_sounds.items():
+        line, _, completed = await over_reply(engines, sound)
+        resumed[name] = completed
+        print(f"  espeak {name}: {'resumed, completed' if completed else 'cancelled'}", file=sys.stderr)
+        await line.close()
+    stops: list[float] = []
+    stopped: dict[str, bool] = {}
+    for name, talk in espeak_sounds(ESPEAK_TALK_OVERS[::2] if quick else ESPEAK_TALK_OVERS).items():
+        print(f"  espeak {name}:", file=sys.stderr)
+        stopped[name] = await talk_over(engines, talk, stops)
+    return {"backchannels": len(resumed), "resumed_and_completed": sum(resumed.values()), "per_backchannel": resumed,
+            "talk_overs": len(stopped), "talk_overs_stopped": sum(stopped.values()), "per_talk_over": stopped,
+            "talk_over_stop_ms": summary(stops)}
+
+
 async def echo_set(engines: Engines, talk_overs: list[Audio], quick: bool) -> dict[str, Any]:
     paths = [EchoPath(d, g) for d in (60, 90, 120) for g in (-6.0, -12.0)]
     if quick:
@@ -387,10 +439,18 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="half of each set (a busy machine)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--sets", default="paused,backchannel,echo")
+    parser.add_argument("--sets", default="paused,backchannel,espeak,echo")
+    parser.add_argument("--match", default="", help="only the paused sentences whose name contains this")
+    parser.add_argument("--verbose", action="store_true", help="log each pause's verdict and each interruption")
     args = parser.parse_args()
     from gateway.app.engines import load_engines, warm_up
 
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(format="    %(message)s", level=logging.WARNING)
+        for name in ("gateway.voice.endpointing", "gateway.voice.interruptions"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     speed_before = machine_speed()
     engines = await asyncio.get_running_loop().run_in_executor(None, load_engines, GatewayConfig())
     await warm_up(engines)
@@ -399,13 +459,15 @@ async def main() -> None:
     report: dict[str, Any] = {"machine_before": speed_before, "sentences": len(material)}
     started = time.monotonic()
     if "paused" in args.sets:
-        report["paused"] = await paused_set(engines, material, args.quick)
+        report["paused"] = await paused_set(engines, material, args.quick, args.match)
         semantic, server = report["paused"]["semantic_vad"], report["paused"]["server_vad"]
         if semantic["voice_to_voice_ms"]["p50"] and server["voice_to_voice_ms"]["p50"]:
             report["paused"]["v2v_p50_ratio_semantic_over_server"] = round(
                 semantic["voice_to_voice_ms"]["p50"] / server["voice_to_voice_ms"]["p50"], 3)
     if "backchannel" in args.sets or "talkover" in args.sets:
         report["backchannel"] = await backchannel_set(engines, talk_overs, args.quick, "backchannel" in args.sets)
+    if "espeak" in args.sets:
+        report["espeak"] = await espeak_set(engines, args.quick)
     if "echo" in args.sets:
         report["echo"] = await echo_set(engines, talk_overs, args.quick)
     report["wall_s"] = round(time.monotonic() - started, 1)

@@ -48,6 +48,9 @@ class Transcript:
     text: str
     audio_seconds: float
     compute_seconds: float
+    #: The decode's mean log-probability per token, where the recogniser knows it (Whisper: its
+    #: ``avg_logprob``; below -1.0 Whisper itself treats a decode as failed). None: unknown.
+    avg_logprob: float | None = None
 
 
 class SpeechRecognizer(abc.ABC):

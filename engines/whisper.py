@@ -117,8 +117,9 @@ class WhisperRecognizer(SpeechRecognizer):
         started = time.perf_counter()
         seconds = len(audio) / SAMPLE_RATE
         if self._fits(audio):
-            text = self._decode_fitted_batch([audio], self._partial_min_frames if partial else MIN_WINDOW_FRAMES)[0]
-            return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
+            text, logprob = self._decode_fitted_batch([audio], self._partial_min_frames if partial else MIN_WINDOW_FRAMES)[0]
+            return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started,
+                              avg_logprob=logprob)
         try:
             cheap = {"temperature": 0.0} if self._degradation >= 2 else {}  # no fallback re-decodes
             segments, _info = self._model.transcribe(
@@ -144,7 +145,7 @@ class WhisperRecognizer(SpeechRecognizer):
         quarter of the cost. The output length is bounded by the audio's duration so
         a hallucinating model cannot loop.
         """
-        return self._decode_fitted_batch([audio])[0]
+        return self._decode_fitted_batch([audio])[0][0]
 
     def _fits(self, audio: FloatArray) -> bool:
         """Whether ``audio`` is decoded over a fitted window (:meth:`_decode_fitted`)."""
@@ -153,13 +154,15 @@ class WhisperRecognizer(SpeechRecognizer):
     def _transcribe_batch(self, audios: list[FloatArray]) -> list[Transcript]:
         """Final decodes queued together, in one batched generate per window size (the worker's ``batch_fn``)."""
         started = time.perf_counter()
-        texts = self._decode_fitted_batch(audios)
+        decoded = self._decode_fitted_batch(audios)
         compute = time.perf_counter() - started
-        return [Transcript(text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute)
-                for audio, text in zip(audios, texts, strict=True)]
+        return [Transcript(text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute,
+                           avg_logprob=logprob) for audio, (text, logprob) in zip(audios, decoded, strict=True)]
 
-    def _decode_fitted_batch(self, audios: list[FloatArray], min_frames: int = MIN_WINDOW_FRAMES) -> list[str]:
-        """:meth:`_decode_fitted` of each audio; those with one window size share one ``generate`` call.
+    def _decode_fitted_batch(self, audios: list[FloatArray],
+                             min_frames: int = MIN_WINDOW_FRAMES) -> list[tuple[str, float]]:
+        """:meth:`_decode_fitted` of each audio, and its mean log-probability per token; those with one window
+        size share one ``generate`` call.
 
         Grouping by window (not padding every one to the longest) keeps each text identical to its lone
         decode: the encoder sees exactly the input it would alone. Utterances under 9 s all get the 10 s
@@ -167,7 +170,7 @@ class WhisperRecognizer(SpeechRecognizer):
         """
         try:
             fitted = [self._fitted_features(audio, min_frames) for audio in audios]
-            texts: list[str] = [""] * len(audios)
+            texts: list[tuple[str, float]] = [("", 0.0)] * len(audios)
             for window in sorted({features.shape[-1] for features, _ in fitted}):
                 group = [i for i, (features, _) in enumerate(fitted) if features.shape[-1] == window]
                 limits = [fitted[i][1] for i in group]
@@ -177,9 +180,10 @@ class WhisperRecognizer(SpeechRecognizer):
                     beam_size=self._beam,
                     max_length=max(limits),
                     suppress_blank=True,
+                    return_scores=True,
                 )
                 for i, limit, output in zip(group, limits, result, strict=True):
-                    texts[i] = self._text(output.sequences_ids[0], limit)
+                    texts[i] = self._text(output.sequences_ids[0], limit), float(output.scores[0])
             return texts
         except Exception as exc:
             raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc

@@ -66,13 +66,14 @@ EAGERNESS = {
 }
 EAGERNESS["auto"] = EAGERNESS["medium"]
 
-#: Words after which an English sentence cannot end: articles, prepositions, conjunctions, auxiliaries.
+#: Words after which an English sentence cannot end: articles, prepositions, conjunctions, auxiliaries, subject
+#: pronouns (not "you", "it", "her": objects end sentences, "thank you", "I'll take it").
 UNFINISHED_WORDS = frozenset("""
 a an the and or but nor so because if when while although though unless since until than that which who whom
 whose where to of in on at by for from with without into onto about over under between through during before
-after like as my your his her its our their this these those some any no every each either neither very
+after like as my your his its our their this these those some any no every each either neither very
 is are was were am be been being do does did have has had will would shall should can could may might must
-i you we they he she it i'm you're we're they're he's she's it's let's what's um uh er erm
+i we they he she i'm you're we're they're he's she's it's let's what's um uh er erm
 """.split())
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -212,6 +213,7 @@ class Endpointer:
             if not transcript.cancelled() and transcript.exception() is None:
                 text = transcript.result().transcript.text
         kind, silence_ms = decide(judgement.probability, text, self.eagerness)
+        logger.debug("call %s: pause judged %s (P %.2f, %r)", self._call_id, kind, judgement.probability, text)
         self.judged += 1
         self.last_complete = kind != "unfinished"  # an unsure pause is not judged again: it ends at unsure_ms
         self._observer.end_of_turn_judged(judgement.compute_seconds, kind == "complete")

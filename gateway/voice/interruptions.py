@@ -9,12 +9,15 @@ stops as fast as a barge-in did), and what the caller said decides:
 * no words (a cough, a click, a door) or only a backchannel, once the sound has ended → the reply
   resumes from the exact sample it paused at, and the sound is not a turn.
 
-Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." So a sound shorter than
-:data:`SHORT_SPEECH_MS` with at most :data:`MAX_BACKCHANNEL_WORDS` other words is *unsure*: the
-reply resumes only if the caller stays silent :data:`UNSURE_HOLD_MS` more; if they go on ("five …
-five"), the words so far are checked again at the next pause; and a second unsure sound over the
-same reply within :data:`REPEAT_MS` ("one … two … three") is an interruption. A word that asks the gateway to stop
-("stop", "wait", "no" …: :data:`STOP_WORDS`) interrupts however short the sound.
+Whisper mishears hums: tiny.en hears Piper's "mm-hmm" as "in a moment." or "In a month.", espeak-ng's
+as "and then them". So a sound shorter than :data:`SHORT_SPEECH_MS` with at most
+:data:`MAX_BACKCHANNEL_WORDS` other words is *unsure*: the reply resumes only if the caller stays
+silent :data:`UNSURE_HOLD_MS` more; if they go on ("five … five"), the words so far are checked
+again at the next pause; and a second unsure sound over the same reply within :data:`REPEAT_MS`
+("one … two … three") is an interruption. A word that asks the gateway to stop ("stop", "wait",
+"no" …: :data:`STOP_WORDS`) interrupts however short the sound, and so does a single word of a
+spoken word's length that Whisper is sure of (mean log-probability ≥ :data:`SURE_LOGPROB`: the
+sonnet's spoken "One."); hums come out as phrases or as words Whisper doubts ("Em…" −2.1).
 
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
@@ -51,10 +54,20 @@ i see got it cool nice great good wow true exactly indeed totally gotcha uh-huh 
 NOISE_TRANSCRIPTS = frozenset({"you", "thank you", "thanks", "thank you for watching", "thanks for watching", "bye"})
 MAX_BACKCHANNEL_WORDS = 3
 #: Words that interrupt however short the sound: the caller wants the gateway to stop or listen.
-STOP_WORDS = frozenset("stop wait no nope hold pause sorry excuse hey hello but what actually listen".split())
-SHORT_SPEECH_MS = 600  # a backchannel's length: "yeah" 350 ms, "mm-hmm" 500 ms (Piper's, measured)
+STOP_WORDS = frozenset("stop wait no nope not hold pause sorry excuse hey hello but what actually listen".split())
+#: A backchannel's length (the VAD's speech, measured): "yeah" 300-380 ms, "mm-hmm" 500 ms (Piper), 610-670 ms
+#: (espeak-ng).
+SHORT_SPEECH_MS = 800
 UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
 REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
+#: From this mean log-probability per token a short sound's one word is a word: Whisper's own threshold for a
+#: decode that did not fail (``logprob_threshold``). Measured with tiny.en, live (benchmarks/turn_taking.py):
+#: the sonnet's spoken "One." -0.6 to -0.75; misheard, Piper's "okay" as "that." -1.27, hums as "Em…", "So"
+#: -2.1 to -2.5 (espeak-ng's robotic "One", "Paris" -0.9 to -2.3: often held as unsure).
+SURE_LOGPROB = -1.0
+#: ... and from this length: a spoken word (the sonnet's "One." 416-480 ms, "yeah" 300-380 ms). Echo residue that
+#: Whisper read as a sure word ("through." at -0.61) was 128 ms; residue over 250 ms came out doubted ("Thank" -1.4).
+WORD_MS = 250
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -65,21 +78,34 @@ def words_of(transcript: str) -> list[str]:
     return _WORD.findall(transcript.lower())
 
 
-def classify(transcript: str, speech_ms: int) -> Verdict:
-    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure."""
+def is_backchannel(word: str) -> bool:
+    """A backchannel word, or one Whisper hyphenated from backchannel words ("uh-uh", "mm-mm")."""
+    return word in BACKCHANNEL_WORDS or all(part in BACKCHANNEL_WORDS for part in word.split("-"))
+
+
+def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> Verdict:
+    """``transcript`` of ``speech_ms`` of sound: a real interruption, none (noise, a backchannel), or unsure.
+
+    A short sound heard as one word that is no backchannel is real when it is a spoken word's length
+    (:data:`WORD_MS`) and Whisper was sure of it (``avg_logprob`` ≥ :data:`SURE_LOGPROB`); two or three such
+    words, or a word Whisper doubts, are unsure: hums come out as phrases ("in a month.", sometimes at -0.64)
+    or as doubtful words (see the module docstring)."""
     words = words_of(transcript)
     if not words or " ".join(words) in NOISE_TRANSCRIPTS:
         return "none"
-    if any(word in STOP_WORDS for word in words) or len(words) > MAX_BACKCHANNEL_WORDS:
+    if any(word in STOP_WORDS for word in words):
         return "real"
-    if all(word in BACKCHANNEL_WORDS for word in words):
+    if all(is_backchannel(word) for word in words):  # however many: Whisper loops ("Right... Right... Right...")
         return "none"
-    return "unsure" if speech_ms < SHORT_SPEECH_MS else "real"
+    if len(words) > MAX_BACKCHANNEL_WORDS or speech_ms >= SHORT_SPEECH_MS:
+        return "real"
+    sure = len(words) == 1 and speech_ms >= WORD_MS and avg_logprob is not None and avg_logprob >= SURE_LOGPROB
+    return "real" if sure else "unsure"
 
 
-def interrupts(transcript: str, speech_ms: int) -> bool:
+def interrupts(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> bool:
     """Whether ``transcript`` of ``speech_ms`` of sound is, by itself, a real interruption."""
-    return classify(transcript, speech_ms) == "real"
+    return classify(transcript, speech_ms, avg_logprob) == "real"
 
 
 @dataclass
@@ -184,12 +210,15 @@ class InterruptionJudge:
     async def _decode(self, pending: _Pending, audio: FloatArray, end_ms: int, sound_ended: bool) -> None:
         verdict: Verdict
         try:
-            text = (await self._asr.transcribe(audio)).text.strip()
+            transcript = await self._asr.transcribe(audio)
         except EngineError as exc:  # unsure: stop talking, as a barge-in always did
             logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
             text, verdict = "", "real"
         else:
-            verdict = classify(text, end_ms - pending.onset_ms)
+            text, logprob = transcript.text.strip(), transcript.avg_logprob
+            verdict = classify(text, end_ms - pending.onset_ms, logprob)
+            logger.debug("call %s: sound over the reply of %d ms heard as %r (log-probability %s): %s", self._call_id,
+                         end_ms - pending.onset_ms, text, logprob and round(logprob, 2), verdict)
             last = self._last_unsure
             if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
                     pending.onset_ms - last[1] <= REPEAT_MS:

@@ -169,6 +169,26 @@ def test_what_counts_as_an_interruption() -> None:
     assert not interrupts("in a moment.", 500)  # Whisper's "mm-hmm": short, few words
     assert interrupts("Stop.", 300) and interrupts("No.", 250) and interrupts("Wait", 400)  # short, but stop words
     assert interrupts("ten of clubs", 900) and interrupts("Yeah but what about Paris", 1200)
+    assert not interrupts("Right... Right... Right... Right... Right...", 360)  # Whisper looping on one "right"
+
+
+def test_a_short_word_interrupts_when_whisper_is_sure_of_it() -> None:
+    """Whisper tiny.en's mean log-probabilities, measured on ../shared/speech, Piper and espeak-ng sounds."""
+    from gateway.voice.interruptions import classify
+
+    assert classify("1.", 400, -0.75) == "real"  # the sonnet's spoken "One."
+    assert classify("NMR", 500, -1.96) == "unsure"  # Piper's "mm-hmm"
+    assert classify("And then them.", 560, -1.05) == "unsure"  # espeak-ng's "mm hmm"
+    assert classify("in a month.", 540, -0.64) == "unsure"  # Piper's "mm-hmm" alone: a phrase, however sure
+    assert classify("him", 320, -3.46) == "unsure" and classify("Em...", 288, -2.09) == "unsure"  # espeak's "hmm"
+    assert classify("Paris", 416, -0.88) == "real" and classify("One", 384, -2.28) == "unsure"  # espeak's words
+    assert classify("that.", 448, -1.27) == "unsure"  # Piper's "okay" after its "yeah,": misheard, and doubted
+    assert classify("through.", 128, -0.61) == "unsure"  # echo residue: too short to be a spoken word
+    assert classify("1.", 400) == "unsure"  # a recogniser that gives no confidence: as before
+    assert classify("Yeah? Yeah?", 300, -0.92) == "none" and classify(".", 300, -3.2) == "none"
+    assert classify("Uh-uh.", 384, -0.77) == "none"  # espeak-ng's "uh huh", hyphenated
+    assert classify("and then them", 608, -1.69) == "unsure"  # espeak-ng's "mm hmm" is 610-670 ms long
+    assert classify("Call Dip.", 640, -1.04) == "unsure" and classify("Not that one.", 700, -1.5) == "real"
 
 
 def test_unfinished_words() -> None:
@@ -267,6 +287,9 @@ def test_how_a_pause_is_judged() -> None:
     assert decide(0.97, "I'd like to fly to", medium) == ("unfinished", 4000)  # the words overrule the model
     assert decide(0.97, "Ten.", medium) == ("unsure", 1000)  # one word that may begin "ten of clubs"
     assert decide(0.97, "Yes.", medium) == ("complete", 200)
+    assert decide(0.97, "Thank you.", medium) == ("complete", 200)  # "you", "it" end sentences as objects
+    assert decide(0.99, "From fairest creatures we desire increase,", medium)[0] == "unfinished"  # a comma
+    assert decide(0.84, "Eight of spades for a...", medium)[0] == "unfinished"  # Whisper's ellipsis: it trails off
     assert decide(0.7, "I'd like a ticket to Paris.", medium) == ("unsure", 1000)
     assert decide(0.2, "I'd like a ticket to Paris.", medium) == ("unfinished", 4000)
     assert decide(0.97, None, medium) == ("complete", 200)  # no transcript (no speculation): the model alone
