@@ -23,6 +23,16 @@ from qa.clips import Clip
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 QUIET_S = 0.3  # a reply is over for the caller once this long is silent
+#: A silence inside a reply this long is a stall: Piper leaves at most 390 ms on its own (at a colon
+#: or a comma, "You said: …" over the manifest's transcripts), so only audio that ran out lasts 700 ms.
+STALL_S = 0.7
+
+
+def reply_stall_ms(audible: list[float], first: float, until: float) -> float:
+    """Total silence in gaps of at least :data:`STALL_S` between audible blocks of a reply in [first, until]."""
+    blocks = sorted(at for at in audible if first <= at <= until)
+    gaps = [b - a - measure.BLOCK_S for a, b in zip(blocks, blocks[1:], strict=False)]
+    return round(sum(g for g in gaps if g >= STALL_S) * 1000, 1)
 AUDIBLE_NOW_S = 0.1  # a reply is being heard when it was audible this recently
 
 
@@ -50,6 +60,7 @@ class TurnResult:
     cleared_event_ms: float | None = None  # onset → arrival of the gateway's output_audio_buffer.cleared
     events_late_ms: float | None = None  # how long after the reply's first audio its response.created arrived
     underrun_ms: int | None = None  # silence in the middle of the reply: its audio ran out (gateway.response.playback)
+    stall_ms: float | None = None  # silences ≥ STALL_S inside the reply, as the caller heard them (any peer)
     gateway: dict[str, Any] | None = None  # the gateway's gateway.turn.metrics, where sent
     error: str | None = None
 
@@ -113,7 +124,7 @@ class Dialogue:
             cleared = [at for at, e in self.caller.events if at >= onset and e.get("type") ==
                        "output_audio_buffer.cleared" and e.get("response_id") == previous.response_id]
             turn.cleared_event_ms = round((cleared[0] - onset) * 1000, 1) if cleared else None
-            self._report(previous)
+            self._report(previous, until=onset)
         await self._await_reply(turn)
         if barge_in:
             until = end + (silence or 0) / 1000
@@ -165,7 +176,7 @@ class Dialogue:
             if self.caller.received.last_audible(since=time.monotonic() - QUIET_S) is None:
                 break
             await asyncio.sleep(0.05)
-        self._report(turn)
+        self._report(turn, until=time.monotonic() - QUIET_S)
 
     async def _settle(self, turn: TurnResult) -> None:
         """Wait for the ``response.done`` of ``turn``'s reply and note what was said."""
@@ -255,7 +266,10 @@ class Dialogue:
                 done[response_id] = at
         return bool(created) and created <= done.keys() and time.monotonic() > max(done.values()) + 1.0
 
-    def _report(self, turn: TurnResult) -> None:
+    def _report(self, turn: TurnResult, *, until: float | None = None) -> None:
+        if turn.first_audible is not None and until is not None:
+            turn.stall_ms = reply_stall_ms(self.caller.received.audible_times(since=turn.first_audible, until=until),
+                                           turn.first_audible, until)
         if self._on_turn is not None:
             self._on_turn(turn)
 
