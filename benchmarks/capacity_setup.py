@@ -38,6 +38,7 @@ from tests.support.speech import manifest
 REPO = Path(__file__).resolve().parents[1]
 RATE = 16_000
 MAX_UTTERANCE_S = 12.0
+MIN_WORDS = 3  # of a sentence cut from a longer passage
 REPLY_PREFIX = "You said: "  # gateway/agents/echo.py
 PAUSE_S = 0.65  # the load test's mean pause between a reply and the next utterance (uniform 0.3–1.0 s)
 SILENCE_S = 0.5  # end-of-turn silence
@@ -62,7 +63,9 @@ def realistic_speech(out: Path) -> Path:
             segments, _ = model.transcribe(audio, word_timestamps=True, language="en", vad_filter=False)
             words = [w for s in segments for w in (s.words or [])]
             pieces = []
-            for i, group in enumerate(split_sentences(words, MAX_UTTERANCE_S)):
+            # A heading ("One." before the sonnet) is no sentence anyone says to an agent.
+            sentences = [g for g in split_sentences(words, MAX_UTTERANCE_S) if len(g) >= MIN_WORDS]
+            for i, group in enumerate(sentences):
                 start, end = max(0, int((group[0].start - 0.1) * RATE)), int((group[-1].end + 0.15) * RATE)
                 pieces.append((f"{Path(clip.file).stem}#{i}", audio[start:end],
                                "".join(w.word for w in group).strip()))
@@ -124,7 +127,7 @@ def engine_speed(speech: Path) -> dict[str, Any]:
         for audio, text in said:
             asr_ms.append(_cpu_ms(lambda audio=audio: recognizer._transcribe_blocking(audio)))
             chunks: list[Any] = []
-            tts_ms.append(_cpu_ms(lambda text=text, chunks=chunks: chunks.extend(voice.synthesize(REPLY_PREFIX + text))))
+            tts_ms.append(_cpu_ms(lambda text=text, out=chunks: out.extend(voice.synthesize(REPLY_PREFIX + text))))
             reply_s.append(sum(len(c.audio_float_array) for c in chunks) / voice.config.sample_rate)
     recognizer.close()
     vad_ms_per_s = _vad_cpu_ms_per_second(said[0][0])
@@ -135,7 +138,8 @@ def engine_speed(speech: Path) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     return {
         "utterances": len(said), "speech_s_mean": round(statistics.mean(speech_s), 2),
-        "whisper_decode_cpu_ms": {"p50": round(statistics.median(asr_ms), 1), "mean": round(statistics.mean(asr_ms), 1)},
+        "whisper_decode_cpu_ms": {"p50": round(statistics.median(asr_ms), 1),
+                                  "mean": round(statistics.mean(asr_ms), 1)},
         "piper_cpu_rtf": round(sum(tts_ms) / 1000 / sum(reply_s), 4),
         "vad_cpu_ms_per_s": round(vad_ms_per_s, 2),
         "turn_engine_cpu_ms": round(turn_cpu_ms, 1), "turn_cycle_s": round(cycle_s, 2),
@@ -172,12 +176,13 @@ async def start_pipecat(python: Path) -> tuple[subprocess.Popen[bytes], str]:
     from engines.piper_tts import packaged_voice_path
     from engines.whisper import packaged_model_path
 
-    if not python.exists():
+    if not python.exists():  # noqa: ASYNC240 - once, before anything runs
         raise RuntimeError(f"{python} not found: make bench-deps installs Pipecat in .venv-pipecat")
     port = free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, before the load
         [str(python), str(REPO / "benchmarks" / "pipecat_bot.py"), "--port", str(port),
-         "--whisper-model", str(packaged_model_path()), "--piper-voice", str(packaged_voice_path())],
+         "--whisper-model", str(packaged_model_path()), "--piper-voice", str(packaged_voice_path()),
+         "--log-level", "ERROR"],
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

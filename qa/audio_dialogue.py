@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from qa import measure
 from qa.caller import Caller
-from qa.clips import Clip
+from qa.clips import Clip  # its transcript is unused: nothing says what the peer heard
 from qa.dialogue import STALL_S, TurnResult, reply_stall_ms
 
 #: Silence after which a reply is over. Longer than a stall (:data:`STALL_S`): a reply that stalls
@@ -52,8 +52,7 @@ class AudioDialogue:
         elif previous is not None:
             await self._finish(previous)
         onset, end = await self.caller.say(clip.samples, clip.rate)
-        turn = TurnResult(len(self.turns) + 1, clip.name, onset, end, self.silence_ms, expected=clip.transcript,
-                          barge_in=barge_in)
+        turn = TurnResult(len(self.turns) + 1, clip.name, onset, end, self.silence_ms, barge_in=barge_in)
         self.turns.append(turn)
         if barge_in and previous is not None:
             self._report(previous, until=onset)

@@ -11,6 +11,7 @@ then, between two clauses, once it is heard again). Every turn ends up as a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -26,14 +27,14 @@ QUIET_S = 0.3  # a reply is over for the caller once this long is silent
 #: A silence inside a reply this long is a stall: Piper leaves at most 390 ms on its own (at a colon
 #: or a comma, "You said: …" over the manifest's transcripts), so only audio that ran out lasts 700 ms.
 STALL_S = 0.7
+AUDIBLE_NOW_S = 0.1  # a reply is being heard when it was audible this recently
 
 
 def reply_stall_ms(audible: list[float], first: float, until: float) -> float:
     """Total silence in gaps of at least :data:`STALL_S` between audible blocks of a reply in [first, until]."""
     blocks = sorted(at for at in audible if first <= at <= until)
-    gaps = [b - a - measure.BLOCK_S for a, b in zip(blocks, blocks[1:], strict=False)]
+    gaps = [b - a - measure.BLOCK_S for a, b in itertools.pairwise(blocks)]
     return round(sum(g for g in gaps if g >= STALL_S) * 1000, 1)
-AUDIBLE_NOW_S = 0.1  # a reply is being heard when it was audible this recently
 
 
 @dataclass

@@ -158,7 +158,7 @@ async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emi
         except (TimeoutError, CallFailed, aiohttp.ClientError, OSError, ValueError) as exc:
             await caller.close()
             retry = exc.retry_after if isinstance(exc, CallFailed) else None
-            if retry is not None and options.retry_refused:
+            if isinstance(exc, CallFailed) and retry is not None and options.retry_refused:
                 emit({"kind": "refused", "caller": index, "status": exc.status, "retry_after": retry})
                 await asyncio.sleep(max(0.1, min(retry, deadline - time.time())))
                 continue
