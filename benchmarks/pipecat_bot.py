@@ -116,9 +116,13 @@ def create_app(args: argparse.Namespace) -> web.Application:
     calls: set[asyncio.Task[None]] = set()
 
     async def offer(request: web.Request) -> web.Response:
-        body = await request.json()
-        connection = SmallWebRTCConnection(ice_servers=[])
-        await connection.initialize(sdp=body["sdp"], type=body.get("type", "offer"))
+        try:
+            body = await request.json()
+            connection = SmallWebRTCConnection(ice_servers=[])
+            await connection.initialize(sdp=body["sdp"], type=body.get("type", "offer"))
+        except Exception as exc:  # a bad offer is the caller's error, whatever aiortc raised
+            return web.json_response({"error": {"type": "invalid_request_error", "code": "invalid_offer",
+                                                "message": str(exc)[:200]}}, status=400)
         task = asyncio.create_task(run_bot(connection, args))
         calls.add(task)
         task.add_done_callback(calls.discard)
