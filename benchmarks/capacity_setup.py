@@ -18,6 +18,7 @@ import contextlib
 import csv
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -166,9 +167,15 @@ def today_worktree(revision: str) -> Iterator[Path]:
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(folder), revision],
                    check=True)
     try:
+        imported = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"], cwd=folder,
+                                  env={**os.environ, "PYTHONPATH": str(folder)}, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        if not Path(imported).resolve().is_relative_to(folder.resolve()):  # an editable install must not win
+            raise RuntimeError(f"the gateway at {revision} imports {imported}, not its own code")
         yield folder
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], check=False)
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 async def start_pipecat(python: Path) -> tuple[subprocess.Popen[bytes], str]:
