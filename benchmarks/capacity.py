@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import math
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -188,6 +189,10 @@ async def main() -> None:
         parser.error("--callers and --step must be ≥ 1, --interval and --hold positive")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    # SIGTERM cancels the run, so the systems are stopped and today's worktree removed.
+    this = asyncio.current_task()
+    assert this is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     machine = machine_speed()
     with tempfile.TemporaryDirectory(prefix="capacity-speech-") as tmp:
         speech = realistic_speech(Path(tmp))

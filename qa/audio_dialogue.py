@@ -17,7 +17,7 @@ from collections.abc import Callable
 from qa import measure
 from qa.caller import Caller
 from qa.clips import Clip  # its transcript is unused: nothing says what the peer heard
-from qa.dialogue import STALL_S, TurnResult, reply_stall_ms
+from qa.dialogue import STALL_S, TurnResult, abandon_turns, reply_stall_ms
 
 #: Silence after which a reply is over. Longer than a stall (:data:`STALL_S`): a reply that stalls
 #: is still one reply.
@@ -36,6 +36,11 @@ class AudioDialogue:
         self.turns: list[TurnResult] = []
         self._on_turn = on_turn
         self._playing: TurnResult | None = None
+        self._reported: set[int] = set()
+
+    def abandon(self) -> None:
+        """Report every turn not reported yet (see :meth:`qa.dialogue.Dialogue.abandon`)."""
+        abandon_turns(self.turns, self._reported, self._report)
 
     async def start(self, silence_ms: int | None = None) -> None:
         """Nothing to wait for: the bot's end-of-turn silence is its own (``silence_ms`` says which)."""
@@ -97,6 +102,7 @@ class AudioDialogue:
         turn.error = "no_audio"
 
     def _report(self, turn: TurnResult, *, until: float | None = None) -> None:
+        self._reported.add(turn.index)
         if turn.first_audible is not None and until is not None:
             turn.stall_ms = reply_stall_ms(self.caller.received.audible_times(since=turn.first_audible, until=until),
                                            turn.first_audible, until)

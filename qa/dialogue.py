@@ -37,6 +37,16 @@ def reply_stall_ms(audible: list[float], first: float, until: float) -> float:
     return round(sum(g for g in gaps if g >= STALL_S) * 1000, 1)
 
 
+def abandon_turns(turns: list[TurnResult], reported: set[int], report: Callable[..., None]) -> None:
+    """Report the turns of ``turns`` not in ``reported``; those never answered as ``unanswered_at_end``."""
+    for turn in turns:
+        if turn.index in reported:
+            continue
+        if turn.first_audible is None and turn.error is None:
+            turn.error = "unanswered_at_end"
+        report(turn, until=time.monotonic())
+
+
 @dataclass
 class TurnResult:
     """One turn as the caller saw it. Times are ``time.monotonic()`` readings."""
@@ -86,6 +96,15 @@ class Dialogue:
         self.turns: list[TurnResult] = []
         self._on_turn = on_turn
         self._playing: TurnResult | None = None
+        self._reported: set[int] = set()
+
+    def abandon(self) -> None:
+        """Report every turn not reported yet, as it stands: the test ended while waiting on it.
+
+        A turn whose reply was never heard is failed (``unanswered_at_end``): a reply later than the
+        test's grace is no success, and leaving it out would hide the calls that were slowest.
+        """
+        abandon_turns(self.turns, self._reported, self._report)
 
     async def start(self, silence_ms: int | None = None) -> None:
         """Wait for ``session.created``; ask for another end-of-turn silence if given."""
@@ -268,6 +287,7 @@ class Dialogue:
         return bool(created) and created <= done.keys() and time.monotonic() > max(done.values()) + 1.0
 
     def _report(self, turn: TurnResult, *, until: float | None = None) -> None:
+        self._reported.add(turn.index)
         if turn.first_audible is not None and until is not None:
             turn.stall_ms = reply_stall_ms(self.caller.received.audible_times(since=turn.first_audible, until=until),
                                            turn.first_audible, until)

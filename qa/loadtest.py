@@ -67,6 +67,7 @@ class LoadOptions:
     ramp_step: int = 0  # when > 0: this many callers join every ramp_interval_s (instead of ramp_s)
     ramp_interval_s: float = 10.0
     retry_refused: bool = True  # a caller refused with Retry-After tries again after it
+    grace_s: float = 15.0  # after the duration, how long a caller may finish its turn before it hangs up
 
     def __post_init__(self) -> None:
         check_url(self.url)
@@ -127,23 +128,32 @@ async def _caller(options: LoadOptions, index: int, clips: list[Clip], started_a
     else:
         dialogue = Dialogue(caller, timeout=options.timeout_s, on_turn=on_turn)
     try:
-        await dialogue.start(options.silence_ms)
-        barge_in = False
-        while time.time() < deadline:
-            await dialogue.speak(rng.choice(clips), barge_in_after_ms=rng.uniform(400, 1200) if barge_in else None)
-            barge_in = rng.random() < options.barge_in_rate
-            if not barge_in:
-                await dialogue.finish()
-                await asyncio.sleep(rng.uniform(0.3, 1.0))
-        await dialogue.finish()
+        await asyncio.wait_for(_converse(options, dialogue, clips, rng, deadline),
+                               max(0.1, deadline + options.grace_s - time.time()))
     except Exception as exc:  # one caller's failure is a finding, not the end of the test
-        logger.warning("caller %d failed: %r", index, exc)
-        emit({"kind": "exception", "caller": index, "type": type(exc).__name__, "message": str(exc)})
+        if isinstance(exc, TimeoutError) and time.time() >= deadline + options.grace_s - 1:
+            dialogue.abandon()  # the end of the test: what is still awaited is reported as it stands
+        else:
+            logger.warning("caller %d failed: %r", index, exc)
+            emit({"kind": "exception", "caller": index, "type": type(exc).__name__, "message": str(exc)})
     finally:
         for event in caller.events_of("error"):
             emit({"kind": "error", "caller": index, "type": (event.get("error") or {}).get("code") or "unknown"})
         await caller.hangup()
         emit({"kind": "down", "caller": index})
+
+
+async def _converse(options: LoadOptions, dialogue: Dialogue | AudioDialogue, clips: list[Clip],
+                    rng: random.Random, deadline: float) -> None:
+    await dialogue.start(options.silence_ms)
+    barge_in = False
+    while time.time() < deadline:
+        await dialogue.speak(rng.choice(clips), barge_in_after_ms=rng.uniform(400, 1200) if barge_in else None)
+        barge_in = rng.random() < options.barge_in_rate
+        if not barge_in:
+            await dialogue.finish()
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+    await dialogue.finish()
 
 
 async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emit) -> Caller | None:
