@@ -112,3 +112,16 @@ def test_retry_after_is_read_from_the_refusal() -> None:
     assert _retry_after(CIMultiDict({"Retry-After": "5"})) == 5.0
     assert _retry_after(CIMultiDict()) is None
     assert _retry_after(CIMultiDict({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+
+
+def test_turns_still_awaited_at_the_end_are_reported_and_the_unanswered_failed() -> None:
+    from qa.dialogue import TurnResult, abandon_turns
+
+    answered = TurnResult(1, "a.wav", 1.0, 2.0, 500, first_audible=2.8, overhead_ms=300.0)
+    waiting = TurnResult(2, "b.wav", 5.0, 6.0, 500)
+    done = TurnResult(3, "c.wav", 7.0, 8.0, 500, error="no_transcript")
+    seen: list[TurnResult] = []
+    abandon_turns([answered, waiting, done], {3}, lambda turn, until: seen.append(turn))
+    assert seen == [answered, waiting]
+    assert answered.error is None and waiting.error == "unanswered_at_end" and done.error == "no_transcript"
+    assert judge([{**turn(), "first_audible": None} for _ in range(2)], Slo())["failed"] == 2
