@@ -15,7 +15,8 @@ below met it (``qa/slo.py``).
 
 Systems: ``today`` is the gateway at ``--baseline-rev`` (a ``git worktree`` of it, run with this
 virtualenv), ``ours`` the gateway of this checkout, ``pipecat`` the Pipecat 1.14 echo bot of
-``benchmarks/pipecat_bot.py`` (SmallWebRTC, the same models, 500 ms end of turn) in
+``benchmarks/pipecat_bot.py`` (SmallWebRTC, the same models loaded once and run with the gateway's
+engine settings, 500 ms end of turn; ``--pipecat-stock`` for Pipecat's defaults) in
 ``.venv-pipecat`` (``make bench-deps``). Both gateways run with their defaults, except the
 per-client limits (every caller comes from 127.0.0.1).
 
@@ -61,7 +62,7 @@ async def system(name: str, args: argparse.Namespace) -> AsyncIterator[str]:
     extra = GATEWAY_FLAGS + [flag for setting in args.gateway_set for flag in ("--set", setting)]
     with contextlib.ExitStack() as stack:
         if name == "pipecat":
-            process, url = await start_pipecat(args.pipecat_python)
+            process, url = await start_pipecat(args.pipecat_python, stock=args.pipecat_stock)
         else:
             tree = REPO if name == "ours" else stack.enter_context(today_worktree(args.baseline_rev))
             process, url = await start_gateway_process(extra, cwd=tree)
@@ -119,6 +120,8 @@ def print_results(results: list[dict[str, Any]], machine: dict[str, Any], engine
           f"{engines['vad_cpu_ms_per_s']} ms CPU/s · {engines['turn_engine_cpu_ms']} ms engine CPU per turn of "
           f"{engines['turn_cycle_s']} s → CPU-bound limit {engines['cpu_bound_calls']} calls on "
           f"{engines['cores']} cores")
+    print(f"          (a decode padded to Whisper's 30 s window, as Pipecat's Whisper service makes it: "
+          f"{engines['whisper_30s_window_cpu_ms']} ms CPU → CPU-bound limit {engines['cpu_bound_calls_30s_window']})")
     print(f"SLO       {Slo().describe()} (per level of concurrent calls: qa/slo.py)")
     print("\nsystem            capacity@SLO  calls/core  of CPU-bound  admitted  refused (callers/times)  max up"
           "  calls met SLO  overhead p50/p95 (ms)  stalled  barge-in p95")
@@ -182,6 +185,8 @@ async def main() -> None:
     parser.add_argument("--gateway-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for both gateways (repeatable), e.g. limits.max_calls=32")
     parser.add_argument("--pipecat-python", type=Path, default=REPO / ".venv-pipecat" / "bin" / "python")
+    parser.add_argument("--pipecat-stock", action="store_true",
+                        help="run the Pipecat bot as its examples do (per-call models, library defaults)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "capacity.png")
     args = parser.parse_args()

@@ -9,14 +9,19 @@ The 500 ms are Pipecat's two stages: the VAD's ``stop_secs`` (0.2 s, its default
 timeout strategy's ``user_speech_timeout`` (0.3 s). Whisper runs as soon as the VAD stops (Pipecat's
 segmented STT), so the decode overlaps the last 0.3 s: this is how Pipecat is meant to be run.
 
-Whisper decodes as Pipecat's ``WhisperSTTService`` does (faster-whisper's defaults: beam 5, the
-30 s window), not with the gateway's greedy fitted window: that is part of what is compared.
+The engines run as the gateway runs them (the default), so the work per turn is the same and what
+is compared is the framework: the models are loaded once and shared by every call's services,
+Whisper decodes greedily (beam 1) on one CTranslate2 thread, Piper synthesises on one onnxruntime
+thread. Pipecat's ``WhisperSTTService`` still pads every utterance to Whisper's 30 s window (the
+gateway fits the window to the audio): that is Pipecat's integration, and part of what is compared.
+``--stock`` runs Pipecat as its examples do instead: each call's services load their own models
+(on the event loop), faster-whisper's defaults (beam 5, one thread per core), onnxruntime's
+default pool.
 
-Each call gets its own pipeline and its own services, as Pipecat's examples and runner do (so each
-call loads its own Whisper model and Piper voice). Signaling is SmallWebRTC's: ``POST /api/offer``
-with ``{"sdp", "type"}`` JSON, answered with ``{"sdp", "type", "pc_id"}``; hanging up is closing the
-peer connection. It runs in its own virtualenv (``make bench-deps`` makes ``.venv-pipecat``), so it
-imports nothing from this repository.
+Each call gets its own pipeline and its own services, as Pipecat's runner does. Signaling is
+SmallWebRTC's: ``POST /api/offer`` with ``{"sdp", "type"}`` JSON, answered with
+``{"sdp", "type", "pc_id"}``; hanging up is closing the peer connection. It runs in its own
+virtualenv (``make bench-deps`` makes ``.venv-pipecat``), so it imports nothing from this repository.
 
 Usage: .venv-pipecat/bin/python benchmarks/pipecat_bot.py --port 7860 --whisper-model DIR --piper-voice FILE.onnx
 """
@@ -49,6 +54,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.piper import tts as piper_tts
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.transports.base_transport import TransportParams
@@ -63,6 +69,62 @@ SPEECH_TIMEOUT_S = 0.3  # ... and together 500 ms of silence end the turn, as th
 #: Pipecat's bound on waiting for a transcript after the VAD stopped; its segmented Whisper finalises
 #: each transcript, which ends that wait at once, so this only silences the "not set" warning.
 TTFS_P99_S = 1.0
+
+
+class SharedEngines:
+    """The models, loaded once for every call (the gateway's way): greedy Whisper, single-threaded engines."""
+
+    def __init__(self, whisper_model: str, piper_voice: Path) -> None:
+        import onnxruntime
+        from faster_whisper import WhisperModel
+        from piper import PiperVoice
+
+        self.whisper = WhisperModel(whisper_model, device="cpu", compute_type="int8", cpu_threads=1)
+        self.voice = PiperVoice.load(piper_voice)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.voice.session = onnxruntime.InferenceSession(str(piper_voice), sess_options=options,
+                                                          providers=["CPUExecutionProvider"])
+
+
+class GreedyWhisper:
+    """The shared model, decoding with beam 1 (Pipecat's service passes no beam size: faster-whisper's 5)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def transcribe(self, audio: Any, **options: Any) -> Any:
+        return self._model.transcribe(audio, beam_size=1, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def services(args: argparse.Namespace, shared: SharedEngines | None) -> tuple[FrameProcessor, FrameProcessor]:
+    """This call's Whisper and Piper services: on the shared models, or (``--stock``) loading their own."""
+    voice = Path(args.piper_voice)
+    settings = WhisperSTTService.Settings(model=str(args.whisper_model))
+    if shared is None:
+        stt = WhisperSTTService(settings=settings, device="cpu", compute_type="int8", ttfs_p99_latency=TTFS_P99_S)
+        return stt, PiperTTSService(settings=PiperTTSService.Settings(voice=voice.stem), download_dir=voice.parent)
+
+    class SharedWhisperSTT(WhisperSTTService):
+        def _load(self) -> None:
+            self._model = GreedyWhisper(shared.whisper)
+
+    class SharedPiperVoice:
+        @staticmethod
+        def load(*_: Any, **__: Any) -> Any:
+            return shared.voice
+
+    stt = SharedWhisperSTT(settings=settings, device="cpu", compute_type="int8", ttfs_p99_latency=TTFS_P99_S)
+    real = piper_tts.PiperVoice
+    piper_tts.PiperVoice = SharedPiperVoice  # PiperTTSService loads its voice in __init__: hand it the shared one
+    try:
+        tts = PiperTTSService(settings=PiperTTSService.Settings(voice=voice.stem), download_dir=voice.parent)
+    finally:
+        piper_tts.PiperVoice = real
+    return stt, tts
 
 
 class EchoLLM(FrameProcessor):
@@ -86,14 +148,11 @@ class EchoLLM(FrameProcessor):
         await self.push_frame(LLMFullResponseEndFrame())
 
 
-async def run_bot(connection: SmallWebRTCConnection, args: argparse.Namespace) -> None:
+async def run_bot(connection: SmallWebRTCConnection, args: argparse.Namespace, shared: SharedEngines | None) -> None:
     """One call: transport in → Whisper → user turn → echo → Piper → transport out, until it hangs up."""
     transport = SmallWebRTCTransport(webrtc_connection=connection,
                                      params=TransportParams(audio_in_enabled=True, audio_out_enabled=True))
-    stt = WhisperSTTService(settings=WhisperSTTService.Settings(model=str(args.whisper_model)), device="cpu",
-                            compute_type="int8", ttfs_p99_latency=TTFS_P99_S)
-    voice = Path(args.piper_voice)
-    tts = PiperTTSService(settings=PiperTTSService.Settings(voice=voice.stem), download_dir=voice.parent)
+    stt, tts = services(args, shared)
     context = LLMContext()
     user, assistant = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
         vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=VAD_STOP_S)),
@@ -113,6 +172,7 @@ async def run_bot(connection: SmallWebRTCConnection, args: argparse.Namespace) -
 
 def create_app(args: argparse.Namespace) -> web.Application:
     app = web.Application()
+    shared = None if args.stock else SharedEngines(str(args.whisper_model), Path(args.piper_voice))
     calls: set[asyncio.Task[None]] = set()
 
     async def offer(request: web.Request) -> web.Response:
@@ -123,7 +183,7 @@ def create_app(args: argparse.Namespace) -> web.Application:
         except Exception as exc:  # a bad offer is the caller's error, whatever aiortc raised
             return web.json_response({"error": {"type": "invalid_request_error", "code": "invalid_offer",
                                                 "message": str(exc)[:200]}}, status=400)
-        task = asyncio.create_task(run_bot(connection, args))
+        task = asyncio.create_task(run_bot(connection, args, shared))
         calls.add(task)
         task.add_done_callback(calls.discard)
         answer = connection.get_answer()
@@ -151,6 +211,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--whisper-model", required=True, help="a CTranslate2 Whisper model directory")
     parser.add_argument("--piper-voice", required=True, help="a Piper voice .onnx (its .onnx.json beside it)")
+    parser.add_argument("--stock", action="store_true",
+                        help="Pipecat as its examples run: per-call models, faster-whisper's, onnxruntime's defaults")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     logger.remove()
