@@ -178,6 +178,9 @@ def create_app(args: argparse.Namespace) -> web.Application:
     async def offer(request: web.Request) -> web.Response:
         try:
             body = await request.json()
+            offer = isinstance(body, dict) and body.get("type", "offer") == "offer"
+            if not offer or "m=audio" not in str(body.get("sdp")):
+                raise ValueError("expected {\"sdp\": an SDP offer with an audio section, \"type\": \"offer\"}")
             connection = SmallWebRTCConnection(ice_servers=[])
             await connection.initialize(sdp=body["sdp"], type=body.get("type", "offer"))
         except Exception as exc:  # a bad offer is the caller's error, whatever aiortc raised
