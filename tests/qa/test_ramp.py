@@ -64,7 +64,8 @@ async def test_the_audio_alone_measures_a_reply_as_the_events_do(gateway_url: st
     finally:
         await caller.hangup()
     assert turn.error is None and turn.first_audible is not None and turn.overhead_ms is not None
-    assert -300 < turn.overhead_ms < 3000 and turn.stall_ms is not None
+    # the reply is heard after the speech ended (no speed asserted: the machine is shared)
+    assert turn.first_audible > turn.speech_end and -500 < turn.overhead_ms < 15_000 and turn.stall_ms is not None
     created = caller.events_of("response.created")
     assert len(created) == 1  # the audio heard was the reply to this turn, and there was one
 
