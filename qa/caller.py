@@ -292,14 +292,19 @@ class Caller:
         """Play ``samples`` as the caller's voice and wait until all of it was sent.
 
         Returns the monotonic times at which the first and the last speech samples
-        (by energy, ignoring leading and trailing silence) left the caller.
+        (by energy, ignoring leading and trailing silence) left the caller. Raises
+        ``ConnectionError`` when the call's connection fails or closes first: nothing
+        sends the audio any more, so waiting would never end.
         """
         pcm = PcmConverter(RATE, sample_format="s16").convert_array(samples.astype(np.float32), rate)
         pcm = pcm.astype(np.int16, copy=False)
         start = min(len(pcm) - 1, speech_start_sample(samples, rate) * RATE // rate)
         end = min(len(pcm), speech_end_sample(samples, rate) * RATE // rate) - 1
         onset, end_at = self.mic.play(pcm, max(0, start), max(0, end))
-        while self.mic.busy:  # noqa: ASYNC110 - the track empties on the media clock
+        while self.mic.busy:  # the track empties on the media clock
+            if self.pc.connectionState in ("failed", "closed"):
+                self.mic.clear()
+                raise ConnectionError(f"the call's connection {self.pc.connectionState} while the caller spoke")
             await asyncio.sleep(0.01)
         return await onset, await end_at
 

@@ -30,6 +30,7 @@ class LoadStats:
         self.never_admitted = 0
         self.connect_ms: list[float] = []
         self.turns: list[dict[str, Any]] = []
+        self.lost: list[dict[str, Any]] = []  # a failed turn per caller exception: the SLO counts them
         self.errors: Counter[str] = Counter()
         self._changes: list[tuple[float, int]] = []  # (seconds since the start, +1 up / -1 down)
         self.workers_done = 0
@@ -62,6 +63,8 @@ class LoadStats:
             self.errors[f"event:{message['type']}"] += 1
         elif kind == "exception":
             self.errors[f"exception:{message['type']}"] += 1
+            self.lost.append({"caller": message["caller"], "at": at, "first_audible": None, "overhead_ms": None,
+                              "error": f"exception:{message['type']}"})
         elif kind == "worker_done":
             self.workers_done += 1
 
@@ -90,8 +93,8 @@ class LoadStats:
     def report(self, options: dict[str, Any], objective: slo.Slo | None = None) -> dict[str, Any]:
         timeline = self.timeline
         times = [at for at, _ in timeline]
-        for turn in self.turns:  # calls up when the caller stopped speaking
-            turn["concurrent"] = timeline[bisect.bisect_right(times, turn["at"]) - 1][1]
+        for turn in self.turns + self.lost:  # calls up when the caller stopped speaking (or failed)
+            turn["concurrent"] = max(1, timeline[bisect.bisect_right(times, turn["at"]) - 1][1])
         replies = [t for t in self.turns if t.get("first_audible") is not None]
         barge_ins = [t for t in self.turns if t["barge_in"]]
         first_packet = [t["gateway"]["stages_ms"]["first_packet_sent"] for t in self.turns
@@ -119,7 +122,7 @@ class LoadStats:
                                                   if t.get("expected") and not t["error"]),
             "errors": dict(self.errors.most_common()),
             "ok": bool(replies) and not self.errors,
-            "slo": slo.report(self.turns, objective or slo.Slo()),
+            "slo": slo.report(self.turns + self.lost, objective or slo.Slo()),
             "timeline": timeline,
             "turn_records": self.turns,
         }

@@ -125,3 +125,18 @@ def test_turns_still_awaited_at_the_end_are_reported_and_the_unanswered_failed()
     assert seen == [answered, waiting]
     assert answered.error is None and waiting.error == "unanswered_at_end" and done.error == "no_transcript"
     assert judge([{**turn(), "first_audible": None} for _ in range(2)], Slo())["failed"] == 2
+
+
+def test_a_call_lost_mid_turn_is_a_failed_turn_for_the_slo() -> None:
+    stats = LoadStats(callers=1, started_at=0.0)
+    stats.handle({"kind": "up", "caller": 0, "connect_ms": 20.0, "at": 0.1})
+    for i in range(10):
+        stats.handle({"kind": "turn", "caller": 0, "at": 1.0 + i,
+                      "turn": {**turn(), "error": None, "barge_in": False}})
+    stats.handle({"kind": "exception", "caller": 0, "type": "ConnectionError", "message": "lost", "at": 40.0})
+    stats.handle({"kind": "down", "caller": 0, "at": 40.5})
+    result = stats.report({"url": URL, "callers": 1, "processes": 1, "duration_s": 60, "ramp_s": 0})
+    assert result["turns"] == 10 and result["errors"] == {"exception:ConnectionError": 1}
+    level = result["slo"]["levels"]["1"]
+    assert level["turns"] == 11 and level["failed"] == 1 and level["overhead_p95_ms"] == "inf"
+    assert result["slo"]["capacity"] == 0
