@@ -132,13 +132,15 @@ def print_results(results: list[dict[str, Any]], machine: dict[str, Any], engine
               f"  {r['calls_meeting_slo']:>13}  {o['overhead_p50_ms']} / {o['overhead_p95_ms']:<13}"
               f"  {o['stalled_replies']:>7}  {o['barge_in_p95_ms']}")
     levels = sorted({int(n) for r in results for n in r["levels"]})
-    print("\np95 overhead (ms) per concurrent calls; * = SLO missed at that level")
+    print("\np95 overhead (ms) per concurrent calls; *: the SLO missed at that level on O overhead, S stalls,"
+          " B barge-in stop")
     print("calls  " + "  ".join(f"{r['system']:>18}" for r in results))
     for n in levels:
         cells = []
         for r in results:
             level = r["levels"].get(str(n))
-            cell = "–" if level is None else f"{level['overhead_p95_ms']}{'' if level['met'] else '*'}"
+            missed = "".join(k[0].upper() for k, ok in (level or {}).get("checks", {}).items() if not ok)
+            cell = "–" if level is None else f"{level['overhead_p95_ms']}{'*' + missed if missed else ''}"
             cells.append(f"{cell:>18}")
         print(f"{n:>5}  " + "  ".join(cells))
     by_name = {r["system"].split(" ")[0]: r["capacity"] for r in results}
