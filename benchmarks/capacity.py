@@ -36,6 +36,7 @@ import contextlib
 import json
 import math
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -175,7 +176,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--baseline-rev", default="8d3dea9", help="the revision that is 'today' (default 8d3dea9)")
@@ -195,7 +196,16 @@ async def main() -> None:
     args = parser.parse_args()
     if args.callers < 1 or args.step < 1 or args.interval <= 0 or args.hold <= 0:
         parser.error("--callers and --step must be ≥ 1, --interval and --hold positive")
+    if "pipecat" in args.systems and not args.pipecat_python.exists():
+        parser.error(f"{args.pipecat_python} not found: `make bench-deps` installs the Pipecat peer")
+    if "today" in args.systems and subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                                                   f"{args.baseline_rev}^{{commit}}"], capture_output=True).returncode:
+        parser.error(f"--baseline-rev {args.baseline_rev}: no such commit here")
     args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
 
     # SIGTERM cancels the run, so the systems are stopped and today's worktree removed.
     this = asyncio.current_task()
@@ -220,4 +230,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_args()))
