@@ -159,6 +159,7 @@ async def _converse(options: LoadOptions, dialogue: Dialogue | AudioDialogue, cl
 async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emit) -> Caller | None:
     """A connected caller, after as many refusals with ``Retry-After`` as the test's time allows; None if none."""
     network = replace(options.network, seed=options.network.seed + index) if options.network else None
+    refused = False  # a caller whose time to join comes after the end never calls: it is not "never admitted"
     while time.time() < deadline:
         caller = Caller(base_url(options.url), token=options.token, network=network,
                         signaling=TARGETS[options.target])
@@ -170,6 +171,7 @@ async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emi
             retry = exc.retry_after if isinstance(exc, CallFailed) else None
             if isinstance(exc, CallFailed) and retry is not None and options.retry_refused:
                 emit({"kind": "refused", "caller": index, "status": exc.status, "retry_after": retry})
+                refused = True
                 await asyncio.sleep(max(0.1, min(retry, deadline - time.time())))
                 continue
             kind = f"{exc.status} {exc.code}" if isinstance(exc, CallFailed) else type(exc).__name__
@@ -177,7 +179,8 @@ async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emi
             return None
         emit({"kind": "up", "caller": index, "connect_ms": round((time.monotonic() - connecting) * 1000, 1)})
         return caller
-    emit({"kind": "never_admitted", "caller": index})
+    if refused:
+        emit({"kind": "never_admitted", "caller": index})
     return None
 
 
