@@ -51,7 +51,7 @@ class LoadStats:
             self.errors[f"connect:{message['type']}"] += 1
         elif kind == "refused":
             self.refusals += 1
-            self.refused_callers.add(message["caller"])
+            self.refused_callers.add(message.get("caller", -1))
         elif kind == "never_admitted":
             self.never_admitted += 1
         elif kind == "turn":
@@ -63,7 +63,7 @@ class LoadStats:
             self.errors[f"event:{message['type']}"] += 1
         elif kind == "exception":
             self.errors[f"exception:{message['type']}"] += 1
-            self.lost.append({"caller": message["caller"], "at": at, "first_audible": None, "overhead_ms": None,
+            self.lost.append({"caller": message.get("caller", -1), "at": at, "first_audible": None, "overhead_ms": None,
                               "error": f"exception:{message['type']}"})
         elif kind == "worker_done":
             self.workers_done += 1
