@@ -13,7 +13,8 @@ The engines run as the gateway runs them (the default), so the work per turn is 
 is compared is the framework: the models are loaded once and shared by every call's services,
 Whisper decodes greedily (beam 1) on one CTranslate2 thread, Piper synthesises on one onnxruntime
 thread. Pipecat's ``WhisperSTTService`` still pads every utterance to Whisper's 30 s window (the
-gateway fits the window to the audio): that is Pipecat's integration, and part of what is compared.
+gateway fits the window to the audio; 4-5x the CPU per decode): that is Pipecat's integration, and
+part of what is compared.
 ``--stock`` runs Pipecat as its examples do instead: each call's services load their own models
 (on the event loop), faster-whisper's defaults (beam 5, one thread per core), onnxruntime's
 default pool.
