@@ -60,7 +60,12 @@ $(PIPECAT_VENV)/.installed:
 	$(PIPECAT_VENV)/bin/pip install --quiet 'pipecat-ai[silero,whisper,piper,webrtc]==1.14.0'
 	touch $@
 
-bench-deps: $(STAMP) $(PIPECAT_VENV)/.installed
+# ... and the gateway's venv with the bench extra (matplotlib for the plots), without the test extra's build.
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-deps: $(VENV)/.installed-bench $(PIPECAT_VENV)/.installed
 
 # Browser tests (tests/browser): Debian's Chromium, installed when missing (as root), and the OpenAI Agents
 # SDK from npm. Without them those tests are skipped (outside CI).
