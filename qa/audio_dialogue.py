@@ -5,7 +5,10 @@ first audible block after the caller's speech end that follows a quarter second 
 (:func:`qa.measure.reply_onset`, which skips the tail of a reply still playing), it is over once
 :data:`REPLY_END_S` passed without audio, and its stalls are the silences of at least
 :data:`~qa.dialogue.STALL_S` inside it. Overhead and barge-in stop are computed as for the gateway
-(:mod:`qa.measure`), so the figures compare across peers. No transcripts: no WER.
+(:mod:`qa.measure`), so the figures compare across peers. No transcripts: no WER. Without
+events one thing cannot be told apart: a talked-over reply that goes on playing past the end of
+the new utterance, resumed after one of its own pauses, passes for the next reply (an overhead
+too low, so only ever in the peer's favour).
 """
 
 from __future__ import annotations
