@@ -140,3 +140,37 @@ def test_a_call_lost_mid_turn_is_a_failed_turn_for_the_slo() -> None:
     level = result["slo"]["levels"]["1"]
     assert level["turns"] == 11 and level["failed"] == 1 and level["overhead_p95_ms"] == "inf"
     assert result["slo"]["capacity"] == 0
+
+
+def test_the_capacity_benchmark_prints_capacities_ratios_and_the_machine(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Any) -> None:
+    import argparse
+
+    from benchmarks.capacity import plot, print_results, summary
+
+    engines = {"whisper_decode_cpu_ms": {"p50": 95.7, "mean": 102.9}, "utterances": 19, "speech_s_mean": 3.5,
+               "piper_cpu_rtf": 0.08, "vad_cpu_ms_per_s": 5.5, "turn_engine_cpu_ms": 350.0, "turn_cycle_s": 7.7,
+               "cpu_bound_calls": 40.0, "cores": 2, "whisper_30s_window_cpu_ms": 560.0,
+               "cpu_bound_calls_30s_window": 17.5}
+    machine = {"cpu": "Test CPU", "cpus": 2, "python_loop_ms": 80.0, "matmul_ms": 30.0, "load_average": [0.1, 0, 0]}
+    args = argparse.Namespace(baseline_rev="8d3dea9")
+
+    def ramp(levels: dict[int, float]) -> dict[str, Any]:
+        turns = [turn(caller=i, concurrent=n, overhead=o) for n, o in levels.items() for i in range(n)]
+        calls = {"connected": max(levels), "refused_callers": 1, "refusals": 3, "never_admitted": 0,
+                 "connect_failures": 0, "max_concurrent": max(levels)}
+        return {"slo": report(turns, Slo()), "calls": calls, "replies_with_underrun": 0, "errors": {}, "wer": None}
+
+    results = [summary("today", ramp({2: 300.0, 4: 450.0, 6: 900.0}), engines, args),
+               summary("ours", ramp({2: 200.0, 4: 250.0, 6: 300.0, 8: 2000.0}), engines, args),
+               summary("pipecat", ramp({2: 400.0, 4: 800.0}), engines, args)]
+    assert [r["capacity"] for r in results] == [4, 6, 2]
+    assert results[1]["calls_per_core"] == 3.0 and results[1]["share_of_cpu_bound"] == 0.15
+    print_results(results, machine, engines)
+    out = capsys.readouterr().out
+    assert "Whisper decode 95.7 ms CPU p50" in out and "CPU-bound limit 40.0 calls on 2 cores" in out
+    assert "capacity ours / today:   1.50 (target ≥ 1.5)" in out
+    assert "capacity ours / pipecat: 3.00 (target ≥ 2)" in out
+    assert "2000.0*O" in out  # the level that missed, and on which bound
+    plot(results, tmp_path / "capacity.png")
+    assert (tmp_path / "capacity.png").read_bytes().startswith(b"\x89PNG")
