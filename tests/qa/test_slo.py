@@ -53,6 +53,7 @@ def test_capacity_is_the_last_level_before_the_first_miss() -> None:
     levels = by_level(turns, Slo())
     assert sorted(levels) == [2, 4, 6, 8] and [levels[n]["met"] for n in (2, 4, 6, 8)] == [True, True, False, True]
     assert capacity(levels) == 4
+    assert levels[6]["calls"] == {"calls": 1, "met": 0, "missed": [0]}
     assert capacity(by_level([turn(concurrent=2, overhead=600.0)], Slo())) == 0
 
 
