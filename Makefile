@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser-deps cluster-deps deploy-tools lint bench clean
+.PHONY: run test install browser-deps cluster-deps deploy-tools bench-deps lint bench clean
 
 STAMP_TEST := $(VENV)/.installed-test
 
@@ -50,6 +50,23 @@ $(DEPLOY_VENV)/.installed:
 
 deploy-tools: $(DEPLOY_VENV)/.installed
 
+# The Pipecat peer of benchmarks/capacity.py (benchmarks/pipecat_bot.py) in a virtualenv of its own: a real
+# Pipecat bot needs its own aiortc, faster-whisper, piper-tts and onnxruntime pins, which must not move the
+# gateway's. The models are the gateway's (its venv's packages), passed to the bot by path.
+PIPECAT_VENV ?= .venv-pipecat
+$(PIPECAT_VENV)/.installed:
+	$(PYTHON) -m venv $(PIPECAT_VENV)
+	$(PIPECAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(PIPECAT_VENV)/bin/pip install --quiet 'pipecat-ai[silero,whisper,piper,webrtc]==1.14.0'
+	touch $@
+
+# ... and the gateway's venv with the bench extra (matplotlib for the plots), without the test extra's build.
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-deps: $(VENV)/.installed-bench $(PIPECAT_VENV)/.installed
+
 # Browser tests (tests/browser): Debian's Chromium, installed when missing (as root), and the OpenAI Agents
 # SDK from npm. Without them those tests are skipped (outside CI).
 BROWSER_NPM := tests/browser/node_modules/.package-lock.json
@@ -70,4 +87,4 @@ lint: $(STAMP_TEST)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) $(PIPECAT_VENV) .pytest_cache .mypy_cache .ruff_cache

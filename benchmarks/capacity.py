@@ -1,109 +1,157 @@
-"""Capacity benchmark: the largest number of concurrent calls that keeps p95 overhead ≤ the target.
+"""Capacity at the SLO: a ramp of callers against the gateway today, the gateway now, and a Pipecat bot.
 
-For each mode and each N in ``--steps``, starts a gateway, runs ``voice-gateway loadtest`` logic
-with N callers in conversation (speaking about half the time, some barge-ins) for ``--duration``
-seconds, and records overhead p50/p95, refusals, errors and the gateway's per-stage breakdown.
-Prints a table, the largest N that meets the target for each mode, the ratios between the modes,
-and plots p50/p95 versus N.
+For each system, in the same run on the same machine: callers (in ``--caller-processes`` processes
+of their own) join ``--step`` at a time every ``--interval`` seconds up to ``--callers``, hold for
+``--hold`` seconds, and talk: every utterance of ``../shared/speech`` up to 12 s (longer passages
+split into sentences), a pause of 0.3–1 s after each reply, a quarter of the replies talked over.
+A caller refused with 503 + ``Retry-After`` tries again after it (each refusal is counted).
 
-Modes: ``1 process`` (the defaults), ``--workers`` processes behind the front, and with
-``--baseline`` the same single process configured as before the capacity work (aiortc encodes
-every outbound frame, numpy's and onnxruntime's spinning thread pools, 2 CTranslate2 threads, one
-TTS thread, partial transcripts not shed by load): the same-run baseline the ratios compare with.
+The SLO (issue 18), for the admitted calls: p95 overhead ≤ 500 ms (first audible reply − end of
+speech − the 500 ms end-of-turn silence; a turn without a reply counts as infinite), ≤ 1 % of
+replies stalled (a silence ≥ 700 ms inside the reply, as the caller heard it: the same instrument
+for every system), barge-in stop p95 ≤ 400 ms. Turns are grouped by how many calls were up when
+the caller stopped speaking; **capacity at the SLO** is the largest N whose level and every level
+below met it (``qa/slo.py``).
 
-The callers run on the same 2-core machine as the gateway (in ``--caller-processes`` processes):
-their own Opus encoding and decoding is part of the load.
+Systems: ``today`` is the gateway at ``--baseline-rev`` (a ``git worktree`` of it, run with this
+virtualenv), ``ours`` the gateway of this checkout, ``pipecat`` the Pipecat 1.14 echo bot of
+``benchmarks/pipecat_bot.py`` (SmallWebRTC, the same models loaded once and run with the gateway's
+engine settings, 500 ms end of turn; ``--pipecat-stock`` for Pipecat's defaults) in
+``.venv-pipecat`` (``make bench-deps``). Both gateways run with their defaults, except the
+per-client limits (every caller comes from 127.0.0.1).
 
-Usage: python benchmarks/capacity.py [--steps 4 8 12 16] [--duration 60] [--workers 2] [--baseline]
+The machine's speed is measured at the start (``benchmarks/machine.py``, and the engines' CPU per
+turn: Whisper decode, Piper RTF, VAD) and printed next to the capacity, with calls per core and the
+share of the CPU-bound limit (cores ÷ the engines' CPU per second of call) each system reached.
+
+Usage: python benchmarks/capacity.py [--systems today ours pipecat] [--baseline-rev 8d3dea9]
+       [--callers 20] [--step 2] [--interval 10] [--hold 20] [--caller-processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
-import statistics
+import math
+import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.capacity_setup import engine_speed, realistic_speech, start_pipecat, stop, today_worktree  # noqa: E402
 from benchmarks.latency import start_gateway_process  # noqa: E402
+from benchmarks.machine import machine_speed  # noqa: E402
 from qa.loadtest import LoadOptions, run_loadtest  # noqa: E402
+from qa.slo import Slo  # noqa: E402
 
-#: The single process as configured before the capacity work (see docs/benchmarks.md).
-BASELINE = ("media.opus_packets=false", "engines.blas_threads=0", "engines.tts_intra_threads=0",
-            "engines.asr_threads=2", "engines.tts_threads=1", "engines.asr_partials_max_utilization=1")
-STAGES = ("turn_confirmed", "asr_final", "agent_first_text", "tts_first_audio", "first_packet_sent")
-
-
-def stage_medians(report: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for stage in STAGES:
-        values = [t["gateway"]["stages_ms"][stage] for t in report["turn_records"]
-                  if (t.get("gateway") or {}).get("stages_ms", {}).get(stage) is not None]
-        out[stage] = round(statistics.median(values), 1) if values else None
-    return out
+#: All callers come from 127.0.0.1: the per-client limits are lifted so only capacity decides.
+GATEWAY_FLAGS = ["--set", "limits.max_calls_per_client=0", "--set", "limits.calls_per_client_per_minute=0"]
+SYSTEMS = ("today", "ours", "pipecat")
 
 
-def mode_name(workers: int, baseline: bool) -> str:
-    if baseline:
-        return "baseline"
-    return "1 process" if workers == 1 else f"{workers} workers"
-
-
-async def run_step(workers: int, callers: int, args: argparse.Namespace, *, baseline: bool = False) -> dict[str, Any]:
-    # All callers come from 127.0.0.1: lift the per-client limits so only capacity decides.
-    extra = ["--max-calls", str(max(callers * 2, 16)), "--set", "limits.max_calls_per_client=0",
-             "--set", "limits.calls_per_client_per_minute=0"]
-    if workers > 1:
-        extra += ["--workers", str(workers)]
-    for setting in BASELINE if baseline else ():
-        extra += ["--set", setting]
-    process, url = await start_gateway_process(extra, wait_workers=workers)
-    try:
-        options = LoadOptions(url=url, callers=callers, duration_s=args.duration, speech=str(args.speech),
-                              ramp_s=min(args.duration / 3, callers * 0.5),
-                              processes=min(callers, args.caller_processes),
-                              out=None, barge_in_rate=0.25, seed=callers, max_clip_s=4.0)
-        report = await run_loadtest(options, progress=sys.stderr)
-    finally:
-        process.terminate()
+@contextlib.asynccontextmanager
+async def system(name: str, args: argparse.Namespace) -> AsyncIterator[str]:
+    """The URL of a running ``name``, stopped on exit."""
+    extra = GATEWAY_FLAGS + [flag for setting in args.gateway_set for flag in ("--set", setting)]
+    with contextlib.ExitStack() as stack:
+        if name == "pipecat":
+            process, url = await start_pipecat(args.pipecat_python, stock=args.pipecat_stock)
+        else:
+            tree = REPO if name == "ours" else stack.enter_context(today_worktree(args.baseline_rev))
+            process, url = await start_gateway_process(extra, cwd=tree)
         try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    overhead = report["overhead_ms"]
-    mode = mode_name(workers, baseline)
-    (args.out / f"capacity-{mode.replace(' ', '-')}-{callers}.json").write_text(json.dumps(report, indent=1))
+            yield url
+        finally:
+            stop(process)
+
+
+async def ramp(name: str, speech: Path, args: argparse.Namespace) -> dict[str, Any]:
+    steps = math.ceil(args.callers / args.step)
+    async with system(name, args) as url:
+        options = LoadOptions(url=url, callers=args.callers, duration_s=(steps - 1) * args.interval + args.hold,
+                              speech=str(speech), processes=min(args.callers, args.caller_processes), out=None,
+                              barge_in_rate=0.25, seed=args.seed, max_clip_s=12.0,
+                              target="pipecat" if name == "pipecat" else "gateway",
+                              ramp_step=args.step, ramp_interval_s=args.interval)
+        print(f"\n[{label(name, args)}: {args.callers} callers, {args.step} every {args.interval:g} s]",
+              file=sys.stderr)
+        report = await run_loadtest(options, progress=sys.stderr)
+    (args.out / f"capacity-{name}.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def label(name: str, args: argparse.Namespace) -> str:
+    return f"today ({args.baseline_rev})" if name == "today" else name
+
+
+def summary(name: str, report: dict[str, Any], engines: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    slo, calls = report["slo"], report["calls"]
+    capacity = slo["capacity"]
     return {
-        "mode": mode,
-        "workers": workers,
-        "callers": callers,
-        "overhead_ms": overhead,
-        "barge_in_stop_ms": report["barge_in_stop_ms"],
-        "turns": report["turns"],
-        "replies": report["replies"],
-        "connect_failures": report["calls"]["connect_failures"],
-        "replies_with_underrun": report["replies_with_underrun"],
-        "underrun_ms": report["underrun_ms"],
-        "errors": report["errors"],
-        "stages_ms": stage_medians(report),
-        "wer": report["wer"],
+        "system": label(name, args), "capacity": capacity, "admitted": calls["connected"],
+        "refused_callers": calls["refused_callers"], "refusals": calls["refusals"],
+        "never_admitted": calls["never_admitted"], "connect_failures": calls["connect_failures"],
+        "max_concurrent": calls["max_concurrent"],
+        "calls_per_core": round(capacity / engines["cores"], 2),
+        "share_of_cpu_bound": round(capacity / engines["cpu_bound_calls"], 3),
+        "calls_meeting_slo": f"{slo['per_call']['met']}/{slo['per_call']['calls']}",
+        "overall": slo["overall"], "levels": slo["levels"], "gateway_underruns": report["replies_with_underrun"],
+        "errors": report["errors"], "wer": report["wer"],
     }
 
 
-def meets(step: dict[str, Any], target_ms: float) -> bool:
-    p95 = step["overhead_ms"].get("p95")
-    return (p95 is not None and p95 <= target_ms and not step["connect_failures"]
-            and not step["replies_with_underrun"] and step["replies"] >= step["turns"] * 0.9)
+def ratio(a: int, b: int) -> str:
+    return f"{a / b:.2f}" if b else ("∞" if a else "–")
 
 
-def plot(results: list[dict[str, Any]], target_ms: float, path: Path) -> None:
+def print_results(results: list[dict[str, Any]], machine: dict[str, Any], engines: dict[str, Any]) -> None:
+    whisper = engines["whisper_decode_cpu_ms"]
+    print(f"\nmachine   {machine['cpu']} × {machine['cpus']} · python loop {machine['python_loop_ms']} ms · "
+          f"matmul {machine['matmul_ms']} ms · load average at start {machine['load_average']}")
+    print(f"engines   Whisper decode {whisper['p50']} ms CPU p50 (mean {whisper['mean']}) over {engines['utterances']}"
+          f" utterances of {engines['speech_s_mean']} s mean · Piper CPU RTF {engines['piper_cpu_rtf']} · VAD "
+          f"{engines['vad_cpu_ms_per_s']} ms CPU/s · {engines['turn_engine_cpu_ms']} ms engine CPU per turn of "
+          f"{engines['turn_cycle_s']} s → CPU-bound limit {engines['cpu_bound_calls']} calls on "
+          f"{engines['cores']} cores")
+    print(f"          (a decode padded to Whisper's 30 s window, as Pipecat's Whisper service makes it: "
+          f"{engines['whisper_30s_window_cpu_ms']} ms CPU → CPU-bound limit {engines['cpu_bound_calls_30s_window']})")
+    print(f"SLO       {Slo().describe()} (per level of concurrent calls: qa/slo.py)")
+    print("\nsystem            capacity@SLO  calls/core  of CPU-bound  admitted  refused (callers/times)  max up"
+          "  calls met SLO  overhead p50/p95 (ms)  stalled  barge-in p95")
+    for r in results:
+        o = r["overall"]
+        print(f"{r['system']:<18}{r['capacity']:>12}  {r['calls_per_core']:>10}  {r['share_of_cpu_bound']:>12.1%}"
+              f"  {r['admitted']:>8}  {r['refused_callers']:>10} / {r['refusals']:<11}  {r['max_concurrent']:>6}"
+              f"  {r['calls_meeting_slo']:>13}  {o['overhead_p50_ms']} / {o['overhead_p95_ms']:<13}"
+              f"  {o['stalled_replies']:>7}  {o['barge_in_p95_ms']}")
+    levels = sorted({int(n) for r in results for n in r["levels"]})
+    print("\np95 overhead (ms) per concurrent calls; *: the SLO missed at that level on O overhead, S stalls,"
+          " B barge-in stop")
+    print("calls  " + "  ".join(f"{r['system']:>18}" for r in results))
+    for n in levels:
+        cells = []
+        for r in results:
+            level = r["levels"].get(str(n))
+            missed = "".join(k[0].upper() for k, ok in (level or {}).get("checks", {}).items() if not ok)
+            cell = "–" if level is None else f"{level['overhead_p95_ms']}{'*' + missed if missed else ''}"
+            cells.append(f"{cell:>18}")
+        print(f"{n:>5}  " + "  ".join(cells))
+    by_name = {r["system"].split(" ")[0]: r["capacity"] for r in results}
+    if "ours" in by_name and "today" in by_name:
+        print(f"\ncapacity ours / today:   {ratio(by_name['ours'], by_name['today'])} (target ≥ 1.5)")
+    if "ours" in by_name and "pipecat" in by_name:
+        print(f"capacity ours / pipecat: {ratio(by_name['ours'], by_name['pipecat'])} (target ≥ 2)")
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,86 +159,75 @@ def plot(results: list[dict[str, Any]], target_ms: float, path: Path) -> None:
 
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
-    colours = {"baseline": "tab:grey", "1 process": "tab:red"}
-    for label in dict.fromkeys(r["mode"] for r in results):
-        colour = colours.get(label, "tab:green")
-        rows = sorted((r for r in results if r["mode"] == label), key=lambda r: r["callers"])
-        ns = [r["callers"] for r in rows]
-        ax.plot(ns, [r["overhead_ms"].get("p50") for r in rows], "o--", color=colour, label=f"{label}: p50")
-        ax.plot(ns, [r["overhead_ms"].get("p95") for r in rows], "o-", color=colour, label=f"{label}: p95")
-    top = 3 * target_ms  # points above are written, not drawn off the scale
-    ax.set_ylim(0, top)
-    for r in results:
-        p95 = r["overhead_ms"].get("p95")
-        if p95 is not None and p95 > top:
-            ax.annotate(f"{r['mode']} p95 {p95 / 1000:.1f} s", (r["callers"], top), textcoords="offset points",
-                        xytext=(-60, -12 - 10 * (r["mode"] != "baseline")), fontsize=7)
-    ax.axhline(target_ms, color="grey", lw=1, ls=":", label=f"target p95 ≤ {target_ms:.0f} ms")
-    ax.set_xlabel("concurrent calls (callers on the same 2-core machine)")
-    ax.set_ylabel("overhead (ms)")
-    ax.set_title("Reply overhead versus concurrent calls")
+    for r, colour in zip(results, ("tab:grey", "tab:green", "tab:blue"), strict=False):
+        # a level whose p95 is infinite (failed turns) is drawn at the top, as are those above 3 s
+        points = sorted((int(n), min(v["overhead_p95_ms"], 3000) if isinstance(v["overhead_p95_ms"], (int, float))
+                         else 3000) for n, v in r["levels"].items())
+        ax.plot([n for n, _ in points], [v for _, v in points], "o-", color=colour,
+                label=f"{r['system']}: capacity at the SLO {r['capacity']}")
+    ax.axhline(500, color="grey", lw=1, ls=":", label="SLO: p95 overhead ≤ 500 ms")
+    ax.set_ylim(0, 3000)
+    ax.set_xlabel("concurrent calls (callers on the same machine)")
+    ax.set_ylabel("p95 overhead at that level (ms; ≥ 3 s or failed turns: 3 s)")
+    ax.set_title("Ramp: reply overhead versus concurrent calls")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 12, 16])
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--baseline-rev", default="8d3dea9", help="the revision that is 'today' (default 8d3dea9)")
+    parser.add_argument("--callers", type=int, default=20)
+    parser.add_argument("--step", type=int, default=2, help="callers joining at each step")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between steps")
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds at the top of the ramp")
     parser.add_argument("--caller-processes", type=int, default=2)
-    parser.add_argument("--baseline", action="store_true", help="also run the pre-optimisation configuration")
-    parser.add_argument("--target-ms", type=float, default=500.0)
-    parser.add_argument("--speech", type=Path, default=REPO.parent / "shared" / "speech" / "manifest.tsv")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--gateway-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for both gateways (repeatable), e.g. limits.max_calls=32")
+    parser.add_argument("--pipecat-python", type=Path, default=REPO / ".venv-pipecat" / "bin" / "python")
+    parser.add_argument("--pipecat-stock", action="store_true",
+                        help="run the Pipecat bot as its examples do (per-call models, library defaults)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "capacity.png")
     args = parser.parse_args()
+    if args.callers < 1 or args.step < 1 or args.interval <= 0 or args.hold <= 0:
+        parser.error("--callers and --step must be ≥ 1, --interval and --hold positive")
+    if "pipecat" in args.systems and not args.pipecat_python.exists():
+        parser.error(f"{args.pipecat_python} not found: `make bench-deps` installs the Pipecat peer")
+    if "today" in args.systems and subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                                                   f"{args.baseline_rev}^{{commit}}"], capture_output=True).returncode:
+        parser.error(f"--baseline-rev {args.baseline_rev}: no such commit here")
     args.out.mkdir(parents=True, exist_ok=True)
+    return args
 
-    modes = [(1, False), (args.workers, False)] + ([(1, True)] if args.baseline else [])
-    results = []
-    for workers, baseline in modes:
-        for callers in args.steps:
-            print(f"\n[{mode_name(workers, baseline)}, {callers} callers]", file=sys.stderr)
-            results.append(await run_step(workers, callers, args, baseline=baseline))
-    (args.out / "capacity.json").write_text(json.dumps({"results": results, "machine": os.uname()._asdict()
-                                                        if hasattr(os.uname(), "_asdict") else " ".join(os.uname()),
-                                                        "cpus": os.cpu_count()}, indent=2))
-    plot(results, args.target_ms, args.plot)
 
-    print("\n     mode  calls  turns  overhead p50 / p95 / max (ms)  barge-in p50  refused  errors  underruns")
-    for r in results:
-        o = r["overhead_ms"]
-        print(f"{r['mode']:>9}  {r['callers']:>5}  {r['turns']:>5}  {o.get('p50')} / {o.get('p95')} / {o.get('max')}"
-              f"  {r['barge_in_stop_ms'].get('p50')}  {r['connect_failures']}  {sum(r['errors'].values())}"
-              f"  {r['replies_with_underrun']}")
-    best: dict[str, dict[str, Any] | None] = {}
-    for workers, baseline in modes:
-        mode = mode_name(workers, baseline)
-        passing = [r for r in results if r["mode"] == mode and meets(r, args.target_ms)]
-        best[mode] = max(passing, key=lambda r: r["callers"]) if passing else None
-        if best[mode] is not None:
-            r = best[mode]
-            print(f"{mode}: largest N meeting p95 ≤ {args.target_ms:.0f} ms: {r['callers']} "
-                  f"(stages at that N, ms after end of speech: {r['stages_ms']})")
-        else:
-            print(f"{mode}: no N met the target")
-    one = best["1 process"]
-    for mode, other in best.items():
-        if mode != "1 process" and one and other:
-            print(f"capacity ratio (1 process / {mode}): {one['callers'] / other['callers']:.2f}")
-    for mode in best:
-        if mode == "1 process":
-            continue
-        for callers in args.steps:
-            ours = next((r for r in results if r["mode"] == "1 process" and r["callers"] == callers), None)
-            theirs = next((r for r in results if r["mode"] == mode and r["callers"] == callers), None)
-            if ours and theirs and ours["overhead_ms"].get("p95") and theirs["overhead_ms"].get("p95"):
-                print(f"N={callers}: p95 overhead {mode} / 1 process = "
-                      f"{theirs['overhead_ms']['p95'] / ours['overhead_ms']['p95']:.2f}")
+async def main(args: argparse.Namespace) -> None:
+
+    # SIGTERM cancels the run, so the systems are stopped and today's worktree removed.
+    this = asyncio.current_task()
+    assert this is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
+    machine = machine_speed()
+    with tempfile.TemporaryDirectory(prefix="capacity-speech-") as tmp:
+        speech = realistic_speech(Path(tmp))
+        engines = engine_speed(speech)
+        print(f"machine {machine}\nengines {engines}", file=sys.stderr)
+        reports = {name: await ramp(name, speech, args) for name in args.systems}
+    results = [summary(name, report, engines, args) for name, report in reports.items()]
+    machine_after = machine_speed()
+    (args.out / "capacity.json").write_text(json.dumps(
+        {"machine_before": machine, "machine_after": machine_after, "engines": engines, "settings": vars(args) | {
+            "pipecat_python": str(args.pipecat_python), "out": str(args.out), "plot": str(args.plot)},
+         "results": results}, indent=2) + "\n")
+    plot(results, args.plot)
+    print_results(results, machine, engines)
+    print(f"machine at the end: python loop {machine_after['python_loop_ms']} ms · matmul {machine_after['matmul_ms']}"
+          f" ms · load average {machine_after['load_average']}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_args()))

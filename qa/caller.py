@@ -36,14 +36,18 @@ FRAME = 960  # 20 ms
 AUDIBLE_RMS = 300.0  # int16 RMS over 10 ms: about -40 dBFS
 SPEECH_FLOOR = 10 ** (-30 / 20)  # speech is within 30 dB of the clip's loudest 10 ms
 MIN_SPEECH_BLOCKS = 5  # ... in runs of at least 50 ms
+#: "openai": POST /v1/realtime/calls (SDP), events on oai-events; "pipecat": Pipecat's SmallWebRTC
+#: signaling, POST /api/offer with {"sdp", "type"} JSON, audio only (no events), hang up by closing.
+SIGNALING = ("openai", "pipecat")
 
 
 class CallFailed(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # the refusal's Retry-After (seconds), when it had one
 
 
 class _MicrophoneTrack(MediaStreamTrack):
@@ -146,6 +150,14 @@ class ReceivedAudio:
         return len(self.audible_times(since, until)) / 100
 
 
+def _retry_after(headers: Any) -> float | None:
+    """A refusal's ``Retry-After`` in seconds (the delay form only); None when absent or not a number."""
+    try:
+        return max(0.0, float(headers.get("Retry-After")))
+    except (TypeError, ValueError):
+        return None
+
+
 def speech_span(samples: npt.NDArray[np.float32], rate: int) -> tuple[int, int]:
     """(first, one past the last) sample of speech in a clip, judged by energy alone.
 
@@ -190,8 +202,11 @@ class Caller:
     """One call to a gateway: ``await connect()``, ``say()``, read ``events``, ``hangup()``."""
 
     def __init__(self, base_url: str, *, token: str | None = None, session: dict[str, Any] | None = None,
-                 network: NetworkImpairment | None = None) -> None:
+                 network: NetworkImpairment | None = None, signaling: str = "openai") -> None:
+        if signaling not in SIGNALING:
+            raise ValueError(f"signaling must be one of {', '.join(SIGNALING)}")
         self.base_url = base_url.rstrip("/")
+        self.signaling = signaling
         self.token = token
         self.session_config = session
         # With an impairment, all of the call's packets go through a local relay (see qa.netem).
@@ -216,6 +231,34 @@ class Caller:
         offer = self.pc.localDescription.sdp
         if self.relay is not None:
             offer = await self.relay.rewrite_offer(offer)
+        if self.signaling == "pipecat":
+            body = await self._pipecat_offer(offer)
+        else:
+            body = await self._openai_offer(offer)
+        if self.relay is not None:
+            body = await self.relay.rewrite_answer(body)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        if negotiated_audio_codec(body) == "opus":
+            self.mic.send_opus_packets()
+        if self.signaling == "openai":
+            await asyncio.wait_for(self._channel_open.wait(), timeout)
+
+    async def _pipecat_offer(self, offer: str) -> str:
+        async with aiohttp.ClientSession() as http, \
+                http.post(f"{self.base_url}/api/offer", json={"sdp": offer, "type": "offer"}) as response:
+            if response.status != 200:
+                await self._abandon()
+                raise CallFailed(response.status, (await response.text())[:200],
+                                 retry_after=_retry_after(response.headers))
+            answer: dict[str, Any] = await response.json()
+        return str(answer["sdp"])
+
+    async def _abandon(self) -> None:
+        await self.pc.close()
+        if self.relay is not None:
+            self.relay.close()
+
+    async def _openai_offer(self, offer: str) -> str:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with aiohttp.ClientSession() as http:
             if self.session_config is None:
@@ -233,17 +276,11 @@ class Caller:
                     with contextlib.suppress(Exception):
                         error = json.loads(body)["error"]
                         code, message = error.get("code"), error.get("message")
-                    await self.pc.close()
-                    if self.relay is not None:
-                        self.relay.close()
-                    raise CallFailed(response.status, message or body[:200], code)
+                    await self._abandon()
+                    raise CallFailed(response.status, message or body[:200], code,
+                                     retry_after=_retry_after(response.headers))
                 self.location = response.headers.get("Location")
-        if self.relay is not None:
-            body = await self.relay.rewrite_answer(body)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-        if negotiated_audio_codec(body) == "opus":
-            self.mic.send_opus_packets()
-        await asyncio.wait_for(self._channel_open.wait(), timeout)
+        return body
 
     def send(self, event: dict[str, Any]) -> None:
         self._channel.send(json.dumps(event))
@@ -255,14 +292,19 @@ class Caller:
         """Play ``samples`` as the caller's voice and wait until all of it was sent.
 
         Returns the monotonic times at which the first and the last speech samples
-        (by energy, ignoring leading and trailing silence) left the caller.
+        (by energy, ignoring leading and trailing silence) left the caller. Raises
+        ``ConnectionError`` when the call's connection fails or closes first: nothing
+        sends the audio any more, so waiting would never end.
         """
         pcm = PcmConverter(RATE, sample_format="s16").convert_array(samples.astype(np.float32), rate)
         pcm = pcm.astype(np.int16, copy=False)
         start = min(len(pcm) - 1, speech_start_sample(samples, rate) * RATE // rate)
         end = min(len(pcm), speech_end_sample(samples, rate) * RATE // rate) - 1
         onset, end_at = self.mic.play(pcm, max(0, start), max(0, end))
-        while self.mic.busy:  # noqa: ASYNC110 - the track empties on the media clock
+        while self.mic.busy:  # the track empties on the media clock
+            if self.pc.connectionState in ("failed", "closed"):
+                self.mic.clear()
+                raise ConnectionError(f"the call's connection {self.pc.connectionState} while the caller spoke")
             await asyncio.sleep(0.01)
         return await onset, await end_at
 

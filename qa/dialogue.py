@@ -11,6 +11,7 @@ then, between two clauses, once it is heard again). Every turn ends up as a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -23,7 +24,27 @@ from qa.clips import Clip
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 QUIET_S = 0.3  # a reply is over for the caller once this long is silent
+#: A silence inside a reply this long is a stall: Piper leaves at most 390 ms on its own (at a colon
+#: or a comma, "You said: …" over the manifest's transcripts), so only audio that ran out lasts 700 ms.
+STALL_S = 0.7
 AUDIBLE_NOW_S = 0.1  # a reply is being heard when it was audible this recently
+
+
+def reply_stall_ms(audible: list[float], first: float, until: float) -> float:
+    """Total silence in gaps of at least :data:`STALL_S` between audible blocks of a reply in [first, until]."""
+    blocks = sorted(at for at in audible if first <= at <= until)
+    gaps = [b - a - measure.BLOCK_S for a, b in itertools.pairwise(blocks)]
+    return round(sum(g for g in gaps if g >= STALL_S) * 1000, 1)
+
+
+def abandon_turns(turns: list[TurnResult], reported: set[int], report: Callable[..., None]) -> None:
+    """Report the turns of ``turns`` not in ``reported``; those never answered as ``unanswered_at_end``."""
+    for turn in turns:
+        if turn.index in reported:
+            continue
+        if turn.first_audible is None and turn.error is None:
+            turn.error = "unanswered_at_end"
+        report(turn, until=time.monotonic())
 
 
 @dataclass
@@ -50,6 +71,7 @@ class TurnResult:
     cleared_event_ms: float | None = None  # onset → arrival of the gateway's output_audio_buffer.cleared
     events_late_ms: float | None = None  # how long after the reply's first audio its response.created arrived
     underrun_ms: int | None = None  # silence in the middle of the reply: its audio ran out (gateway.response.playback)
+    stall_ms: float | None = None  # silences ≥ STALL_S inside the reply, as the caller heard them (any peer)
     gateway: dict[str, Any] | None = None  # the gateway's gateway.turn.metrics, where sent
     error: str | None = None
 
@@ -74,6 +96,15 @@ class Dialogue:
         self.turns: list[TurnResult] = []
         self._on_turn = on_turn
         self._playing: TurnResult | None = None
+        self._reported: set[int] = set()
+
+    def abandon(self) -> None:
+        """Report every turn not reported yet, as it stands: the test ended while waiting on it.
+
+        A turn whose reply was never heard is failed (``unanswered_at_end``): a reply later than the
+        test's grace is no success, and leaving it out would hide the calls that were slowest.
+        """
+        abandon_turns(self.turns, self._reported, self._report)
 
     async def start(self, silence_ms: int | None = None) -> None:
         """Wait for ``session.created``; ask for another end-of-turn silence if given."""
@@ -113,7 +144,7 @@ class Dialogue:
             cleared = [at for at, e in self.caller.events if at >= onset and e.get("type") ==
                        "output_audio_buffer.cleared" and e.get("response_id") == previous.response_id]
             turn.cleared_event_ms = round((cleared[0] - onset) * 1000, 1) if cleared else None
-            self._report(previous)
+            self._report(previous, until=onset)
         await self._await_reply(turn)
         if barge_in:
             until = end + (silence or 0) / 1000
@@ -165,7 +196,7 @@ class Dialogue:
             if self.caller.received.last_audible(since=time.monotonic() - QUIET_S) is None:
                 break
             await asyncio.sleep(0.05)
-        self._report(turn)
+        self._report(turn, until=time.monotonic() - QUIET_S)
 
     async def _settle(self, turn: TurnResult) -> None:
         """Wait for the ``response.done`` of ``turn``'s reply and note what was said."""
@@ -255,7 +286,11 @@ class Dialogue:
                 done[response_id] = at
         return bool(created) and created <= done.keys() and time.monotonic() > max(done.values()) + 1.0
 
-    def _report(self, turn: TurnResult) -> None:
+    def _report(self, turn: TurnResult, *, until: float | None = None) -> None:
+        self._reported.add(turn.index)
+        if turn.first_audible is not None and until is not None:
+            turn.stall_ms = reply_stall_ms(self.caller.received.audible_times(since=turn.first_audible, until=until),
+                                           turn.first_audible, until)
         if self._on_turn is not None:
             self._on_turn(turn)
 

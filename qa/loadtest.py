@@ -1,8 +1,13 @@
 """``voice-gateway loadtest``: N concurrent callers in conversation with a gateway.
 
-Each caller connects (ramped over ``ramp_s``), then until ``duration_s`` is up
+Each caller connects (ramped over ``ramp_s``, or ``ramp_step`` callers every
+``ramp_interval_s``), then until ``duration_s`` is up
 says a random clip, waits for the reply to be heard and, with probability
 ``barge_in_rate``, talks over it with its next clip instead of letting it end.
+A caller refused with a ``Retry-After`` (503 at capacity) tries again after it,
+until the end of the test (``retry_refused``); every refusal is counted.
+``target="pipecat"`` calls a Pipecat SmallWebRTC bot (``benchmarks/pipecat_bot.py``)
+and judges its turns by the audio alone (:class:`~qa.audio_dialogue.AudioDialogue`).
 Callers run in one process or spread over ``processes`` worker processes
 (``spawn``), so the load generator's own CPU does not skew what it measures.
 Their turns are collected by :class:`~qa.loadreport.LoadStats`; the
@@ -28,6 +33,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from qa.audio_dialogue import AudioDialogue
 from qa.call_cmd import add_connection_arguments, base_url, check_url, network_from_args, setup_logging
 from qa.caller import Caller, CallFailed
 from qa.clips import Clip, load_speech
@@ -57,6 +63,11 @@ class LoadOptions:
     timeout_s: float = 30.0
     max_clip_s: float = 12.0
     jitter_buffer_frames: int = 1
+    target: str = "gateway"  # "gateway" (OpenAI signaling and events) or "pipecat" (SmallWebRTC, audio only)
+    ramp_step: int = 0  # when > 0: this many callers join every ramp_interval_s (instead of ramp_s)
+    ramp_interval_s: float = 10.0
+    retry_refused: bool = True  # a caller refused with Retry-After tries again after it
+    grace_s: float = 15.0  # after the duration, how long a caller may finish its turn before it hangs up
 
     def __post_init__(self) -> None:
         check_url(self.url)
@@ -70,6 +81,19 @@ class LoadOptions:
             raise ValueError("--processes must be between 1 and the number of callers")
         if not 0 <= self.barge_in_rate <= 1:
             raise ValueError("--barge-in-rate must be 0..1")
+        if self.target not in TARGETS:
+            raise ValueError(f"--target must be one of {', '.join(TARGETS)}")
+        if self.ramp_step < 0 or self.ramp_interval_s <= 0:
+            raise ValueError("--ramp-step must be ≥ 0 and --ramp-interval positive")
+
+    def join_s(self, index: int) -> float:
+        """Seconds after the start at which caller ``index`` calls."""
+        if self.ramp_step:
+            return index // self.ramp_step * self.ramp_interval_s
+        return index * self.ramp_s / self.callers
+
+
+TARGETS = {"gateway": "openai", "pipecat": "pipecat"}  # target → the caller's signaling
 
 
 # ------------------------------------------------------------------ callers
@@ -88,44 +112,76 @@ async def run_callers(options: LoadOptions, indices: list[int], started_at: floa
 async def _caller(options: LoadOptions, index: int, clips: list[Clip], started_at: float, emit: Emit) -> None:
     rng = random.Random(f"{options.seed}:{index}")
     deadline = started_at + options.duration_s
-    await asyncio.sleep(max(0.0, started_at + index * options.ramp_s / options.callers - time.time()))
-    if time.time() >= deadline:
+    await asyncio.sleep(max(0.0, started_at + options.join_s(index) - time.time()))
+    caller = await _admitted(options, index, deadline, emit)
+    if caller is None:
         return
-    network = replace(options.network, seed=options.network.seed + index) if options.network else None
-    caller = Caller(base_url(options.url), token=options.token, network=network)
     wall = time.time() - time.monotonic()  # monotonic → wall clock
 
     def on_turn(turn: TurnResult) -> None:
         emit({"kind": "turn", "caller": index, "at": turn.speech_end + wall, "turn": turn.to_dict(started_at - wall)})
 
-    connecting = time.monotonic()
+    dialogue: Dialogue | AudioDialogue
+    if options.target == "pipecat":
+        dialogue = AudioDialogue(caller, silence_ms=options.silence_ms or 500, timeout=options.timeout_s,
+                                 on_turn=on_turn)
+    else:
+        dialogue = Dialogue(caller, timeout=options.timeout_s, on_turn=on_turn)
     try:
-        await asyncio.wait_for(caller.connect(), options.timeout_s)
-    except (TimeoutError, CallFailed, aiohttp.ClientError, OSError, ValueError) as exc:
-        kind = f"{exc.status} {exc.code}" if isinstance(exc, CallFailed) else type(exc).__name__
-        emit({"kind": "connect_failed", "caller": index, "type": kind, "message": str(exc)})
-        await caller.close()
-        return
-    emit({"kind": "up", "caller": index, "connect_ms": round((time.monotonic() - connecting) * 1000, 1)})
-    dialogue = Dialogue(caller, timeout=options.timeout_s, on_turn=on_turn)
-    try:
-        await dialogue.start(options.silence_ms)
-        barge_in = False
-        while time.time() < deadline:
-            await dialogue.speak(rng.choice(clips), barge_in_after_ms=rng.uniform(400, 1200) if barge_in else None)
-            barge_in = rng.random() < options.barge_in_rate
-            if not barge_in:
-                await dialogue.finish()
-                await asyncio.sleep(rng.uniform(0.3, 1.0))
-        await dialogue.finish()
+        await asyncio.wait_for(_converse(options, dialogue, clips, rng, deadline),
+                               max(0.1, deadline + options.grace_s - time.time()))
     except Exception as exc:  # one caller's failure is a finding, not the end of the test
-        logger.warning("caller %d failed: %r", index, exc)
-        emit({"kind": "exception", "caller": index, "type": type(exc).__name__, "message": str(exc)})
+        if isinstance(exc, TimeoutError) and time.time() >= deadline + options.grace_s - 1:
+            dialogue.abandon()  # the end of the test: what is still awaited is reported as it stands
+        else:
+            logger.warning("caller %d failed: %r", index, exc)
+            emit({"kind": "exception", "caller": index, "type": type(exc).__name__, "message": str(exc)})
     finally:
         for event in caller.events_of("error"):
             emit({"kind": "error", "caller": index, "type": (event.get("error") or {}).get("code") or "unknown"})
         await caller.hangup()
         emit({"kind": "down", "caller": index})
+
+
+async def _converse(options: LoadOptions, dialogue: Dialogue | AudioDialogue, clips: list[Clip],
+                    rng: random.Random, deadline: float) -> None:
+    await dialogue.start(options.silence_ms)
+    barge_in = False
+    while time.time() < deadline:
+        await dialogue.speak(rng.choice(clips), barge_in_after_ms=rng.uniform(400, 1200) if barge_in else None)
+        barge_in = rng.random() < options.barge_in_rate
+        if not barge_in:
+            await dialogue.finish()
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+    await dialogue.finish()
+
+
+async def _admitted(options: LoadOptions, index: int, deadline: float, emit: Emit) -> Caller | None:
+    """A connected caller, after as many refusals with ``Retry-After`` as the test's time allows; None if none."""
+    network = replace(options.network, seed=options.network.seed + index) if options.network else None
+    refused = False  # a caller whose time to join comes after the end never calls: it is not "never admitted"
+    while time.time() < deadline:
+        caller = Caller(base_url(options.url), token=options.token, network=network,
+                        signaling=TARGETS[options.target])
+        connecting = time.monotonic()
+        try:
+            await asyncio.wait_for(caller.connect(), options.timeout_s)
+        except (TimeoutError, CallFailed, aiohttp.ClientError, OSError, ValueError) as exc:
+            await caller.close()
+            retry = exc.retry_after if isinstance(exc, CallFailed) else None
+            if isinstance(exc, CallFailed) and retry is not None and options.retry_refused:
+                emit({"kind": "refused", "caller": index, "status": exc.status, "retry_after": retry})
+                refused = True
+                await asyncio.sleep(max(0.1, min(retry, deadline - time.time())))
+                continue
+            kind = f"{exc.status} {exc.code}" if isinstance(exc, CallFailed) else type(exc).__name__
+            emit({"kind": "connect_failed", "caller": index, "type": kind, "message": str(exc)})
+            return None
+        emit({"kind": "up", "caller": index, "connect_ms": round((time.monotonic() - connecting) * 1000, 1)})
+        return caller
+    if refused:
+        emit({"kind": "never_admitted", "caller": index})
+    return None
 
 
 def _worker(options: LoadOptions, indices: list[int], messages: Any, go: Any, start: Any) -> None:
@@ -153,6 +209,7 @@ async def run_loadtest(options: LoadOptions, *, progress: TextIO | None = None) 
     settings = {"url": base_url(options.url), "callers": options.callers, "processes": options.processes,
                 "duration_s": options.duration_s, "ramp_s": options.ramp_s, "speech": options.speech,
                 "clips": len(clips), "barge_in_rate": options.barge_in_rate, "seed": options.seed,
+                "target": options.target, "ramp_step": options.ramp_step, "ramp_interval_s": options.ramp_interval_s,
                 "network": asdict(options.network) if options.network else None}
     if options.processes == 1:
         stats = LoadStats(callers=options.callers, started_at=time.time())
@@ -258,6 +315,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--barge-in-rate", type=float, default=0.25, help="share of replies talked over")
     parser.add_argument("--seed", type=int, default=0, help="seed of the callers' choices")
     parser.add_argument("--max-clip-seconds", type=float, default=12.0, help="leave out longer clips")
+    parser.add_argument("--target", choices=sorted(TARGETS), default="gateway",
+                        help="gateway (OpenAI signaling) or pipecat (a Pipecat SmallWebRTC bot: POST /api/offer)")
+    parser.add_argument("--ramp-step", type=int, default=0,
+                        help="callers joining every --ramp-interval seconds (instead of --ramp)")
+    parser.add_argument("--ramp-interval", type=float, default=10.0, help="seconds between ramp steps (default 10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON, not a summary")
 
 
@@ -268,7 +330,8 @@ def main(args: argparse.Namespace) -> int:
             url=args.url, callers=args.callers, duration_s=args.duration, speech=args.speech, ramp_s=args.ramp,
             processes=args.processes, out=args.out, token=args.token, silence_ms=args.silence_ms,
             network=network_from_args(args), barge_in_rate=args.barge_in_rate, seed=args.seed,
-            timeout_s=args.timeout, max_clip_s=args.max_clip_seconds, jitter_buffer_frames=args.jitter_buffer_frames)
+            timeout_s=args.timeout, max_clip_s=args.max_clip_seconds, jitter_buffer_frames=args.jitter_buffer_frames,
+            target=args.target, ramp_step=args.ramp_step, ramp_interval_s=args.ramp_interval)
         report = asyncio.run(run_loadtest(options, progress=sys.stderr))
     except ValueError as exc:
         print(f"voice-gateway loadtest: {exc}", file=sys.stderr)
