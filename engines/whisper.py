@@ -117,7 +117,8 @@ class WhisperRecognizer(SpeechRecognizer):
         started = time.perf_counter()
         seconds = len(audio) / SAMPLE_RATE
         if self._fits(audio):
-            text, logprob = self._decode_fitted_batch([audio], self._partial_min_frames if partial else MIN_WINDOW_FRAMES)[0]
+            least = self._partial_min_frames if partial else MIN_WINDOW_FRAMES
+            text, logprob = self._decode_fitted_batch([audio], least)[0]
             return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started,
                               avg_logprob=logprob)
         try:
