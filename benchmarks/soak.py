@@ -54,7 +54,7 @@ from aiortc import RTCPeerConnection  # noqa: E402
 
 from gateway.app.application import REGISTRY, create_app  # noqa: E402
 from gateway.app.engines import load_engines, warm_up  # noqa: E402
-from gateway.config import EventsConfig, GatewayConfig, LimitsConfig  # noqa: E402
+from gateway.config import AdmissionConfig, EventsConfig, GatewayConfig, LimitsConfig  # noqa: E402
 from gateway.ops import heap  # noqa: E402
 from gateway.ops.observers import CallObserver  # noqa: E402
 from gateway.voice.engines import Engines  # noqa: E402
@@ -125,7 +125,8 @@ def snapshot(calls: int) -> Snapshot:
 def soak_config(media_timeout: float, ice_timeout: float) -> GatewayConfig:
     return GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(
         max_calls=32, max_calls_per_client=0, calls_per_client_per_minute=0, media_timeout_seconds=media_timeout,
-        ice_timeout_seconds=ice_timeout, max_loop_lag_ms=0, max_asr_wait_ms=0))
+        ice_timeout_seconds=ice_timeout, max_loop_lag_ms=0, max_asr_wait_ms=0),
+        admission=AdmissionConfig(enabled=False))  # a soak of leaks: calls come at a fixed rate, none refused
 
 
 class Wave:

@@ -60,6 +60,7 @@ class Gateway:
 async def running_gateway(engines: Engines, **limits: Any) -> AsyncIterator[Gateway]:
     """A gateway on a real port with ``limits``; it records call ends."""
     ends = EndRecorder()
+    limits = {"max_loop_lag_ms": 0, "max_asr_wait_ms": 0, **limits}  # no refusal because the machine is busy
     config = GatewayConfig(events=EventsConfig(file=""), limits=LimitsConfig(**limits),
                            admission=AdmissionConfig(enabled=False))  # tested in tests/gateway/test_admission.py
     server = TestServer(create_app(config, engines=engines, observers=[ends]), host="127.0.0.1")
