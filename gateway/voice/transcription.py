@@ -49,11 +49,21 @@ def without_loop(words: list[str], *, shortest: int = 3, longest: int = 12) -> l
     Short windows make tiny.en loop ("And so my fellow Americans. And so my fellow Americans. ..."); a
     closed segment publishes all its words, so a loop would be heard. Speech seldom repeats three words
     in a row; a cut partial is only shorter (the final decodes the whole utterance anyway).
+    Shorter runs count as a loop once they come three times (one word: four): "1, 2, 1, 2, 1, 2" is how
+    tiny.en loops on "one, two, three" over a short window. The last repeat may be cut short by the window
+    ("She had your dark suit in greasy wash water all year. She had your dark suit in greasy").
     """
     keys = [_normal(word) for word in words]
     for start in range(len(keys)):
-        for size in range(shortest, min(longest, (len(keys) - start) // 2) + 1):
-            if keys[start: start + size] == keys[start + size: start + 2 * size]:
+        for size in range(1, min(longest, (len(keys) - start) // 2) + 1):
+            times = 2 if size >= shortest else 3 if size == 2 else 4
+            run = keys[start: start + size]
+            if len(keys) - start >= times * size and all(
+                    keys[start + k * size: start + (k + 1) * size] == run for k in range(1, times)):
+                return words[: start + size]
+        for size in range(shortest, len(keys) - start):  # a loop cut short by the window: the run again, unfinished
+            rest = keys[start + size:]
+            if 4 <= len(rest) < size and rest == keys[start: start + len(rest)]:
                 return words[: start + size]
     return words
 
