@@ -7,7 +7,7 @@ only while both hold (``limits.max_calls`` stays the upper bound):
 
 * **the calls already admitted keep their service level** (:class:`~gateway.session.service_level.ServiceLevel`:
   turn overhead p95, barge-in stop, reply underruns, synthesis speed under the current load), and
-* **the projected CPU use stays under** ``admission.target_utilization`` (0.8): the cores busy now (the
+* **the projected CPU use stays under** ``admission.target_utilization`` (0.75): the cores busy now (the
   machine's, from ``/proc/stat``: on a machine shared with other programs, or with the callers, those count
   too), plus the growth of the idle admitted calls (``admission.growth_share`` of them starting to talk or
   be answered at once), plus the calls admitted in the last :data:`SETTLE_SECONDS` (not yet in the measured
