@@ -32,7 +32,6 @@ class PhraseCache(SpeechSynthesizer):
             raise ValueError("a phrase cache needs max_bytes > 0 and max_chars > 0")
         self.inner = inner
         self.sample_rate = inner.sample_rate
-        self.voices = inner.voices
         self._max_bytes = max_bytes
         self._max_chars = max_chars
         self._phrases: OrderedDict[Key, tuple[SynthesizedAudio, ...]] = OrderedDict()
@@ -43,11 +42,20 @@ class PhraseCache(SpeechSynthesizer):
     def queue_depth(self) -> int:
         return self.inner.queue_depth
 
+    @property  # read-only here: the wrapped synthesiser owns its voices
+    def voices(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The wrapped synthesiser's voices, read each time: a remote one learns them after start (engines/remote)."""
+        return self.inner.voices
+
     def __getattr__(self, name: str) -> object:
         """What else the wrapped synthesiser says of itself (its ``device``, for ``/readyz``)."""
         if name == "inner":  # not set yet: during __init__ or unpickling
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    async def warm_up(self) -> None:
+        """The wrapped synthesiser's own warm-up (a remote one reads its voices there), not the base class's."""
+        await self.inner.warm_up()
 
     def __len__(self) -> int:
         return len(self._phrases)

@@ -58,7 +58,9 @@ STOP_WORDS = frozenset("stop wait no nope not hold pause sorry excuse hey hello 
 #: A backchannel's length (the VAD's speech, measured): "yeah" 300-380 ms, "mm-hmm" 500 ms (Piper), 610-670 ms
 #: (espeak-ng).
 SHORT_SPEECH_MS = 800
-UNSURE_HOLD_MS = 400  # silence after an unsure sound before the reply resumes
+# Silence after an unsure sound before the reply resumes. A caller counting ("one … two … three": 500-640 ms
+# between words) is not talked over again between words: 400 let the reply play ~250 ms between them.
+UNSURE_HOLD_MS = 700
 REPEAT_MS = 3000  # an unsure sound this soon after another one resumed the same reply is an interruption
 #: From this mean log-probability per token a short sound's one word is a word: Whisper's own threshold for a
 #: decode that did not fail (``logprob_threshold``). Measured with tiny.en, live (benchmarks/turn_taking.py):

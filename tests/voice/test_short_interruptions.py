@@ -90,8 +90,10 @@ def kinds(events: list[dict[str, Any]]) -> set[str]:
 async def test_whisper_is_sure_of_a_spoken_word(asr: WhisperRecognizer) -> None:
     word = await asr.transcribe(spoken_one())
     assert word.text == "1." and word.avg_logprob is not None and word.avg_logprob >= SURE_LOGPROB, word
-    hum = await asr.transcribe(await piper("Mm-hmm."))  # heard as a phrase: unsure, however sure Whisper is
-    assert hum.avg_logprob is not None and classify(hum.text, 500, hum.avg_logprob) == "unsure", hum
+    # Piper's hum (not the same audio twice) is heard as a phrase ("in a month.": unsure, however sure Whisper is)
+    # or as a hum ("mm": no words): never as a real interruption
+    hum = await asr.transcribe(await piper("Mm-hmm."))
+    assert hum.avg_logprob is not None and classify(hum.text, 500, hum.avg_logprob) in ("unsure", "none"), hum
 
 
 async def test_one_clear_word_over_a_reply_stops_it(asr: WhisperRecognizer) -> None:

@@ -241,6 +241,9 @@ async def test_a_short_unsure_word_alone_resumes_after_the_hold() -> None:
     assert h.track.paused
     await h.feed(quiet(0.3))
     await settle()
+    assert h.track.paused and not h.of("gateway.response.resumed")  # 0.5 s of silence: under UNSURE_HOLD_MS
+    await h.feed(quiet(0.4))
+    await settle()
     assert h.of("gateway.response.resumed") and not h.track.paused and not h.of("conversation.item.truncated")
     await h.conversation.close()
 
@@ -250,7 +253,7 @@ async def test_a_second_unsure_sound_soon_after_is_an_interruption() -> None:
     h.conversation.add_item(ConversationItem("item_a", "assistant", "a long reply " * 20))
     await start_reply(h)
     await h.feed(loud(0.3))
-    await h.feed(quiet(0.6))
+    await h.feed(quiet(0.9))
     await settle()
     assert len(h.of("gateway.response.resumed")) == 1
     await h.feed(loud(0.3))
