@@ -19,7 +19,7 @@ class AdmissionConfig:
     enabled: bool = True
     # Projected CPU use (the machine's busy cores now + the admitted calls' growth + one more call at its peak
     # cost) over the CPUs this process may use must stay at or under this.
-    target_utilization: float = 0.75  # 0.8 let in an 8th call whose level missed p95 500 ms (benchmarks/capacity.py, 20:22)
+    target_utilization: float = 0.75  # 0.8 let in an 8th call whose level missed p95 500 ms (capacity.py)
     cpus: float = 0.0  # CPUs this process may use; 0 = measured (sched_getaffinity, cgroup cpu.max quota)
     # The service level of the admitted calls, over the last window_seconds; past any of these, no new call.
     window_seconds: float = 30.0
