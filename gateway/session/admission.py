@@ -133,9 +133,11 @@ class Admission:
     def utilization(self) -> float:
         return self.busy_cores / self.capacity
 
-    def _growth_cores(self) -> float:
+    def _growth_cores(self, calls: int = 0) -> float:
         settling = sum(1 for at in self._admitted if at >= self._clock() - SETTLE_SECONDS)
-        idle = max(0, self._calls - self._active - settling)  # the settling ones already count at their peak
+        # The settling ones already count at their peak. ``calls`` (the registry's count now) includes a burst's
+        # calls that no load sample has seen yet: without it their number came off the idle calls already sampled.
+        idle = max(0, max(calls, self._calls) - self._active - settling)
         return idle * self._config.growth_share * (self.model.active - self.model.idle) + settling * self.model.active
 
     # ------------------------------------------------------------ deciding
@@ -143,7 +145,7 @@ class Admission:
     def decide(self, calls: int) -> Decision:
         """Whether one more call keeps the ``calls`` admitted ones at their service level (see the module doc)."""
         target = self._config.target_utilization * self.capacity
-        committed = self.busy_cores + self._growth_cores()
+        committed = self.busy_cores + self._growth_cores(calls)
         peak = max(self.model.active, 1e-3)
         projected = (committed + peak) / self.capacity
         headroom = max(0, min(self._limits.max_calls - calls, math.floor((target - committed) / peak)))
