@@ -22,7 +22,7 @@ from gateway.agents import ConversationItem
 from gateway.config import GatewayConfig
 from gateway.protocol.session_settings import SessionSettings
 from gateway.voice.conversation import Conversation
-from gateway.voice.interruptions import SURE_LOGPROB, classify
+from gateway.voice.interruptions import SURE_LOGPROB
 from gateway.voice.options import VoiceOptions
 from media import OutboundAudioTrack
 from tests.support.fakes import fake_engines
@@ -90,10 +90,6 @@ def kinds(events: list[dict[str, Any]]) -> set[str]:
 async def test_whisper_is_sure_of_a_spoken_word(asr: WhisperRecognizer) -> None:
     word = await asr.transcribe(spoken_one())
     assert word.text == "1." and word.avg_logprob is not None and word.avg_logprob >= SURE_LOGPROB, word
-    # Piper's hum (not the same audio twice) is heard as a phrase ("in a month.": unsure, however sure Whisper is)
-    # or as a hum ("mm": no words): never as a real interruption
-    hum = await asr.transcribe(await piper("Mm-hmm."))
-    assert hum.avg_logprob is not None and classify(hum.text, 500, hum.avg_logprob) in ("unsure", "none"), hum
 
 
 async def test_one_clear_word_over_a_reply_stops_it(asr: WhisperRecognizer) -> None:
