@@ -133,7 +133,7 @@ class Admission:
     def utilization(self) -> float:
         return self.busy_cores / self.capacity
 
-    def _growth_cores(self, calls: int = 0) -> float:
+    def _growth_cores(self, calls: int) -> float:
         settling = sum(1 for at in self._admitted if at >= self._clock() - SETTLE_SECONDS)
         # The settling ones already count at their peak. ``calls`` (the registry's count now) includes a burst's
         # calls that no load sample has seen yet: without it their number came off the idle calls already sampled.
