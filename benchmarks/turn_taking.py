@@ -6,10 +6,13 @@ gateway's own engines, loaded as ``voice-gateway serve`` loads them), driven in 
 microphone go in. Times are taken at the gateway (no network, no codec, no jitter buffer).
 
 1. **Paused set** (``../shared/speech``, long passages split into sentences of at most 12 s): each
-   sentence as it is (a *control*) and with one 400–1000 ms pause inserted at a word gap in its
-   middle (the sentence is unfinished at the pause). ``server_vad`` 500 ms against ``semantic_vad``
-   (``auto``), interleaved case by case. Cut-off: a turn committed during the inserted pause.
-   Voice-to-voice on the controls: last speech sample in → first reply sample out (echo agent).
+   sentence as it is (a *control*) and, one case each, with a 400–1000 ms pause inserted at up to
+   ``--gaps`` (3) word gaps inside a clause nearest its middle (the sentence is unfinished at the
+   pause), at the quietest 20 ms near Whisper's word boundary (its word times are often 0.1 s off).
+   ``server_vad`` 500 ms against ``semantic_vad`` (``auto``), interleaved case by case. Cut-off: a
+   turn committed before the inserted pause ends, at it or at a natural pause of the recording
+   before it (counted apart too). Voice-to-voice on the controls: last speech sample in → first
+   reply sample out (echo agent).
 2. **Backchannel set**: over a ~4 s reply, voiced coughs, clicks and a door (synthesised with
    numpy), Piper's "yeah", "mm-hmm", "okay", "right", "uh-huh", "yes", "sure": resumed and
    completed vs cancelled; real talk-overs (clips of 1–3 s from ../shared/speech): stopped, and
@@ -21,7 +24,7 @@ microphone go in. Times are taken at the gateway (no network, no codec, no jitte
    ``echo_cancellation``, and real talk-overs over the echo (stop time).
 
 Usage: python benchmarks/turn_taking.py [--quick] [--sets paused,backchannel,talkover,espeak,echo] [--match NAME]
-[--verbose] [--out benchmarks/results]
+[--gaps N] [--verbose] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from gateway.protocol.session_settings import SessionSettings  # noqa: E402
 from gateway.voice.conversation import Conversation  # noqa: E402
 from gateway.voice.engines import Engines  # noqa: E402
 from gateway.voice.options import VoiceOptions  # noqa: E402
+from gateway.voice.transcription import quietest_cut  # noqa: E402
 from media import OutboundAudioTrack  # noqa: E402
 from qa.caller import speech_end_sample  # noqa: E402
 from tests.support.speech import manifest  # noqa: E402
@@ -57,6 +61,7 @@ from tests.support.speech import manifest  # noqa: E402
 Audio = npt.NDArray[np.float32]
 RATE = 16_000
 FRAME = 320
+REACH = RATE * 12 // 100  # how far from Whisper's word boundary the acoustic gap between the words is looked for
 REPLY = ("Thanks for waiting. Here is what I found for you: three flights leave tomorrow morning, "
          "the first one at seven, and the last one just before noon.")
 
@@ -122,15 +127,27 @@ def split_sentences(words: list[Any], max_seconds: float) -> list[list[Any]]:
     return [g for g in out if g[-1].word.strip().endswith((".", "?", "!", ";", ":"))]
 
 
-def with_pause(sentence: Sentence, pause_s: float) -> tuple[Audio, float, float] | None:
-    """The sentence with ``pause_s`` of silence at its middle word gap: audio, pause start and end (s)."""
-    inner = [g for g in sentence.gaps if 0.25 <= (g[0] + g[1]) / 2 / (len(sentence.audio) / RATE) <= 0.75]
-    if not inner:
-        return None
-    gap = min(inner, key=lambda g: abs((g[0] + g[1]) / 2 - len(sentence.audio) / RATE / 2))
-    cut = int((gap[0] + gap[1]) / 2 * RATE)
-    silence = np.zeros(int(pause_s * RATE), np.float32)
-    return np.concatenate([sentence.audio[:cut], silence, sentence.audio[cut:]]), cut / RATE, cut / RATE + pause_s
+def with_pauses(sentence: Sentence, pauses_s: list[float]) -> list[tuple[Audio, float, float]]:
+    """The sentence with a pause of ``pauses_s[i]`` at its i-th word gap nearest the middle (each gap inside a
+    clause, between 25 and 75 % of the sentence, with at least 0.2 s of speech after it; one pause per case):
+    audio, pause start and end (s) of each."""
+    seconds = len(sentence.audio) / RATE
+    speech_end = speech_end_sample(sentence.audio, RATE)
+    inner = [g for g in sentence.gaps if 0.25 <= (g[0] + g[1]) / 2 / seconds <= 0.75]
+    cuts: list[int] = []
+    for gap in sorted(inner, key=lambda g: abs((g[0] + g[1]) / 2 - seconds / 2)):
+        # Whisper's word times are contiguous and often 0.1 s off: a cut at them can split a word ("clubs").
+        around = int((gap[0] + gap[1]) / 2 * RATE)
+        low, high = max(0, around - REACH), min(len(sentence.audio), around + REACH)
+        cut = quietest_cut(sentence.audio, low, high) + FRAME // 2
+        if speech_end - cut >= 0.2 * RATE and all(abs(cut - c) >= 0.15 * RATE for c in cuts):
+            cuts.append(cut)
+    out = []
+    for cut, pause_s in zip(sorted(cuts[: len(pauses_s)]), pauses_s, strict=False):
+        silence = np.zeros(int(pause_s * RATE), np.float32)
+        out.append((np.concatenate([sentence.audio[:cut], silence, sentence.audio[cut:]]), cut / RATE,
+                    cut / RATE + pause_s))
+    return out
 
 
 def resonator(x: npt.NDArray[np.float64], freq: float, bandwidth: float) -> npt.NDArray[np.float64]:
@@ -299,47 +316,71 @@ class Line:
 # ------------------------------------------------------------------------------------------------ sets
 
 
-async def paused_set(engines: Engines, material: list[Sentence], quick: bool, match: str = "") -> dict[str, Any]:
+async def paused_set(engines: Engines, material: list[Sentence], quick: bool, match: str = "",
+                     gaps: int = 3) -> dict[str, Any]:
     rng = np.random.default_rng(5)
-    modes = {"server_vad": {"type": "server_vad", "silence_duration_ms": 500}, "semantic_vad": {"type": "semantic_vad"}}
-    results: dict[str, dict[str, Any]] = {m: {"v2v_ms": [], "cut_off": 0, "paused": 0, "judge_ms": []} for m in modes}
+    modes: dict[str, dict[str, Any]] = {"server_vad": {"type": "server_vad", "silence_duration_ms": 500},
+                                        "semantic_vad": {"type": "semantic_vad"}}
+    results: dict[str, dict[str, Any]] = {m: {"v2v_ms": [], "cut_off": 0, "paused": 0, "judge_ms": [], "cuts": []}
+                                          for m in modes}
     chosen = [s for s in (material[::2] if quick else material) if match in s.name]
     for sentence in chosen:
-        pause_s = float(rng.uniform(0.4, 1.0))
-        paused = with_pause(sentence, pause_s)
+        paused = with_pauses(sentence, [float(rng.uniform(0.4, 1.0)) for _ in range(gaps)])
         for mode, turn in modes.items():
             result = results[mode]
-            line = Line(engines, **turn)  # the control: voice-to-voice
-            end = speech_end_sample(sentence.audio, RATE)  # Whisper's word ends overshoot the speech
-            marks = await line.play(sentence.audio, marks={end - 1: "end"},
-                                    until=lambda line=line: bool(line.of("response.created")) and
-                                    line.first_audible(0.0) is not None, max_s=len(sentence.audio) / RATE + 10)
-            first = line.first_audible(marks.get("end", 0.0))
-            if first is not None and "end" in marks:
-                result["v2v_ms"].append((first - marks["end"]) * 1000)
-            result["judge_ms"] += [e["compute_ms"] for _, e in line.of("gateway.turn.judged")]
-            await line.close()
-            if paused is None:
-                continue
-            audio, _pause_start, pause_end = paused
-            line = Line(engines, create_response=False, **turn)
-            marks = await line.play(audio, marks={int(pause_end * RATE): "resumed"},
-                                    until=lambda line=line: bool(line.of("input_audio_buffer.committed")),
-                                    max_s=len(audio) / RATE + 6)
-            committed = line.of("input_audio_buffer.committed")
-            result["paused"] += 1
-            if committed and committed[0][0] < marks.get("resumed", float("inf")):
-                result["cut_off"] += 1
-                said = line.of("conversation.item.input_audio_transcription.completed")
-                verdicts = [(e["verdict"], e["probability"]) for _, e in line.of("gateway.turn.judged")]
-                print(f"    {mode} cut {sentence.name} after {said[0][1]['transcript'] if said else ''!r}"
-                      f" {verdicts}", file=sys.stderr)
-            await line.close()
+            v2v, judged = await control(engines, sentence, turn)
+            result["judge_ms"] += judged
+            if v2v is not None:
+                result["v2v_ms"].append(v2v)
+            for audio, pause_start, pause_end in paused:
+                result["paused"] += 1
+                cut = await paused_case(engines, audio, pause_start, pause_end, turn)
+                if cut is not None:
+                    result["cut_off"] += 1
+                    result["cuts"].append({"sentence": sentence.name, "pause_at_s": round(pause_start, 2),
+                                           "pause_s": round(pause_end - pause_start, 2), **cut})
+                    print(f"    {mode} cut {sentence.name} at {pause_start:.2f} s ({cut['at']}) after "
+                          f"{cut['transcript']!r} {cut['verdicts']}", file=sys.stderr)
         print(f"  {sentence.name}: " + ", ".join(f"{m} v2v {r['v2v_ms'][-1]:.0f} ms cut {r['cut_off']}/{r['paused']}"
                                                 for m, r in results.items() if r["v2v_ms"]), file=sys.stderr)
     return {m: {"voice_to_voice_ms": summary(r["v2v_ms"]), "cut_off_rate": round(r["cut_off"] / max(1, r["paused"]), 3),
-                "cut_offs": r["cut_off"], "paused_cases": r["paused"], "end_of_turn_compute_ms": summary(r["judge_ms"])}
+                "cut_offs": r["cut_off"], "paused_cases": r["paused"], "sentences": len(chosen),
+                "cut_offs_at_inserted_pause": sum(c["at"] == "inserted" for c in r["cuts"]),
+                "cut_offs_at_natural_pause": sum(c["at"] == "natural" for c in r["cuts"]),
+                "end_of_turn_compute_ms": summary(r["judge_ms"]), "cut": r["cuts"]}
             for m, r in results.items()}
+
+
+async def control(engines: Engines, sentence: Sentence, turn: dict[str, Any]) -> tuple[float | None, list[float]]:
+    """The sentence as it is: voice-to-voice (last speech sample in → first reply sample out), and the judgements."""
+    line = Line(engines, **turn)
+    end = speech_end_sample(sentence.audio, RATE)  # Whisper's word ends overshoot the speech
+    marks = await line.play(sentence.audio, marks={end - 1: "end"},
+                            until=lambda: bool(line.of("response.created")) and line.first_audible(0.0) is not None,
+                            max_s=len(sentence.audio) / RATE + 10)
+    first = line.first_audible(marks.get("end", 0.0))
+    v2v = (first - marks["end"]) * 1000 if first is not None and "end" in marks else None
+    judged = [e["compute_ms"] for _, e in line.of("gateway.turn.judged")]
+    await line.close()
+    return v2v, judged
+
+
+async def paused_case(engines: Engines, audio: Audio, pause_start: float, pause_end: float,
+                      turn: dict[str, Any]) -> dict[str, Any] | None:
+    """The sentence with a pause inside: what was said when the turn was committed before the pause ended, and
+    whether at the inserted pause or at a natural pause of the recording before it (JFK's after "Americans")."""
+    line = Line(engines, create_response=False, **turn)
+    marks = await line.play(audio, marks={int(pause_start * RATE): "paused", int(pause_end * RATE): "resumed"},
+                            until=lambda: bool(line.of("input_audio_buffer.committed")), max_s=len(audio) / RATE + 6)
+    committed = line.of("input_audio_buffer.committed")
+    cut = None
+    if committed and committed[0][0] < marks.get("resumed", float("inf")):
+        said = line.of("conversation.item.input_audio_transcription.completed")
+        cut = {"transcript": said[0][1]["transcript"] if said else "",
+               "at": "natural" if committed[0][0] < marks.get("paused", 0.0) else "inserted",
+               "verdicts": [(e["verdict"], e["probability"]) for _, e in line.of("gateway.turn.judged")]}
+    await line.close()
+    return cut
 
 
 async def over_reply(engines: Engines, sound: Audio, echo: EchoPath | None = None,
@@ -438,6 +479,7 @@ async def echo_set(engines: Engines, talk_overs: list[Audio], quick: bool) -> di
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="half of each set (a busy machine)")
+    parser.add_argument("--gaps", type=int, default=3, help="paused cases per sentence (word gaps inside a clause)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--sets", default="paused,backchannel,espeak,echo")
     parser.add_argument("--match", default="", help="only the paused sentences whose name contains this")
@@ -459,7 +501,7 @@ async def main() -> None:
     report: dict[str, Any] = {"machine_before": speed_before, "sentences": len(material)}
     started = time.monotonic()
     if "paused" in args.sets:
-        report["paused"] = await paused_set(engines, material, args.quick, args.match)
+        report["paused"] = await paused_set(engines, material, args.quick, args.match, args.gaps)
         semantic, server = report["paused"]["semantic_vad"], report["paused"]["server_vad"]
         if semantic["voice_to_voice_ms"]["p50"] and server["voice_to_voice_ms"]["p50"]:
             report["paused"]["v2v_p50_ratio_semantic_over_server"] = round(

@@ -14,6 +14,7 @@ from faster_whisper.tokenizer import Tokenizer
 from engines.base import SAMPLE_RATE, FloatArray, SpeechRecognizer, Transcript
 from engines.devices import compute_type_for, resolve_device
 from engines.errors import EngineError, EngineLoadError
+from engines.loops import loops, unlooped
 from engines.worker import PRIORITY_HIGH, PRIORITY_LOW, InferenceWorker
 
 logger = logging.getLogger(__name__)
@@ -118,9 +119,16 @@ class WhisperRecognizer(SpeechRecognizer):
         seconds = len(audio) / SAMPLE_RATE
         if self._fits(audio):
             least = self._partial_min_frames if partial else MIN_WINDOW_FRAMES
-            text, logprob = self._decode_fitted_batch([audio], least)[0]
+            decoded: tuple[str, float | None] = self._decode_fitted_batch([audio], least)[0]
+            text, logprob = decoded if partial else self._final(audio, *decoded)
             return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started,
                               avg_logprob=logprob)
+        text = self._decode_full(audio)
+        return Transcript(text=text if partial else unlooped(text), audio_seconds=seconds,
+                          compute_seconds=time.perf_counter() - started)
+
+    def _decode_full(self, audio: FloatArray) -> str:
+        """faster-whisper's own decode: 30 s windows, temperature fallback on a failed (looping) decode."""
         try:
             cheap = {"temperature": 0.0} if self._degradation >= 2 else {}  # no fallback re-decodes
             segments, _info = self._model.transcribe(
@@ -132,10 +140,20 @@ class WhisperRecognizer(SpeechRecognizer):
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
-            text = " ".join(segment.text.strip() for segment in segments).strip()
+            return " ".join(segment.text.strip() for segment in segments).strip()
         except Exception as exc:
             raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc
-        return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started)
+
+    def _final(self, audio: FloatArray, text: str, logprob: float | None) -> tuple[str, float | None]:
+        """A final that loops ("10 of clubs 10 of clubs 10 of") decoded again with fallback, and cut if it still does.
+
+        The fitted window has no temperature fallback; the second decode costs a full window, only for a loop
+        (and not from degradation level 2 on, where a loop is only cut)."""
+        if not loops(text):
+            return text, logprob
+        again = self._decode_full(audio) if self._degradation < 2 else text
+        logger.info("final transcript looped (%r); decoded again: %r", text[:80], again[:80])
+        return unlooped(again), None
 
     def _decode_fitted(self, audio: FloatArray) -> str:
         """One greedy decode over a window fitted to the audio (at least 10 s) instead of 30 s.
@@ -155,7 +173,8 @@ class WhisperRecognizer(SpeechRecognizer):
     def _transcribe_batch(self, audios: list[FloatArray]) -> list[Transcript]:
         """Final decodes queued together, in one batched generate per window size (the worker's ``batch_fn``)."""
         started = time.perf_counter()
-        decoded = self._decode_fitted_batch(audios)
+        decoded = [self._final(audio, text, logprob)
+                   for audio, (text, logprob) in zip(audios, self._decode_fitted_batch(audios), strict=True)]
         compute = time.perf_counter() - started
         return [Transcript(text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute,
                            avg_logprob=logprob) for audio, (text, logprob) in zip(audios, decoded, strict=True)]

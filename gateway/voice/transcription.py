@@ -28,6 +28,7 @@ import numpy as np
 
 from engines import EngineError, SpeechRecognizer, Transcript
 from engines.base import SAMPLE_RATE, FloatArray
+from engines.loops import normal, without_loop
 from gateway.aio import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -39,39 +40,10 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-def _normal(word: str) -> str:
-    return "".join(ch for ch in word.lower() if ch.isalnum())
-
-
-def without_loop(words: list[str], *, shortest: int = 3, longest: int = 12) -> list[str]:
-    """``words`` cut where a run of ``shortest`` or more words repeats at once: Whisper looping, not speech.
-
-    Short windows make tiny.en loop ("And so my fellow Americans. And so my fellow Americans. ..."); a
-    closed segment publishes all its words, so a loop would be heard. Speech seldom repeats three words
-    in a row; a cut partial is only shorter (the final decodes the whole utterance anyway).
-    Shorter runs count as a loop once they come three times (one word: four): "1, 2, 1, 2, 1, 2" is how
-    tiny.en loops on "one, two, three" over a short window. The last repeat may be cut short by the window
-    ("She had your dark suit in greasy wash water all year. She had your dark suit in greasy").
-    """
-    keys = [_normal(word) for word in words]
-    for start in range(len(keys)):
-        for size in range(1, min(longest, (len(keys) - start) // 2) + 1):
-            times = 2 if size >= shortest else 3 if size == 2 else 4
-            run = keys[start: start + size]
-            if len(keys) - start >= times * size and all(
-                    keys[start + k * size: start + (k + 1) * size] == run for k in range(1, times)):
-                return words[: start + size]
-        for size in range(shortest, len(keys) - start):  # a loop cut short by the window: the run again, unfinished
-            rest = keys[start + size:]
-            if 4 <= len(rest) < size and rest == keys[start: start + len(rest)]:
-                return words[: start + size]
-    return words
-
-
 def overlap(published: list[str], words: list[str], *, most: int = 8) -> int:
     """How many leading ``words`` repeat the last words of ``published`` (words already heard before a seam)."""
     for count in range(min(most, len(published), len(words)), 0, -1):
-        if [_normal(w) for w in published[-count:]] == [_normal(w) for w in words[:count]]:
+        if [normal(w) for w in published[-count:]] == [normal(w) for w in words[:count]]:
             return count
     return 0
 
@@ -143,7 +115,7 @@ class PartialTranscriber:
         stable = len(words) if closed else 0
         while (
             stable < min(len(words), len(self._previous))
-            and _normal(words[stable]) == _normal(self._previous[stable])
+            and normal(words[stable]) == normal(self._previous[stable])
         ):
             stable += 1
         self._previous = words

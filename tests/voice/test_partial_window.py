@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from engines.base import SAMPLE_RATE, SpeechRecognizer, Transcript
+from engines.loops import without_loop
 from engines.whisper import WhisperRecognizer
 from gateway.aio import TaskSet
-from gateway.voice.transcription import PartialTranscriber, overlap, quietest_cut, without_loop
+from gateway.voice.transcription import PartialTranscriber, overlap, quietest_cut
 from qa.measure import normalize, word_errors
 from tests.support.speech import manifest
 
