@@ -51,6 +51,9 @@ class Transcript:
     #: The decode's mean log-probability per token, where the recogniser knows it (Whisper: its
     #: ``avg_logprob``; below -1.0 Whisper itself treats a decode as failed). None: unknown.
     avg_logprob: float | None = None
+    #: The recogniser's degradation level when it decoded this (0 normal; 2: greedy, no temperature fallback:
+    #: :meth:`engines.whisper.WhisperRecognizer.set_degradation`).
+    degradation_level: int = 0
 
 
 class SpeechRecognizer(abc.ABC):
@@ -64,6 +67,12 @@ class SpeechRecognizer(abc.ABC):
         skipped (raising :class:`asyncio.CancelledError`) when newer work of the
         same caller supersedes it.
         """
+
+    async def transcribe_hinted(self, audio: FloatArray, hint: str) -> Transcript | None:
+        """A decode of ``audio`` told what it may well be: ``hint`` is text in the style expected (Whisper: a
+        prompt). None where the recogniser takes no hint. The interruption judge's second opinion on a short
+        sound (:mod:`gateway.voice.interruptions`)."""
+        return None
 
     @property
     def queue_depth(self) -> int:

@@ -46,3 +46,13 @@ def loops(text: str) -> bool:
 def unlooped(text: str) -> str:
     """``text`` cut where it starts to loop."""
     return " ".join(without_loop(text.split()))
+
+
+def without_repeats(text: str) -> str:
+    """``text`` with a word said again at once dropped ("Tomorrow. Tomorrow" → "Tomorrow."): how tiny.en echoes a
+    short sound's word when prompted with short sentences ("Yeah. Yeah. Yeah. Yeah.", "Paris. Paris. Paris.")."""
+    kept: list[str] = []
+    for word in text.split():
+        if not kept or normal(word) != normal(kept[-1]):
+            kept.append(word)
+    return " ".join(kept)

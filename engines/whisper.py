@@ -14,7 +14,7 @@ from faster_whisper.tokenizer import Tokenizer
 from engines.base import SAMPLE_RATE, FloatArray, SpeechRecognizer, Transcript
 from engines.devices import compute_type_for, resolve_device
 from engines.errors import EngineError, EngineLoadError
-from engines.loops import loops, unlooped
+from engines.loops import loops, unlooped, without_repeats
 from engines.worker import PRIORITY_HIGH, PRIORITY_LOW, InferenceWorker
 
 logger = logging.getLogger(__name__)
@@ -122,10 +122,36 @@ class WhisperRecognizer(SpeechRecognizer):
             decoded: tuple[str, float | None] = self._decode_fitted_batch([audio], least)[0]
             text, logprob = decoded if partial else self._final(audio, *decoded)
             return Transcript(text=text, audio_seconds=seconds, compute_seconds=time.perf_counter() - started,
-                              avg_logprob=logprob)
+                              avg_logprob=logprob, degradation_level=self._degradation)
         text = self._decode_full(audio)
         return Transcript(text=text if partial else unlooped(text), audio_seconds=seconds,
-                          compute_seconds=time.perf_counter() - started)
+                          compute_seconds=time.perf_counter() - started, degradation_level=self._degradation)
+
+    async def transcribe_hinted(self, audio: FloatArray, hint: str) -> Transcript | None:
+        if not self._fits(audio):
+            return None
+        return await self._worker.run(lambda: self._hinted_blocking(audio, hint), priority=PRIORITY_HIGH)
+
+    def _hinted_blocking(self, audio: FloatArray, hint: str) -> Transcript:
+        """One fitted decode with ``hint`` as Whisper's previous text (its ``initial_prompt``), repeats dropped.
+
+        Told that backchannels are likely, tiny.en hears hums and coughs as "Mm-hmm." and a spoken word as
+        that word, surer than without ("Paris" -0.99 → -0.35; espeak-ng's "One" as "1" -2.2 → "One." -0.7).
+        The prompt counts in ``max_length`` (without room for it, Piper's "mm-hmm" came out as "Mm-h")."""
+        started = time.perf_counter()
+        prompt = [self._tokenizer.sot_prev, *self._tokenizer.encode(" " + hint.strip()), *self._prompt]
+        features, limit = self._fitted_features(audio)
+        try:
+            output = self._model.model.generate(ctranslate2.StorageView.from_array(features[np.newaxis]), [prompt],
+                                                beam_size=self._beam, max_length=len(prompt) + limit,
+                                                suppress_blank=True,
+                                                return_scores=True)[0]
+        except Exception as exc:
+            raise EngineError("asr", f"transcription failed: {exc}", retryable=True) from exc
+        tokens = [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
+        return Transcript(text=without_repeats(str(self._tokenizer.decode(tokens)).strip()),
+                          audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=time.perf_counter() - started,
+                          avg_logprob=float(output.scores[0]), degradation_level=self._degradation)
 
     def _decode_full(self, audio: FloatArray) -> str:
         """faster-whisper's own decode: 30 s windows, temperature fallback on a failed (looping) decode."""
@@ -177,7 +203,8 @@ class WhisperRecognizer(SpeechRecognizer):
                    for audio, (text, logprob) in zip(audios, self._decode_fitted_batch(audios), strict=True)]
         compute = time.perf_counter() - started
         return [Transcript(text=text, audio_seconds=len(audio) / SAMPLE_RATE, compute_seconds=compute,
-                           avg_logprob=logprob) for audio, (text, logprob) in zip(audios, decoded, strict=True)]
+                           avg_logprob=logprob, degradation_level=self._degradation)
+                for audio, (text, logprob) in zip(audios, decoded, strict=True)]
 
     def _decode_fitted_batch(self, audios: list[FloatArray],
                              min_frames: int = MIN_WINDOW_FRAMES) -> list[tuple[str, float]]:

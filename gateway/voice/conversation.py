@@ -169,6 +169,7 @@ class Conversation(Listening):
             audio_s=prepared.transcript.audio_seconds,
             item_id=utterance.item_id,
             transcript=text,
+            asr_degradation_level=prepared.transcript.degradation_level,
         )
         if reply is None and self._responds_to_turns:
             # An agent that may not run speculatively (an external service) starts now; the

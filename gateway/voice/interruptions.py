@@ -19,6 +19,13 @@ again at the next pause; and a second unsure sound over the same reply within :d
 spoken word's length that Whisper is sure of (mean log-probability ≥ :data:`SURE_LOGPROB`: the
 sonnet's spoken "One."); hums come out as phrases or as words Whisper doubts ("Em…" −2.1).
 
+A second opinion settles the doubtful ones: an unsure sound, or a short one that interrupts only by a
+stop word in a phrase Whisper doubts (Piper's "mm-hmm" as "Hey, my mom."), is decoded again with Whisper
+told that backchannels are likely (:data:`BACKCHANNEL_HINT`, its prompt). Hums and coughs then come out
+as "Mm-hmm." and a spoken word as itself, surer: a single word it is then sure of, or the stop word
+again, interrupts; anything else is unsure. A sound that pauses the reply costs nothing in stop time for
+this: the reply is already silent while the judge decides.
+
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
 noise without words is held until it ends). Decisions run on the audio clock, so they are exact
@@ -70,10 +77,16 @@ SURE_LOGPROB = -1.0
 #: ... and from this length: a spoken word (the sonnet's "One." 416-480 ms, "yeah" 300-380 ms). Echo residue that
 #: Whisper read as a sure word ("through." at -0.61) was 128 ms; residue over 250 ms came out doubted ("Thank" -1.4).
 WORD_MS = 250
+#: Whisper's prompt for the second decode of an unsure sound: told that backchannels are likely, tiny.en hears
+#: hums, coughs and clicks as "Mm-hmm." or "Okay.", and a spoken word as itself, surer than without (measured,
+#: Piper and espeak-ng: "One" -0.4 to -0.8, "Paris" -0.2 to -0.5, "Later", "London" -0.3 to -0.6; hums
+#: stay backchannels or phrases: Piper's "mm-hmm" "In a month.").
+BACKCHANNEL_HINT = "Mm-hmm. Yeah. Uh-huh. Okay. Right. Hmm."
 
 Verdict = Literal["real", "none", "unsure"]
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_HUM = re.compile(r"[mh]*")
 
 
 def words_of(transcript: str) -> list[str]:
@@ -81,8 +94,10 @@ def words_of(transcript: str) -> list[str]:
 
 
 def is_backchannel(word: str) -> bool:
-    """A backchannel word, or one Whisper hyphenated from backchannel words ("uh-uh", "mm-mm")."""
-    return word in BACKCHANNEL_WORDS or all(part in BACKCHANNEL_WORDS for part in word.split("-"))
+    """A backchannel word, or one Whisper hyphenated from backchannel words or hums ("uh-uh", "mm-mm", "Mm-m-hmm",
+    "Mm-h": no English word is only m's and h's)."""
+    return word in BACKCHANNEL_WORDS or all(part in BACKCHANNEL_WORDS or _HUM.fullmatch(part)
+                                            for part in word.split("-"))
 
 
 def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> Verdict:
@@ -103,6 +118,23 @@ def classify(transcript: str, speech_ms: int, avg_logprob: float | None = None) 
         return "real"
     sure = len(words) == 1 and speech_ms >= WORD_MS and avg_logprob is not None and avg_logprob >= SURE_LOGPROB
     return "real" if sure else "unsure"
+
+
+def doubted_stop(transcript: str, speech_ms: int, avg_logprob: float | None) -> bool:
+    """A short sound that is an interruption only by a stop word in a phrase Whisper doubts: Piper's "mm-hmm"
+    heard as "Hey, my mom." (-1.06). It gets a second opinion (a stop word Whisper is sure of needs none)."""
+    words = words_of(transcript)
+    return (speech_ms < SHORT_SPEECH_MS and 0 < len(words) <= MAX_BACKCHANNEL_WORDS and avg_logprob is not None
+            and avg_logprob < SURE_LOGPROB and any(word in STOP_WORDS for word in words))
+
+
+def hinted_verdict(transcript: str, speech_ms: int, avg_logprob: float | None) -> Verdict:
+    """The verdict on an unsure sound from its second decode, told that backchannels are likely
+    (:data:`BACKCHANNEL_HINT`): real when that is one word that is a real interruption by itself (:func:`classify`),
+    else still unsure (a phrase, a backchannel, a doubted word: the hint can make Whisper add a stop word, "Hey,
+    Mm-h", or a backchannel to a word)."""
+    real = classify(transcript, speech_ms, avg_logprob) == "real" and len(words_of(transcript)) == 1
+    return "real" if real else "unsure"
 
 
 def interrupts(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> bool:
@@ -221,6 +253,8 @@ class InterruptionJudge:
             verdict = classify(text, end_ms - pending.onset_ms, logprob)
             logger.debug("call %s: sound over the reply of %d ms heard as %r (log-probability %s): %s", self._call_id,
                          end_ms - pending.onset_ms, text, logprob and round(logprob, 2), verdict)
+            if verdict == "unsure" or doubted_stop(text, end_ms - pending.onset_ms, logprob):
+                text, verdict = await self._second_opinion(audio, text, end_ms - pending.onset_ms, verdict)
             last = self._last_unsure
             if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
                     pending.onset_ms - last[1] <= REPEAT_MS:
@@ -240,6 +274,24 @@ class InterruptionJudge:
             else:
                 pending.resume_at_ms = end_ms + UNSURE_HOLD_MS
                 self._last_unsure = (pending.response_id, end_ms)
+
+    async def _second_opinion(self, audio: FloatArray, text: str, speech_ms: int,
+                              verdict: Verdict) -> tuple[str, Verdict]:
+        """A sound decoded again, Whisper told that backchannels are likely (:data:`BACKCHANNEL_HINT`): a single
+        word it is then sure of, or a stop word heard again, is a real interruption; anything else is unsure. Without
+        a second decode the first ``verdict`` stands."""
+        try:
+            hinted = await self._asr.transcribe_hinted(audio, BACKCHANNEL_HINT)
+        except EngineError as exc:
+            logger.debug("call %s: second opinion failed: %s", self._call_id, exc)
+            return text, verdict
+        if hinted is None:
+            return text, verdict
+        again = verdict == "real" and any(word in STOP_WORDS for word in words_of(hinted.text))
+        verdict = "real" if again else hinted_verdict(hinted.text, speech_ms, hinted.avg_logprob)
+        logger.debug("call %s: told backchannels are likely, heard %r (log-probability %s): %s", self._call_id,
+                     hinted.text, hinted.avg_logprob and round(hinted.avg_logprob, 2), verdict)
+        return (hinted.text, verdict) if verdict == "real" else (text, verdict)
 
     def _resume(self, pending: _Pending) -> None:
         self._decide(pending, False)

