@@ -24,6 +24,12 @@ class InvalidSessionConfig(GatewayError):
     status = 400
 
 
+class CallExists(GatewayError):
+    """A call id given by the transport (a Twilio CallSid's) is already a live call's."""
+
+    status = 409
+
+
 class CallNotFound(GatewayError):
     status = 404
 

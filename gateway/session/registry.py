@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gateway.config import GatewayConfig
-from gateway.errors import CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
+from gateway.errors import CallExists, CallNotFound, GatewayError, InvalidSessionConfig, Unavailable
 from gateway.ops.observers import NULL_OBSERVER, CallObserver, CompositeObserver
 from gateway.protocol import server_events as events
 from gateway.protocol.session_settings import InvalidSession, SessionSettings
@@ -156,15 +156,20 @@ class SessionRegistry:
         return settings
 
     async def open_call(self, make_transport: TransportFactory[T], session: dict[str, Any] | None, *,
-                        setup: Callable[[T], Awaitable[None]] | None = None) -> RealtimeSession:
+                        setup: Callable[[T], Awaitable[None]] | None = None,
+                        call_id: str | None = None) -> RealtimeSession:
         """Admit a call on the transport ``make_transport(call_id)`` makes, with the session ``session`` asks for.
 
         ``setup`` (awaited before the call starts) finishes setting the transport up: an SDP answer, a
-        WebSocket's upgrade. Raises :class:`~gateway.errors.GatewayError` when the call is refused (each
-        refusal is told to the observer); a failing ``setup`` closes the call (``rejected``) and re-raises.
+        WebSocket's upgrade. ``call_id``: the id the transport gives the call (a Twilio call's comes from its
+        CallSid); by default a new one. Raises :class:`~gateway.errors.GatewayError` when the call is refused
+        (each refusal is told to the observer; :class:`~gateway.errors.CallExists` for a ``call_id`` that is
+        live); a failing ``setup`` closes the call (``rejected``) and re-raises.
         """
         try:
-            return await self._open(make_transport, session, setup)
+            if call_id is not None and call_id in self._calls:
+                raise CallExists("call_exists", f"call {call_id} is already live on this gateway")
+            return await self._open(make_transport, session, setup, call_id)
         except GatewayError as exc:
             self._observer.call_rejected(exc.code)
             raise
@@ -179,10 +184,10 @@ class SessionRegistry:
         return call.id, answers[0]
 
     async def _open(self, make_transport: TransportFactory[T], session: dict[str, Any] | None,
-                    setup: Callable[[T], Awaitable[None]] | None) -> RealtimeSession:
+                    setup: Callable[[T], Awaitable[None]] | None, call_id: str | None = None) -> RealtimeSession:
         engines = self.check_admission()
         settings = self._settings(engines, session)
-        call_id = events.new_call_id()
+        call_id = call_id or events.new_call_id()
         transport = make_transport(call_id)
         try:
             call = RealtimeSession(call_id, self._config, engines, settings, transport, on_closed=self._forget,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
@@ -37,7 +38,7 @@ from gateway.aio import TaskSet
 from gateway.config import GatewayConfig
 from gateway.config.telephony import ParameterNotAllowed
 from gateway.errors import GatewayError
-from gateway.protocol.server_events import Event
+from gateway.protocol.server_events import CALL_ID_PREFIX, Event
 from gateway.session.registry import SessionRegistry
 from gateway.transports.base import TransportListener
 from gateway.transports.socket_audio import SocketAudioOptions
@@ -65,6 +66,8 @@ from media.g711 import RATE as WIRE_RATE
 from media.g711 import G711Decoder
 
 logger = logging.getLogger(__name__)
+
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 #: How long a close waits for Twilio's closing handshake.
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -247,7 +250,7 @@ async def serve_twilio_stream(request: web.Request, registry: SessionRegistry, c
             return made[-1]
 
         try:
-            call = await registry.open_call(make, session)
+            call = await registry.open_call(make, session, call_id=twilio_call_id(start.call_sid))
         except GatewayError as exc:
             code = TRY_AGAIN_LATER if exc.status == 503 else POLICY_VIOLATION
             raise StreamError(code, exc.code, exc.message) from None
@@ -267,4 +270,11 @@ async def serve_twilio_stream(request: web.Request, registry: SessionRegistry, c
     return ws
 
 
-__all__ = ["INVALID_PAYLOAD", "TwilioTransport", "read_start", "serve_twilio_stream"]
+def twilio_call_id(call_sid: str) -> str | None:
+    """The gateway's id of a Twilio call: ``rtc_`` and its CallSid in lower case (``rtc_ca…``), so the app that
+    placed or answered the call can attach a sideband (``GET /v1/realtime?call_id=…``) knowing only the CallSid;
+    None (a new id) for a CallSid that is not Twilio's ``CA`` and 32 hex digits."""
+    return f"{CALL_ID_PREFIX}_{call_sid.lower()}" if _CALL_SID.fullmatch(call_sid) else None
+
+
+__all__ = ["INVALID_PAYLOAD", "TwilioTransport", "read_start", "serve_twilio_stream", "twilio_call_id"]

@@ -82,6 +82,10 @@ WORD_MS = 250
 #: Piper and espeak-ng: "One" -0.4 to -0.8, "Paris" -0.2 to -0.5, "Later", "London" -0.3 to -0.6; hums
 #: stay backchannels or phrases: Piper's "mm-hmm" "In a month.").
 BACKCHANNEL_HINT = "Mm-hmm. Yeah. Uh-huh. Okay. Right. Hmm."
+#: ... and the confidence from which that second decode's one word, heard by the first decode too, is a word: two
+#: decodes agreeing. Measured (benchmarks/turn_taking.py, 23:10): spoken words -0.17 to -1.21 told backchannels
+#: are likely; hums then come out as backchannels, and echo residue without echo cancellation as -1.01 to -1.99.
+AGREED_LOGPROB = -1.3
 
 Verdict = Literal["real", "none", "unsure"]
 
@@ -128,13 +132,30 @@ def doubted_stop(transcript: str, speech_ms: int, avg_logprob: float | None) -> 
             and avg_logprob < SURE_LOGPROB and any(word in STOP_WORDS for word in words))
 
 
-def hinted_verdict(transcript: str, speech_ms: int, avg_logprob: float | None) -> Verdict:
+def hinted_verdict(transcript: str, speech_ms: int, avg_logprob: float | None, first: str = "") -> Verdict:
     """The verdict on an unsure sound from its second decode, told that backchannels are likely
     (:data:`BACKCHANNEL_HINT`): real when that is one word that is a real interruption by itself (:func:`classify`),
-    else still unsure (a phrase, a backchannel, a doubted word: the hint can make Whisper add a stop word, "Hey,
-    Mm-h", or a backchannel to a word)."""
-    real = classify(transcript, speech_ms, avg_logprob) == "real" and len(words_of(transcript)) == 1
-    return "real" if real else "unsure"
+    or one word, no backchannel, of a spoken word's length, that the first decode (``first``) heard too and
+    Whisper doubts less than :data:`AGREED_LOGPROB` (the sonnet's spoken "One." as "1" at -1.12, then "One." at
+    -1.02); else still unsure (a phrase, a backchannel, a doubted word: the hint can make Whisper add a stop
+    word, "Hey, Mm-h", or a backchannel to a word)."""
+    words = words_of(transcript)
+    if len(words) != 1:
+        return "unsure"
+    if classify(transcript, speech_ms, avg_logprob) == "real":
+        return "real"
+    agreed = [_spoken(w) for w in words_of(first)] == [_spoken(words[0])] and not is_backchannel(words[0])
+    sure_enough = avg_logprob is not None and avg_logprob >= AGREED_LOGPROB and speech_ms >= WORD_MS
+    return "real" if agreed and sure_enough else "unsure"
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+
+
+def _spoken(word: str) -> str:
+    """A word as said: Whisper writes "one" as "1" in one decode and "One." in the next."""
+    return _ONES[int(word)] if word.isdigit() and int(word) < len(_ONES) else word
 
 
 def interrupts(transcript: str, speech_ms: int, avg_logprob: float | None = None) -> bool:
@@ -288,7 +309,7 @@ class InterruptionJudge:
         if hinted is None:
             return text, verdict
         again = verdict == "real" and any(word in STOP_WORDS for word in words_of(hinted.text))
-        verdict = "real" if again else hinted_verdict(hinted.text, speech_ms, hinted.avg_logprob)
+        verdict = "real" if again else hinted_verdict(hinted.text, speech_ms, hinted.avg_logprob, text)
         logger.debug("call %s: told backchannels are likely, heard %r (log-probability %s): %s", self._call_id,
                      hinted.text, hinted.avg_logprob and round(hinted.avg_logprob, 2), verdict)
         return (hinted.text, verdict) if verdict == "real" else (text, verdict)

@@ -128,9 +128,10 @@ async def test_dtmf_and_the_calls_events_reach_a_sideband_client(engines: Engine
     key = "sk-test-" + "k" * 24
     async with phone_gateway(engines, change=lambda c: dataclasses.replace(
             c, auth=AuthConfig(api_keys=(key,)))) as gateway:
-        phone = TwilioCaller(gateway.url, token=TOKEN)  # Twilio's routes take its signature, not an API key
+        phone = TwilioCaller(gateway.url, token=TOKEN, call_sid="CA" + "5e" * 16)  # Twilio's routes: its signature
         await phone.connect()
         call_id = await _call_id(gateway)
+        assert call_id == "rtc_ca" + "5e" * 16  # the app knows the CallSid: that is enough to attach
         async with aiohttp.ClientSession() as http, http.ws_connect(
                 f"{gateway.url}/v1/realtime?call_id={call_id}", headers={"Authorization": f"Bearer {key}"}) as side:
             seen: list[dict[str, Any]] = []
@@ -152,6 +153,23 @@ async def test_dtmf_and_the_calls_events_reach_a_sideband_client(engines: Engine
         types = [e["type"] for e in seen]
         assert types.index("input_audio_buffer.speech_started") < types.index("response.done")
         await phone.close()
+
+
+async def test_a_second_stream_of_a_live_call_sid_is_refused_and_an_odd_call_sid_gets_a_new_id(
+        gateway: PhoneGateway) -> None:
+    first = TwilioCaller(gateway.url, token=TOKEN, call_sid="CA" + "ab" * 16)
+    await first.connect()
+    assert await _call_id(gateway) == "rtc_ca" + "ab" * 16
+    again = TwilioCaller(gateway.url, token=TOKEN, call_sid="CA" + "AB" * 16, stream_sid="MZ" + "8" * 32)
+    await again.connect()
+    assert await again.closed() == 1008 and again.close_reason == "call_exists"
+    await again.close()
+    odd = TwilioCaller(gateway.url, token=TOKEN, call_sid="CA1 or ../x", stream_sid="MZ" + "7" * 32)
+    await odd.connect()
+    call_id = await _call_id(gateway, 1)
+    assert call_id.startswith("rtc_") and "x" not in call_id and len(call_id) == 24  # a new id, as for WebRTC
+    await odd.close()
+    await first.close()
 
 
 async def test_custom_parameters_choose_among_what_the_server_allows(gateway: PhoneGateway) -> None:

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class TwilioCaller:
     base_url: str  # http://127.0.0.1:PORT
     token: str | None = None
     stream_sid: str = "MZ" + "0" * 32
-    call_sid: str = "CA" + "0" * 32
+    call_sid: str = field(default_factory=lambda: "CA" + secrets.token_hex(16))  # one per call, as Twilio's
     custom_parameters: dict[str, str] = field(default_factory=dict)
     playout_delay: float = 0.06
     echo_marks: bool = True  # False: a broken peer that never says what it played

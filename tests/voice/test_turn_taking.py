@@ -200,6 +200,10 @@ def test_a_second_decode_told_backchannels_are_likely_only_ever_finds_a_single_s
     assert hinted_verdict("Council.", 400, -1.14) == "unsure"  # doubted still
     assert hinted_verdict("Hey, Mm-h", 620, -1.1) == "unsure" and hinted_verdict("In a month.", 540, -0.5) == "unsure"
     assert hinted_verdict("Mm-hmm.", 500, -0.3) == "unsure" and hinted_verdict("Tuesday.", 200, -0.3) == "unsure"
+    # Heard by both decodes: the sonnet's "One." as "1" (-1.12), then "One." (-1.02); not so a doubted hum.
+    assert hinted_verdict("One.", 480, -1.02, "1") == "real" and hinted_verdict("One.", 480, -1.02) == "unsure"
+    assert hinted_verdict("Five.", 400, -1.21, "five") == "real" and hinted_verdict("One.", 480, -1.6, "1") == "unsure"
+    assert hinted_verdict("Mm.", 480, -1.1, "mm") == "unsure" and hinted_verdict("Two.", 200, -1.1, "2") == "unsure"
 
 
 def test_a_stop_word_in_a_doubted_short_phrase_gets_a_second_opinion() -> None:
