@@ -22,9 +22,9 @@ sonnet's spoken "One."); hums come out as phrases or as words Whisper doubts ("E
 A second opinion settles the doubtful ones: an unsure sound, or a short one that interrupts only by a
 stop word in a phrase Whisper doubts (Piper's "mm-hmm" as "Hey, my mom."), is decoded again with Whisper
 told that backchannels are likely (:data:`BACKCHANNEL_HINT`, its prompt). Hums and coughs then come out
-as "Mm-hmm." and a spoken word as itself, surer: a single word it is then sure of, or the stop word
-again, interrupts; anything else is unsure. A sound that pauses the reply costs nothing in stop time for
-this: the reply is already silent while the judge decides.
+as "Mm-hmm." and a spoken word as itself, surer: a stop word or a single word it is then sure of, or the
+word both decodes heard, interrupts; anything else is unsure (:func:`hinted_verdict`). This costs no
+stop time: the reply is already silent while the judge decides.
 
 The words come from one final-priority decode of the onset's audio when the sound pauses, or
 after ``timeout_ms`` while it goes on (speech that long with words is an interruption; a long
@@ -133,20 +133,22 @@ def doubted_stop(transcript: str, speech_ms: int, avg_logprob: float | None) -> 
 
 
 def hinted_verdict(transcript: str, speech_ms: int, avg_logprob: float | None, first: str = "") -> Verdict:
-    """The verdict on an unsure sound from its second decode, told that backchannels are likely
-    (:data:`BACKCHANNEL_HINT`): real when that is one word that is a real interruption by itself (:func:`classify`),
-    or one word, no backchannel, of a spoken word's length, that the first decode (``first``) heard too and
-    Whisper doubts less than :data:`AGREED_LOGPROB` (the sonnet's spoken "One." as "1" at -1.12, then "One." at
-    -1.02); else still unsure (a phrase, a backchannel, a doubted word: the hint can make Whisper add a stop
-    word, "Hey, Mm-h", or a backchannel to a word)."""
+    """The verdict on a doubtful sound from its second decode, told that backchannels are likely
+    (:data:`BACKCHANNEL_HINT`), of a spoken word's length at least (:data:`WORD_MS`): real when Whisper is then
+    sure (:data:`SURE_LOGPROB`) of a stop word, or of one word that is no backchannel; or when that one word is
+    what the first decode (``first``) heard too and it is above :data:`AGREED_LOGPROB` (the sonnet's spoken
+    "One." as "1" at -1.12, then "One." at -1.02). Else still unsure: a phrase, a backchannel, a doubted word (the
+    hint makes Whisper hear echo residue of "waiting" as "Wait." at -1.43 to -1.49)."""
     words = words_of(transcript)
-    if len(words) != 1:
+    if not words or avg_logprob is None or speech_ms < WORD_MS:
         return "unsure"
-    if classify(transcript, speech_ms, avg_logprob) == "real":
+    sure = avg_logprob >= SURE_LOGPROB
+    if sure and any(word in STOP_WORDS for word in words):
         return "real"
-    agreed = [_spoken(w) for w in words_of(first)] == [_spoken(words[0])] and not is_backchannel(words[0])
-    sure_enough = avg_logprob is not None and avg_logprob >= AGREED_LOGPROB and speech_ms >= WORD_MS
-    return "real" if agreed and sure_enough else "unsure"
+    if len(words) != 1 or is_backchannel(words[0]):
+        return "unsure"
+    agreed = [_spoken(w) for w in words_of(first)] == [_spoken(words[0])] and avg_logprob >= AGREED_LOGPROB
+    return "real" if sure or agreed else "unsure"
 
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -298,9 +300,8 @@ class InterruptionJudge:
 
     async def _second_opinion(self, audio: FloatArray, text: str, speech_ms: int,
                               verdict: Verdict) -> tuple[str, Verdict]:
-        """A sound decoded again, Whisper told that backchannels are likely (:data:`BACKCHANNEL_HINT`): a single
-        word it is then sure of, or a stop word heard again, is a real interruption; anything else is unsure. Without
-        a second decode the first ``verdict`` stands."""
+        """A sound decoded again, Whisper told that backchannels are likely (:data:`BACKCHANNEL_HINT`): real or
+        unsure by :func:`hinted_verdict`. Without a second decode the first ``verdict`` stands."""
         try:
             hinted = await self._asr.transcribe_hinted(audio, BACKCHANNEL_HINT)
         except EngineError as exc:
@@ -308,8 +309,7 @@ class InterruptionJudge:
             return text, verdict
         if hinted is None:
             return text, verdict
-        again = verdict == "real" and any(word in STOP_WORDS for word in words_of(hinted.text))
-        verdict = "real" if again else hinted_verdict(hinted.text, speech_ms, hinted.avg_logprob, text)
+        verdict = hinted_verdict(hinted.text, speech_ms, hinted.avg_logprob, text)
         logger.debug("call %s: told backchannels are likely, heard %r (log-probability %s): %s", self._call_id,
                      hinted.text, hinted.avg_logprob and round(hinted.avg_logprob, 2), verdict)
         return (hinted.text, verdict) if verdict == "real" else (text, verdict)

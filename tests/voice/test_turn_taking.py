@@ -204,6 +204,9 @@ def test_a_second_decode_told_backchannels_are_likely_only_ever_finds_a_single_s
     assert hinted_verdict("One.", 480, -1.02, "1") == "real" and hinted_verdict("One.", 480, -1.02) == "unsure"
     assert hinted_verdict("Five.", 400, -1.21, "five") == "real" and hinted_verdict("One.", 480, -1.6, "1") == "unsure"
     assert hinted_verdict("Mm.", 480, -1.1, "mm") == "unsure" and hinted_verdict("Two.", 200, -1.1, "2") == "unsure"
+    # Echo residue of "waiting" (echo set, 23:32): a stop word Whisper doubts is no interruption, nor one too short.
+    assert hinted_verdict("Wait.", 160, -1.49, "weight.") == "unsure" and hinted_verdict("Wait.", 96, -0.9) == "unsure"
+    assert hinted_verdict("Wait, no.", 400, -0.6, "wait no") == "real" and hinted_verdict("No.", 352, -0.7) == "real"
 
 
 def test_a_stop_word_in_a_doubted_short_phrase_gets_a_second_opinion() -> None:
