@@ -143,8 +143,8 @@ def hinted_verdict(transcript: str, speech_ms: int, avg_logprob: float | None, f
     if not words or avg_logprob is None or speech_ms < WORD_MS:
         return "unsure"
     sure = avg_logprob >= SURE_LOGPROB
-    if sure and any(word in STOP_WORDS for word in words):
-        return "real"
+    if sure and any(word in STOP_WORDS for word in words) and not any(is_backchannel(word) for word in words):
+        return "real"  # not "Mm-hmm. Hey.": told to expect backchannels, Whisper adds "hey" to hums (-1.1)
     if len(words) != 1 or is_backchannel(words[0]):
         return "unsure"
     agreed = [_spoken(w) for w in words_of(first)] == [_spoken(words[0])] and avg_logprob >= AGREED_LOGPROB

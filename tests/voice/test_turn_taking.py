@@ -207,6 +207,7 @@ def test_a_second_decode_told_backchannels_are_likely_only_ever_finds_a_single_s
     # Echo residue of "waiting" (echo set, 23:32): a stop word Whisper doubts is no interruption, nor one too short.
     assert hinted_verdict("Wait.", 160, -1.49, "weight.") == "unsure" and hinted_verdict("Wait.", 96, -0.9) == "unsure"
     assert hinted_verdict("Wait, no.", 400, -0.6, "wait no") == "real" and hinted_verdict("No.", 352, -0.7) == "real"
+    assert hinted_verdict("Mm-hmm. Hey.", 500, -0.8, "Hey, my mom.") == "unsure"  # a hum the hint heard "hey" in
 
 
 def test_a_stop_word_in_a_doubted_short_phrase_gets_a_second_opinion() -> None:
