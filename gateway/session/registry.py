@@ -167,8 +167,6 @@ class SessionRegistry:
         live); a failing ``setup`` closes the call (``rejected``) and re-raises.
         """
         try:
-            if call_id is not None and call_id in self._calls:
-                raise CallExists("call_exists", f"call {call_id} is already live on this gateway")
             return await self._open(make_transport, session, setup, call_id)
         except GatewayError as exc:
             self._observer.call_rejected(exc.code)
@@ -187,6 +185,8 @@ class SessionRegistry:
                     setup: Callable[[T], Awaitable[None]] | None, call_id: str | None = None) -> RealtimeSession:
         engines = self.check_admission()
         settings = self._settings(engines, session)
+        if call_id in self._calls:
+            raise CallExists("call_exists", f"call {call_id} is already live on this gateway")
         call_id = call_id or events.new_call_id()
         transport = make_transport(call_id)
         try:

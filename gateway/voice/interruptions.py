@@ -272,12 +272,12 @@ class InterruptionJudge:
             logger.warning("call %s: interruption check failed (%s); treating it as real", self._call_id, exc)
             text, verdict = "", "real"
         else:
-            text, logprob = transcript.text.strip(), transcript.avg_logprob
-            verdict = classify(text, end_ms - pending.onset_ms, logprob)
+            text, logprob, speech_ms = transcript.text.strip(), transcript.avg_logprob, end_ms - pending.onset_ms
+            verdict = classify(text, speech_ms, logprob)
             logger.debug("call %s: sound over the reply of %d ms heard as %r (log-probability %s): %s", self._call_id,
-                         end_ms - pending.onset_ms, text, logprob and round(logprob, 2), verdict)
-            if verdict == "unsure" or doubted_stop(text, end_ms - pending.onset_ms, logprob):
-                text, verdict = await self._second_opinion(audio, text, end_ms - pending.onset_ms, verdict)
+                         speech_ms, text, logprob and round(logprob, 2), verdict)
+            if verdict == "unsure" or doubted_stop(text, speech_ms, logprob):
+                text, verdict = await self._second_opinion(audio, text, speech_ms, verdict)
             last = self._last_unsure
             if verdict == "unsure" and last is not None and last[0] == pending.response_id and \
                     pending.onset_ms - last[1] <= REPEAT_MS:
